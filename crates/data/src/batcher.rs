@@ -1,0 +1,178 @@
+use std::{
+    sync::{mpsc, Arc},
+    thread::JoinHandle,
+};
+
+use burn::{
+    data::dataloader::batcher::Batcher,
+    tensor::{Device, Int, Tensor, TensorData},
+};
+
+use crate::{
+    augment::{write_chw, Transform},
+    Augment, ImageSet, Normalization, SplitMix64,
+};
+
+/// One image of a batch: its index in the set and the seed of its augmentation draw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchItem {
+    pub index: usize,
+    pub seed: u64,
+}
+
+/// A batch assembled on the host, ready to be copied to any device.
+#[derive(Debug, Clone)]
+pub struct HostBatch {
+    /// `[n, 3, size, size]` normalised values, row-major.
+    pub images: Vec<f32>,
+    pub labels: Vec<i64>,
+    /// Indices into the [`ImageSet`], for reporting per-image results.
+    pub indices: Vec<usize>,
+    pub image_size: usize,
+}
+
+/// A batch on a device: images `[n, 3, H, W]` and class indices `[n]`.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    pub images: Tensor<4>,
+    pub targets: Tensor<1, Int>,
+    pub indices: Vec<usize>,
+}
+
+impl HostBatch {
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    pub fn to_device(self, device: &Device) -> Batch {
+        let n = self.len();
+        let s = self.image_size;
+        let images = Tensor::from_data(TensorData::new(self.images, [n, 3, s, s]), device);
+        let targets = Tensor::from_data(TensorData::new(self.labels, [n]), device);
+        Batch { images, targets, indices: self.indices }
+    }
+}
+
+/// Turns [`BatchItem`]s into normalised (and, for training, augmented) batches.
+#[derive(Debug, Clone)]
+pub struct ImageBatcher {
+    set: Arc<ImageSet>,
+    lut: Box<[[f32; 256]; 3]>,
+    augment: Option<Augment>,
+}
+
+impl ImageBatcher {
+    pub fn new(set: Arc<ImageSet>, norm: &Normalization, augment: Option<Augment>) -> Self {
+        Self { set, lut: Box::new(norm.lookup_table()), augment }
+    }
+
+    pub fn set(&self) -> &ImageSet {
+        &self.set
+    }
+
+    pub fn assemble(&self, items: &[BatchItem]) -> HostBatch {
+        let size = self.set.image_size;
+        let per_image = 3 * size * size;
+        let mut images = vec![0.0f32; items.len() * per_image];
+        for (item, out) in items.iter().zip(images.chunks_exact_mut(per_image)) {
+            let t = self.augment.map_or(Transform::default(), |a| a.draw(item.seed));
+            write_chw(out, self.set.image(item.index), size, &self.lut, t);
+        }
+        HostBatch {
+            images,
+            labels: items.iter().map(|i| self.set.labels[i.index] as i64).collect(),
+            indices: items.iter().map(|i| i.index).collect(),
+            image_size: size,
+        }
+    }
+}
+
+impl Batcher<BatchItem, Batch> for ImageBatcher {
+    fn batch(&self, items: Vec<BatchItem>, device: &Device) -> Batch {
+        self.assemble(&items).to_device(device)
+    }
+}
+
+/// The batches of one epoch over `n` images.
+///
+/// With `shuffle = Some((seed, epoch))` the order is a seeded permutation for that epoch and
+/// every item gets its own augmentation seed; the same arguments always give the same plan.
+/// `drop_last` drops a final partial batch (training, where a batch of one upsets BatchNorm).
+pub fn epoch_plan(
+    n: usize,
+    batch_size: usize,
+    shuffle: Option<(u64, u64)>,
+    drop_last: bool,
+) -> Vec<Vec<BatchItem>> {
+    let batch_size = batch_size.max(1);
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut seeds = SplitMix64::new(0);
+    if let Some((seed, epoch)) = shuffle {
+        SplitMix64::derive(seed, epoch).shuffle(&mut order);
+        seeds = SplitMix64::derive(seed ^ 0xA5A5_A5A5, epoch);
+    }
+    let mut plan: Vec<Vec<BatchItem>> = order
+        .chunks(batch_size)
+        .map(|chunk| {
+            chunk
+                .iter()
+                .map(|&index| BatchItem {
+                    index,
+                    seed: if shuffle.is_some() { seeds.next_u64() } else { 0 },
+                })
+                .collect()
+        })
+        .collect();
+    if drop_last && plan.len() > 1 && plan.last().is_some_and(|b| b.len() < batch_size) {
+        plan.pop();
+    }
+    plan
+}
+
+/// Assembles batches on a background thread, `depth` ahead of the consumer, so the model never
+/// waits for data while the next batch is being prepared.
+pub struct Prefetcher {
+    rx: Option<mpsc::Receiver<HostBatch>>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Prefetcher {
+    pub fn new(
+        batcher: Arc<ImageBatcher>,
+        plan: Vec<Vec<BatchItem>>,
+        depth: usize,
+    ) -> std::io::Result<Self> {
+        let (tx, rx) = mpsc::sync_channel(depth.max(1));
+        let handle = std::thread::Builder::new()
+            .name("catdog-batches".into())
+            .spawn(move || {
+                for items in plan {
+                    if tx.send(batcher.assemble(&items)).is_err() {
+                        break; // consumer gone
+                    }
+                }
+            })?;
+        Ok(Self { rx: Some(rx), handle: Some(handle) })
+    }
+}
+
+impl Iterator for Prefetcher {
+    type Item = HostBatch;
+
+    fn next(&mut self) -> Option<HostBatch> {
+        self.rx.as_ref()?.recv().ok()
+    }
+}
+
+impl Drop for Prefetcher {
+    fn drop(&mut self) {
+        self.rx.take();
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}

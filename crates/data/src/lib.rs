@@ -1,0 +1,31 @@
+//! From a folder of real photos to training batches.
+//!
+//! [`discover`] finds labelled images (Kaggle `cat.0.jpg` or ImageFolder `Cat/0.jpg` layouts),
+//! [`load`] decodes and resizes them once into a compact u8 [`ImageSet`] (cached on disk),
+//! [`split`] and [`Normalization`] prepare training, and [`ImageBatcher`] with [`Prefetcher`]
+//! turn index lists into normalised, augmented `[N, 3, H, W]` batches ahead of the model.
+
+mod augment;
+mod batcher;
+mod cache;
+mod decode;
+mod discover;
+mod error;
+mod imageset;
+mod load;
+mod normalize;
+mod rng;
+mod split;
+pub mod synth;
+
+pub use augment::Augment;
+pub use batcher::{epoch_plan, Batch, BatchItem, HostBatch, ImageBatcher, Prefetcher};
+pub use cache::{default_cache_dir, write_atomic, CacheStatus};
+pub use decode::{decode_image, decode_image_bytes, DecodeError, MAX_IMAGE_SIDE};
+pub use discover::{discover, discover_files, Discovered, Layout, Sample, IMAGE_EXTENSIONS};
+pub use error::DataError;
+pub use imageset::ImageSet;
+pub use load::{load, LoadOptions, Loaded, Skipped};
+pub use normalize::Normalization;
+pub use rng::SplitMix64;
+pub use split::stratified_split;

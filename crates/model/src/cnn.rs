@@ -1,0 +1,130 @@
+use burn::{
+    module::Module,
+    nn::{
+        conv::{Conv2d, Conv2dConfig},
+        pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig},
+        BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d,
+    },
+    tensor::{activation::relu, Device, Tensor},
+};
+use serde::{Deserialize, Serialize};
+
+/// Convolutional classifier: blocks of `Conv3x3 -> BatchNorm -> ReLU -> MaxPool2`, global
+/// average pooling, an optional hidden `Linear -> ReLU`, dropout, then the logits `Linear`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CnnConfig {
+    pub num_classes: usize,
+    pub image_size: usize,
+    /// Output channels of each block; every block halves the resolution.
+    pub channels: Vec<usize>,
+    /// Convolutions per block before its pooling (each Conv -> BatchNorm -> ReLU).
+    pub convs_per_block: usize,
+    /// Width of an optional hidden layer between pooling and the logits.
+    pub hidden: Option<usize>,
+    pub dropout: f64,
+}
+
+impl Default for CnnConfig {
+    fn default() -> Self {
+        Self {
+            num_classes: 2,
+            image_size: 64,
+            channels: vec![32, 64, 128, 256],
+            convs_per_block: 1,
+            hidden: None,
+            dropout: 0.2,
+        }
+    }
+}
+
+impl CnnConfig {
+    /// Side of the feature map after the last block (0 means the config is unusable).
+    pub fn output_size(&self) -> usize {
+        self.channels.iter().fold(self.image_size, |s, _| s / 2)
+    }
+
+    pub fn init(&self, device: &Device) -> Cnn {
+        let mut blocks = Vec::with_capacity(self.channels.len());
+        let mut c_in = 3;
+        for &c_out in &self.channels {
+            let mut convs = Vec::new();
+            let mut norms = Vec::new();
+            for i in 0..self.convs_per_block.max(1) {
+                let from = if i == 0 { c_in } else { c_out };
+                convs.push(
+                    Conv2dConfig::new([from, c_out], [3, 3])
+                        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                        // BatchNorm's beta makes a conv bias redundant.
+                        .with_bias(false)
+                        .init(device),
+                );
+                norms.push(BatchNormConfig::new(c_out).init(device));
+            }
+            blocks.push(ConvBlock {
+                convs,
+                norms,
+                pool: MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
+            });
+            c_in = c_out;
+        }
+        let (hidden, last_width) = match self.hidden {
+            Some(h) => (Some(LinearConfig::new(c_in, h).init(device)), h),
+            None => (None, c_in),
+        };
+        Cnn {
+            blocks,
+            global_pool: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
+            hidden,
+            dropout: DropoutConfig::new(self.dropout).init(),
+            output: LinearConfig::new(last_width, self.num_classes).init(device),
+        }
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct ConvBlock {
+    pub convs: Vec<Conv2d>,
+    pub norms: Vec<BatchNorm>,
+    pub pool: MaxPool2d,
+}
+
+impl ConvBlock {
+    pub fn forward(&self, mut x: Tensor<4>) -> Tensor<4> {
+        for (conv, norm) in self.convs.iter().zip(&self.norms) {
+            x = relu(norm.forward(conv.forward(x)));
+        }
+        self.pool.forward(x)
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Cnn {
+    pub blocks: Vec<ConvBlock>,
+    pub global_pool: AdaptiveAvgPool2d,
+    pub hidden: Option<Linear>,
+    pub dropout: Dropout,
+    /// The last layer: its output is the logits, untouched.
+    pub output: Linear,
+}
+
+impl Cnn {
+    /// `[batch, 3, H, W]` -> `[batch, num_classes]` logits.
+    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        let x = self.features(images);
+        self.output.forward(x)
+    }
+
+    /// Everything before the last layer: the `h` in `logits = W h + b`.
+    pub fn features(&self, images: Tensor<4>) -> Tensor<2> {
+        let mut x = images;
+        for block in &self.blocks {
+            x = block.forward(x);
+        }
+        let mut x: Tensor<2> = self.global_pool.forward(x).flatten(1, 3);
+        if let Some(hidden) = &self.hidden {
+            x = relu(hidden.forward(x));
+        }
+        self.dropout.forward(x)
+    }
+}

@@ -1,0 +1,17 @@
+//! Image classifiers that end in a plain `Linear` layer and return raw **logits**.
+//!
+//! Nothing follows the last layer: no ReLU, sigmoid or softmax. Turning logits into
+//! probabilities is the reader's job ([`probabilities`]), and the loss works on the logits
+//! directly (see `catdog-train`'s loss module).
+
+mod classifier;
+mod cnn;
+mod config;
+mod mlp;
+mod probs;
+
+pub use classifier::Classifier;
+pub use cnn::{Cnn, CnnConfig, ConvBlock};
+pub use config::{ConfigError, ModelConfig};
+pub use mlp::{Mlp, MlpConfig};
+pub use probs::{probabilities, softmax_row};

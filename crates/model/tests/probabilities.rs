@@ -1,0 +1,22 @@
+use burn::tensor::{Device, Tensor, TensorData};
+use catdog_model::{probabilities, softmax_row};
+
+/// The two photos of the README's motivating example.
+#[test]
+fn motivating_example_numbers() {
+    let device = Device::flex();
+    let logits = Tensor::<2>::from_data(TensorData::new(vec![16.917f32, 0.772, 1.004, 0.709], [2, 2]), &device);
+    let p: Vec<f32> = probabilities(logits).into_data().iter::<f32>().collect();
+    let four = |v: f32| format!("{v:.4}");
+    assert_eq!([four(p[0]), four(p[1])], ["0.9999", "0.0001"]);
+    assert_eq!([four(p[2]), four(p[3])], ["0.5732", "0.4268"]);
+    assert_eq!(four(softmax_row(&[1.004, 0.709])[0]), "0.5732");
+}
+
+#[test]
+fn rows_sum_to_one_even_for_huge_logits() {
+    let p = softmax_row(&[1000.0, 0.0, -1000.0]);
+    assert!(p.iter().all(|v| v.is_finite()));
+    assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+    assert_eq!(p[0], 1.0);
+}

@@ -1,0 +1,106 @@
+use std::{fmt, str::FromStr};
+
+use burn::tensor::{Device, DeviceKind};
+use serde::{Deserialize, Serialize};
+
+/// The compute backend, chosen at run time. One code path serves all three.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// burn-flex: multi-threaded, SIMD CPU backend (the default).
+    #[default]
+    Flex,
+    /// burn-ndarray: the older CPU backend, kept selectable.
+    Ndarray,
+    /// burn-wgpu: GPUs through Vulkan, Metal or DX12.
+    Wgpu,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("unknown backend `{0}`: use flex, ndarray or wgpu")]
+    Unknown(String),
+    #[error("no GPU adapter found (Vulkan/Metal/DX12); use --backend flex ({0})")]
+    NoAdapter(String),
+}
+
+impl FromStr for Backend {
+    type Err = BackendError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "flex" => Ok(Backend::Flex),
+            "ndarray" => Ok(Backend::Ndarray),
+            "wgpu" | "gpu" => Ok(Backend::Wgpu),
+            _ => Err(BackendError::Unknown(s.to_string())),
+        }
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Backend::Flex => "flex",
+            Backend::Ndarray => "ndarray",
+            Backend::Wgpu => "wgpu",
+        })
+    }
+}
+
+/// An initialised device and a human-readable name for logs.
+#[derive(Debug, Clone)]
+pub struct OpenDevice {
+    pub device: Device,
+    pub name: String,
+    /// True for a software GPU adapter (e.g. Mesa's llvmpipe): far slower than `flex`.
+    pub software: bool,
+}
+
+impl Backend {
+    /// Opens the device; for wgpu, `index` picks among several adapters (default: the best one).
+    pub fn open(self, index: Option<usize>) -> Result<OpenDevice, BackendError> {
+        match self {
+            Backend::Flex => Ok(OpenDevice {
+                device: Device::flex(),
+                name: format!("flex (CPU, {} threads)", rayon_threads()),
+                software: false,
+            }),
+            #[allow(deprecated)]
+            Backend::Ndarray => Ok(OpenDevice {
+                device: Device::ndarray(),
+                name: "ndarray (CPU)".into(),
+                software: false,
+            }),
+            Backend::Wgpu => open_wgpu(index),
+        }
+    }
+}
+
+fn rayon_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn open_wgpu(index: Option<usize>) -> Result<OpenDevice, BackendError> {
+    let kind = match index {
+        Some(i) => DeviceKind::DiscreteGpu(i),
+        None => DeviceKind::DefaultDevice,
+    };
+    // Adapter discovery can panic deep inside the driver stack on broken setups; contain it.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let opened = std::panic::catch_unwind(|| {
+        let device = Device::wgpu_options().device_kind(kind).init().map_err(|e| e.to_string())?;
+        let name = device.identity().map(|i| i.name.to_string()).unwrap_or_else(|| "wgpu".into());
+        Ok::<_, String>((device, name))
+    });
+    std::panic::set_hook(hook);
+    let (device, name) = match opened {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => return Err(BackendError::NoAdapter(e)),
+        Err(_) => return Err(BackendError::NoAdapter("adapter initialisation failed".into())),
+    };
+    let lower = name.to_ascii_lowercase();
+    let software = ["llvmpipe", "swiftshader", "lavapipe", "software", "cpu"]
+        .iter()
+        .any(|s| lower.contains(s));
+    Ok(OpenDevice { device, name: format!("wgpu: {name}"), software })
+}

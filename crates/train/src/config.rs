@@ -1,0 +1,145 @@
+use std::path::PathBuf;
+
+use catdog_data::{Augment, Normalization};
+use catdog_model::{CnnConfig, ModelConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::{Backend, OptimConfig};
+
+/// Everything `catdog train` does, with defaults that train a good cats-vs-dogs CNN on a CPU.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Labelled images (Kaggle or ImageFolder layout).
+    pub data: PathBuf,
+    /// Optional held-out folder, evaluated once at the end with the best model.
+    pub test: Option<PathBuf>,
+    /// Architecture; `num_classes` is taken from the data and `image_size` from below.
+    pub model: ModelConfig,
+    /// Images are resized to `image_size x image_size`.
+    pub image_size: usize,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub optim: OptimConfig,
+    /// 0 for plain cross-entropy.
+    pub label_smoothing: f32,
+    /// Stop after this many epochs without a better validation loss.
+    pub patience: Option<usize>,
+    /// Share of each class held out for validation.
+    pub validation_fraction: f64,
+    /// Seeds initialisation, the split, shuffling, augmentation and dropout.
+    pub seed: u64,
+    /// Training-only augmentation; `None` turns it off.
+    pub augment: Option<Augment>,
+    pub backend: Backend,
+    /// wgpu adapter index when there are several.
+    pub device_index: Option<usize>,
+    /// Where decoded pixels are cached (default: the user's cache folder).
+    pub cache_dir: Option<PathBuf>,
+    pub no_cache: bool,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            data: PathBuf::from("data/dogs-vs-cats/train"),
+            test: None,
+            model: ModelConfig::Cnn(CnnConfig::default()),
+            image_size: 64,
+            epochs: 8,
+            batch_size: 64,
+            optim: OptimConfig::default(),
+            label_smoothing: 0.1,
+            patience: None,
+            validation_fraction: 0.1,
+            seed: 42,
+            augment: Some(Augment::default()),
+            backend: Backend::Flex,
+            device_index: None,
+            cache_dir: None,
+            no_cache: false,
+        }
+    }
+}
+
+/// A setting that cannot work, named with its value and the fix.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("invalid {field} = {value}: {fix}")]
+pub struct InvalidSetting {
+    pub field: &'static str,
+    pub value: String,
+    pub fix: &'static str,
+}
+
+impl TrainConfig {
+    /// Refuses impossible values before any work is done.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        let bad = |field, value: String, fix| Err(InvalidSetting { field, value, fix });
+        if self.epochs == 0 {
+            return bad("epochs", "0".into(), "use at least 1 epoch");
+        }
+        if self.batch_size == 0 {
+            return bad("batch-size", "0".into(), "use a batch size of at least 2 (e.g. 64)");
+        }
+        if !(self.optim.lr.is_finite() && self.optim.lr > 0.0) {
+            return bad("lr", self.optim.lr.to_string(), "the learning rate must be positive (e.g. 0.002)");
+        }
+        if !(self.optim.weight_decay.is_finite() && self.optim.weight_decay >= 0.0) {
+            return bad("weight-decay", self.optim.weight_decay.to_string(), "use a value >= 0");
+        }
+        if !(0.0..1.0).contains(&self.optim.momentum) {
+            return bad("momentum", self.optim.momentum.to_string(), "use a value in [0, 1)");
+        }
+        if !(self.optim.warmup_epochs.is_finite() && self.optim.warmup_epochs >= 0.0) {
+            return bad("warmup-epochs", self.optim.warmup_epochs.to_string(), "use a value >= 0");
+        }
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            return bad("label-smoothing", self.label_smoothing.to_string(), "use a value in [0, 1)");
+        }
+        if !(self.validation_fraction > 0.0 && self.validation_fraction < 0.9) {
+            return bad(
+                "validation-fraction",
+                self.validation_fraction.to_string(),
+                "use a share between 0 and 0.9 (e.g. 0.1)",
+            );
+        }
+        if !(8..=1024).contains(&self.image_size) {
+            return bad("image-size", self.image_size.to_string(), "use a size between 8 and 1024 pixels");
+        }
+        if self.patience == Some(0) {
+            return bad("patience", "0".into(), "use at least 1, or leave it out");
+        }
+        let model = self.model_for(2);
+        model.validate().or_else(|e| bad("model", e.to_string(), "change the architecture settings"))
+    }
+
+    /// The model configuration for a data set with `num_classes` classes.
+    pub fn model_for(&self, num_classes: usize) -> ModelConfig {
+        let mut model = self.model.clone();
+        match &mut model {
+            ModelConfig::Mlp(c) => {
+                c.num_classes = num_classes;
+                c.image_size = self.image_size;
+            }
+            ModelConfig::Cnn(c) => {
+                c.num_classes = num_classes;
+                c.image_size = self.image_size;
+            }
+        }
+        model
+    }
+}
+
+/// `config.json` of a run or export: all that is needed to rebuild the model and preprocess an
+/// image exactly as in training.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunConfig {
+    pub catdog_version: String,
+    pub model: ModelConfig,
+    pub classes: Vec<String>,
+    pub image_size: usize,
+    pub normalization: Normalization,
+    /// The training settings (absent in hand-made configs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train: Option<TrainConfig>,
+}

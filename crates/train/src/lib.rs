@@ -1,0 +1,22 @@
+//! Training, evaluation and export for catdog models.
+//!
+//! A run folder holds `config.json` (model, classes, preprocessing, training settings),
+//! `model.bpk` (the best epoch's weights), `best.bpk`, `metrics.csv`, `summary.json` and
+//! `checkpoints/` (model and optimiser after the last epoch, committed by `latest.json`).
+
+mod backend;
+mod config;
+pub mod evaluate;
+pub mod loss;
+pub mod metrics;
+pub mod model_io;
+mod optim;
+mod progress;
+mod trainer;
+
+pub use backend::{Backend, BackendError, OpenDevice};
+pub use config::{InvalidSetting, RunConfig, TrainConfig};
+pub use loss::Loss;
+pub use optim::{OptimConfig, OptimizerKind, Schedule};
+pub use progress::{Progress, ProgressMode};
+pub use trainer::{load_for_model, load_folder, report_skipped, train, Summary, TrainError, TrainRequest};

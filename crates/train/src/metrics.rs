@@ -1,0 +1,234 @@
+use std::path::PathBuf;
+
+use catdog_model::softmax_row;
+use serde::{Deserialize, Serialize};
+
+use crate::loss::cross_entropy_row;
+
+/// One row of `metrics.csv`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochMetrics {
+    pub epoch: usize,
+    pub lr: f64,
+    pub train_loss: f64,
+    pub train_acc: f64,
+    pub val_loss: f64,
+    pub val_acc: f64,
+    pub seconds: f64,
+    pub images_per_sec: f64,
+    /// Share of the training step time spent waiting for the next batch.
+    pub data_wait: f64,
+}
+
+/// `metrics.csv`: the learning curves. Deterministic for a seed on a CPU backend, so two runs
+/// (or a killed-and-resumed run) can be compared byte for byte.
+pub fn metrics_csv(history: &[EpochMetrics]) -> String {
+    let mut s = String::from("epoch,lr,train_loss,train_acc,val_loss,val_acc\n");
+    for m in history {
+        s.push_str(&format!(
+            "{},{:.6e},{:.6},{:.6},{:.6},{:.6}\n",
+            m.epoch, m.lr, m.train_loss, m.train_acc, m.val_loss, m.val_acc
+        ));
+    }
+    s
+}
+
+/// `timing.csv`: wall time, throughput and data-wait share per epoch (these vary run to run).
+pub fn timing_csv(history: &[EpochMetrics]) -> String {
+    let mut s = String::from("epoch,seconds,images_per_sec,data_wait\n");
+    for m in history {
+        s.push_str(&format!(
+            "{},{:.2},{:.1},{:.4}\n",
+            m.epoch, m.seconds, m.images_per_sec, m.data_wait
+        ));
+    }
+    s
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassMetrics {
+    pub class: String,
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
+    pub support: usize,
+}
+
+/// One image's prediction, for the "least sure" and "confidently wrong" lists.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageVerdict {
+    pub path: PathBuf,
+    pub label: String,
+    pub predicted: String,
+    /// Softmax probability of each class, in class order.
+    pub probabilities: Vec<f32>,
+}
+
+/// Held-out metrics of a model on a labelled set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    pub images: usize,
+    pub accuracy: f64,
+    /// Mean cross-entropy (no label smoothing).
+    pub loss: f64,
+    pub classes: Vec<String>,
+    /// `confusion[true][predicted]`.
+    pub confusion: Vec<Vec<usize>>,
+    pub per_class: Vec<ClassMetrics>,
+    /// Images whose top probability is lowest (nearest a coin toss).
+    pub least_sure: Vec<ImageVerdict>,
+    /// Wrong predictions with the highest confidence.
+    pub confidently_wrong: Vec<ImageVerdict>,
+}
+
+impl Evaluation {
+    /// From a row-major `[n, classes]` logits matrix and the true labels.
+    pub fn from_logits(
+        logits: &[f32],
+        labels: &[usize],
+        paths: &[PathBuf],
+        classes: &[String],
+        examples: usize,
+    ) -> Self {
+        let k = classes.len();
+        let n = labels.len();
+        let mut confusion = vec![vec![0usize; k]; k];
+        let mut loss = 0.0;
+        let mut verdicts = Vec::with_capacity(n);
+        for (i, row) in logits.chunks_exact(k).enumerate().take(n) {
+            let probs = softmax_row(row);
+            let pred = argmax(&probs);
+            confusion[labels[i]][pred] += 1;
+            loss += cross_entropy_row(row, labels[i]);
+            verdicts.push((i, pred, probs));
+        }
+        let correct: usize = (0..k).map(|c| confusion[c][c]).sum();
+        let per_class = (0..k)
+            .map(|c| {
+                let tp = confusion[c][c] as f64;
+                let predicted: usize = (0..k).map(|r| confusion[r][c]).sum();
+                let support: usize = confusion[c].iter().sum();
+                let precision = if predicted > 0 { tp / predicted as f64 } else { 0.0 };
+                let recall = if support > 0 { tp / support as f64 } else { 0.0 };
+                let f1 = if precision + recall > 0.0 {
+                    2.0 * precision * recall / (precision + recall)
+                } else {
+                    0.0
+                };
+                ClassMetrics { class: classes[c].clone(), precision, recall, f1, support }
+            })
+            .collect();
+        let verdict = |&(i, pred, ref probs): &(usize, usize, Vec<f32>)| ImageVerdict {
+            path: paths.get(i).cloned().unwrap_or_default(),
+            label: classes[labels[i]].clone(),
+            predicted: classes[pred].clone(),
+            probabilities: probs.clone(),
+        };
+        let top = |v: &(usize, usize, Vec<f32>)| v.2[v.1];
+        let mut by_doubt: Vec<&(usize, usize, Vec<f32>)> = verdicts.iter().collect();
+        by_doubt.sort_by(|a, b| top(a).total_cmp(&top(b)).then(a.0.cmp(&b.0)));
+        let mut wrong: Vec<&(usize, usize, Vec<f32>)> =
+            verdicts.iter().filter(|v| v.1 != labels[v.0]).collect();
+        wrong.sort_by(|a, b| top(b).total_cmp(&top(a)).then(a.0.cmp(&b.0)));
+        Evaluation {
+            images: n,
+            accuracy: if n > 0 { correct as f64 / n as f64 } else { 0.0 },
+            loss: if n > 0 { loss / n as f64 } else { 0.0 },
+            classes: classes.to_vec(),
+            confusion,
+            per_class,
+            least_sure: by_doubt.into_iter().take(examples).map(verdict).collect(),
+            confidently_wrong: wrong.into_iter().take(examples).map(verdict).collect(),
+        }
+    }
+
+    /// A human-readable report.
+    pub fn render(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "accuracy {:.2}% on {} images, mean cross-entropy {:.4}",
+            100.0 * self.accuracy,
+            self.images,
+            self.loss
+        );
+        let w = self.classes.iter().map(|c| c.len()).max().unwrap_or(4).max(9);
+        let _ = write!(s, "\nconfusion (rows: true, columns: predicted)\n{:>w$}", "");
+        for c in &self.classes {
+            let _ = write!(s, " {c:>w$}");
+        }
+        s.push('\n');
+        for (c, row) in self.classes.iter().zip(&self.confusion) {
+            let _ = write!(s, "{c:>w$}");
+            for v in row {
+                let _ = write!(s, " {v:>w$}");
+            }
+            s.push('\n');
+        }
+        let _ = writeln!(s, "\n{:>w$} precision    recall        f1   support", "class");
+        for m in &self.per_class {
+            let _ = writeln!(
+                s,
+                "{:>w$} {:>9.4} {:>9.4} {:>9.4} {:>9}",
+                m.class, m.precision, m.recall, m.f1, m.support
+            );
+        }
+        let list = |s: &mut String, title: &str, items: &[ImageVerdict]| {
+            if items.is_empty() {
+                return;
+            }
+            let _ = writeln!(s, "\n{title}");
+            for v in items {
+                let probs: Vec<String> = self
+                    .classes
+                    .iter()
+                    .zip(&v.probabilities)
+                    .map(|(c, p)| format!("{c} {:.1}%", 100.0 * p))
+                    .collect();
+                let _ = writeln!(
+                    s,
+                    "  {}  (true {}, predicted {}: {})",
+                    v.path.display(),
+                    v.label,
+                    v.predicted,
+                    probs.join(", ")
+                );
+            }
+        };
+        list(&mut s, "least sure (nearest 50/50):", &self.least_sure);
+        list(&mut s, "most confidently wrong:", &self.confidently_wrong);
+        s
+    }
+}
+
+pub(crate) fn argmax(v: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, x) in v.iter().enumerate() {
+        if *x > v[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn confusion_and_f1() {
+        let classes = vec!["cat".to_string(), "dog".to_string()];
+        // rows: (cat logit, dog logit)
+        let logits = [3.0, 0.0, 0.0, 2.0, 1.0, 0.9, 0.0, 5.0];
+        let labels = [0, 1, 1, 0];
+        let paths: Vec<PathBuf> = (0..4).map(|i| PathBuf::from(format!("{i}.jpg"))).collect();
+        let e = Evaluation::from_logits(&logits, &labels, &paths, &classes, 2);
+        assert_eq!(e.confusion, vec![vec![1, 1], vec![1, 1]]);
+        assert_eq!(e.accuracy, 0.5);
+        assert_eq!(e.per_class[0].precision, 0.5);
+        assert_eq!(e.least_sure[0].path, PathBuf::from("2.jpg"));
+        assert_eq!(e.confidently_wrong[0].path, PathBuf::from("3.jpg"));
+        assert_eq!(e.confidently_wrong.len(), 2);
+    }
+}

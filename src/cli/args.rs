@@ -1,0 +1,161 @@
+use std::path::PathBuf;
+
+use catdog_train::{Backend, OptimizerKind, Schedule};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "catdog", version, about = "Train image classifiers on real photos: train, eval, predict, export.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train a model on a folder of labelled images and evaluate it on held-out data.
+    Train(Box<TrainArgs>),
+    /// Evaluate a trained model on a labelled folder: accuracy, loss, confusion, per-class scores.
+    Eval(EvalArgs),
+    /// Predict the class of images, with logits and probabilities.
+    Predict(PredictArgs),
+    /// Write a self-contained model bundle (weights + config.json).
+    Export(ExportArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Arch {
+    Mlp,
+    Cnn,
+}
+
+fn parse_backend(s: &str) -> Result<Backend, String> {
+    s.parse().map_err(|e: catdog_train::BackendError| e.to_string())
+}
+
+#[derive(Debug, Args)]
+pub struct BackendArgs {
+    /// Compute backend: flex (CPU, default), ndarray (CPU) or wgpu (GPU).
+    #[arg(long, value_parser = parse_backend)]
+    pub backend: Option<Backend>,
+    /// GPU adapter index for --backend wgpu, when there are several.
+    #[arg(long = "device")]
+    pub device_index: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// TOML file with training settings; flags given here override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Folder of labelled images (Kaggle `cat.0.jpg` or one sub-folder per class).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Held-out folder evaluated at the end (default: data/dogs-vs-cats/test when training on
+    /// the default data and it exists).
+    #[arg(long)]
+    pub test: Option<PathBuf>,
+    /// Run folder (default: runs/<timestamp>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue the run in this folder from its last checkpoint.
+    #[arg(long, conflicts_with = "out")]
+    pub resume: Option<PathBuf>,
+    /// Architecture.
+    #[arg(long, value_enum)]
+    pub arch: Option<Arch>,
+    /// Input images are resized to SIZE x SIZE.
+    #[arg(long)]
+    pub image_size: Option<usize>,
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// adam, adamw (default) or sgd.
+    #[arg(long)]
+    pub optimizer: Option<OptimizerKind>,
+    /// Peak learning rate.
+    #[arg(long, allow_negative_numbers = true)]
+    pub lr: Option<f64>,
+    #[arg(long, allow_negative_numbers = true)]
+    pub weight_decay: Option<f64>,
+    /// SGD momentum (Nesterov).
+    #[arg(long)]
+    pub momentum: Option<f64>,
+    /// constant or cosine (default).
+    #[arg(long)]
+    pub schedule: Option<Schedule>,
+    /// Linear warm-up length in epochs.
+    #[arg(long)]
+    pub warmup_epochs: Option<f64>,
+    #[arg(long)]
+    pub label_smoothing: Option<f32>,
+    /// Stop after this many epochs without a better validation loss.
+    #[arg(long)]
+    pub patience: Option<usize>,
+    /// Share of each class held out for validation.
+    #[arg(long)]
+    pub validation_fraction: Option<f64>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Turn off training augmentation (flips and crops).
+    #[arg(long)]
+    pub no_augment: bool,
+    #[command(flatten)]
+    pub backend: BackendArgs,
+    /// Where decoded images are cached (default: ~/.cache/catdog).
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// Decode every image instead of using the cache.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Print only warnings and the final result.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// A run folder or exported bundle.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Labelled images to evaluate on.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Print the evaluation as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Average the logits of each image and its mirror image.
+    #[arg(long)]
+    pub tta: bool,
+    #[command(flatten)]
+    pub backend: BackendArgs,
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    /// A run folder or exported bundle.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Image files or folders.
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
+    /// Print predictions as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub backend: BackendArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The run folder to export.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Bundle folder to write.
+    #[arg(long)]
+    pub out: PathBuf,
+}

@@ -1,0 +1,101 @@
+use std::{path::PathBuf, process::ExitCode, sync::Arc};
+
+use catdog_data::{decode_image, discover_files, ImageSet};
+use catdog_model::softmax_row;
+use catdog_train::{evaluate::infer_logits, model_io::load_model};
+use serde::Serialize;
+
+use super::{args::PredictArgs, usage, Failure};
+
+#[derive(Serialize)]
+struct Prediction {
+    path: PathBuf,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    logits: Vec<f32>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    probabilities: Vec<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    predicted: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    confidence: Option<f32>,
+}
+
+pub fn run(a: PredictArgs) -> Result<ExitCode, Failure> {
+    let opened = a.backend.backend.unwrap_or_default().open(a.backend.device_index)?;
+    let trained = load_model(&a.model, &opened.device).map_err(usage)?;
+    let classes = &trained.config.classes;
+    let size = trained.config.image_size;
+    let files = discover_files(&a.images)?;
+
+    // Each file on its own: one bad file is reported and the others are still predicted.
+    let mut set = ImageSet { image_size: size, classes: classes.clone(), ..Default::default() };
+    let mut predictions = Vec::new();
+    let mut ok_rows = Vec::new();
+    for sample in &files.samples {
+        let result = if sample.path.is_dir() {
+            Err("is a folder with no images".to_string())
+        } else {
+            decode_image(&sample.path, size as u32).map_err(|e| e.to_string())
+        };
+        if let Ok(pixels) = &result {
+            set.pixels.extend_from_slice(pixels);
+            set.labels.push(0);
+            set.paths.push(sample.path.clone());
+            ok_rows.push(predictions.len());
+        }
+        predictions.push(Prediction {
+            path: sample.path.clone(),
+            error: result.err(),
+            logits: vec![],
+            probabilities: vec![],
+            predicted: None,
+            confidence: None,
+        });
+    }
+    if !set.is_empty() {
+        let logits = infer_logits(
+            &trained.model,
+            Arc::new(set),
+            &trained.config.normalization,
+            &opened.device,
+            64,
+            false,
+        )?;
+        for (row, &p) in logits.chunks_exact(classes.len()).zip(&ok_rows) {
+            let probs = softmax_row(row);
+            let best = (0..probs.len()).fold(0, |b, i| if probs[i] > probs[b] { i } else { b });
+            let pred = &mut predictions[p];
+            pred.logits = row.to_vec();
+            pred.predicted = Some(classes[best].clone());
+            pred.confidence = Some(probs[best]);
+            pred.probabilities = probs;
+        }
+    }
+    let failed = predictions.iter().filter(|p| p.error.is_some()).count();
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&predictions)?);
+    } else {
+        for p in &predictions {
+            match (&p.error, &p.predicted) {
+                (Some(e), _) => eprintln!("{}  error: {e}", p.path.display()),
+                (None, Some(class)) => {
+                    let logits: Vec<String> =
+                        classes.iter().zip(&p.logits).map(|(c, l)| format!("{c} {l:.2}")).collect();
+                    println!(
+                        "{}  logits {}  ->  {class} {:.1}%",
+                        p.path.display(),
+                        logits.join(" "),
+                        100.0 * p.confidence.unwrap_or(0.0)
+                    );
+                }
+                (None, None) => {}
+            }
+        }
+    }
+    if predictions.is_empty() {
+        return Err(usage(anyhow::anyhow!("no images found in the given paths")));
+    }
+    Ok(if failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
