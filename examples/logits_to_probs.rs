@@ -3,7 +3,7 @@
 //! `cargo run --release --example logits_to_probs`
 
 use burn::tensor::{Device, Tensor, TensorData};
-use catdog::model::probabilities;
+use catdog::model::{format_probability, probabilities};
 
 fn main() {
     let device = Device::flex();
@@ -13,10 +13,17 @@ fn main() {
     let probs: Vec<f32> = probabilities(logits).into_data().iter::<f32>().collect();
     for (i, (name, l)) in photos.iter().enumerate() {
         let (cat, dog) = (probs[2 * i], probs[2 * i + 1]);
-        let verdict = if (cat - 0.5).abs() < 0.1 { "  <- nearly a guess" } else { "" };
+        let verdict = if (cat - 0.5).abs() < 0.1 {
+            "  <- nearly a guess"
+        } else {
+            ""
+        };
         println!(
-            "{name}: logits (cat {:.3}, dog {:.3})  ->  P(cat)={cat:.4}, P(dog)={dog:.4}{verdict}",
-            l[0], l[1]
+            "{name}: logits (cat {:.3}, dog {:.3})  ->  P(cat)={}, P(dog)={}{verdict}",
+            l[0],
+            l[1],
+            format_probability(cat),
+            format_probability(dog)
         );
     }
 }

@@ -4,7 +4,11 @@ use catdog_train::{Backend, OptimizerKind, Schedule};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(name = "catdog", version, about = "Train image classifiers on real photos: train, eval, predict, export.")]
+#[command(
+    name = "catdog",
+    version,
+    about = "Train image classifiers on real photos: train, eval, predict, export."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -29,7 +33,8 @@ pub enum Arch {
 }
 
 fn parse_backend(s: &str) -> Result<Backend, String> {
-    s.parse().map_err(|e: catdog_train::BackendError| e.to_string())
+    s.parse()
+        .map_err(|e: catdog_train::BackendError| e.to_string())
 }
 
 #[derive(Debug, Args)]

@@ -1,20 +1,35 @@
 use std::{process::ExitCode, sync::Arc};
 
 use anyhow::Context;
-use catdog_train::{
-    evaluate::evaluate, load_for_model, model_io::load_model, ProgressMode,
-};
+use catdog_train::{evaluate::evaluate, load_for_model, model_io::load_model, ProgressMode};
 
 use super::{args::EvalArgs, usage, Failure};
 
 pub fn run(a: EvalArgs) -> Result<ExitCode, Failure> {
-    let opened = a.backend.backend.unwrap_or_default().open(a.backend.device_index)?;
+    let opened = a
+        .backend
+        .backend
+        .unwrap_or_default()
+        .open(a.backend.device_index)?;
     let trained = load_model(&a.model, &opened.device).map_err(usage)?;
     if !a.data.is_dir() {
-        return Err(usage(anyhow::anyhow!("--data {} is not a folder of images", a.data.display())));
+        return Err(usage(anyhow::anyhow!(
+            "--data {} is not a folder of images",
+            a.data.display()
+        )));
     }
-    let progress = if a.json { ProgressMode::Quiet } else { ProgressMode::auto() };
-    let (set, skipped) = load_for_model(&a.data, &trained.config, a.cache_dir.clone(), a.no_cache, progress)?;
+    let progress = if a.json {
+        ProgressMode::Quiet
+    } else {
+        ProgressMode::auto()
+    };
+    let (set, skipped) = load_for_model(
+        &a.data,
+        &trained.config,
+        a.cache_dir.clone(),
+        a.no_cache,
+        progress,
+    )?;
     if set.classes != trained.config.classes {
         return Err(usage(anyhow::anyhow!(
             "{} has classes [{}] but the model was trained on [{}]",
@@ -23,14 +38,26 @@ pub fn run(a: EvalArgs) -> Result<ExitCode, Failure> {
             trained.config.classes.join(", ")
         )));
     }
-    let e = evaluate(&trained.model, Arc::new(set), &trained.config.normalization, &opened.device, 128, a.tta)
-        .context("evaluation failed")?;
+    let e = evaluate(
+        &trained.model,
+        Arc::new(set),
+        &trained.config.normalization,
+        &opened.device,
+        128,
+        a.tta,
+    )
+    .context("evaluation failed")?;
     if a.json {
         let mut value = serde_json::to_value(&e)?;
         value["skipped"] = serde_json::to_value(&skipped)?;
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
-        println!("model {} on {} ({})", a.model.display(), a.data.display(), opened.name);
+        println!(
+            "model {} on {} ({})",
+            a.model.display(),
+            a.data.display(),
+            opened.name
+        );
         print!("{}", e.render());
     }
     Ok(ExitCode::SUCCESS)

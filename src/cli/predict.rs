@@ -1,7 +1,7 @@
 use std::{path::PathBuf, process::ExitCode, sync::Arc};
 
 use catdog_data::{decode_image, discover_files, ImageSet};
-use catdog_model::softmax_row;
+use catdog_model::{format_percent, softmax_row};
 use catdog_train::{evaluate::infer_logits, model_io::load_model};
 use serde::Serialize;
 
@@ -23,14 +23,22 @@ struct Prediction {
 }
 
 pub fn run(a: PredictArgs) -> Result<ExitCode, Failure> {
-    let opened = a.backend.backend.unwrap_or_default().open(a.backend.device_index)?;
+    let opened = a
+        .backend
+        .backend
+        .unwrap_or_default()
+        .open(a.backend.device_index)?;
     let trained = load_model(&a.model, &opened.device).map_err(usage)?;
     let classes = &trained.config.classes;
     let size = trained.config.image_size;
     let files = discover_files(&a.images)?;
 
     // Each file on its own: one bad file is reported and the others are still predicted.
-    let mut set = ImageSet { image_size: size, classes: classes.clone(), ..Default::default() };
+    let mut set = ImageSet {
+        image_size: size,
+        classes: classes.clone(),
+        ..Default::default()
+    };
     let mut predictions = Vec::new();
     let mut ok_rows = Vec::new();
     for sample in &files.samples {
@@ -81,13 +89,16 @@ pub fn run(a: PredictArgs) -> Result<ExitCode, Failure> {
             match (&p.error, &p.predicted) {
                 (Some(e), _) => eprintln!("{}  error: {e}", p.path.display()),
                 (None, Some(class)) => {
-                    let logits: Vec<String> =
-                        classes.iter().zip(&p.logits).map(|(c, l)| format!("{c} {l:.2}")).collect();
+                    let logits: Vec<String> = classes
+                        .iter()
+                        .zip(&p.logits)
+                        .map(|(c, l)| format!("{c} {l:.2}"))
+                        .collect();
                     println!(
-                        "{}  logits {}  ->  {class} {:.1}%",
+                        "{}  logits {}  ->  {class} {}",
                         p.path.display(),
                         logits.join(" "),
-                        100.0 * p.confidence.unwrap_or(0.0)
+                        format_percent(p.confidence.unwrap_or(0.0))
                     );
                 }
                 (None, None) => {}
@@ -97,5 +108,9 @@ pub fn run(a: PredictArgs) -> Result<ExitCode, Failure> {
     if predictions.is_empty() {
         return Err(usage(anyhow::anyhow!("no images found in the given paths")));
     }
-    Ok(if failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

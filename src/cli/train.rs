@@ -19,8 +19,17 @@ const DEFAULT_TEST: &str = "data/dogs-vs-cats/test";
 
 pub fn run(a: TrainArgs) -> Result<ExitCode, Failure> {
     let (config, out, resume) = settings(&a)?;
-    let progress = if a.quiet { ProgressMode::Quiet } else { ProgressMode::auto() };
-    let summary = train(TrainRequest { config, out, resume, progress })?;
+    let progress = if a.quiet {
+        ProgressMode::Quiet
+    } else {
+        ProgressMode::auto()
+    };
+    let summary = train(TrainRequest {
+        config,
+        out,
+        resume,
+        progress,
+    })?;
     println!(
         "\nrun folder: {}\nvalidation accuracy: {:.2}% ({} images)",
         summary.run_dir.display(),
@@ -28,14 +37,21 @@ pub fn run(a: TrainArgs) -> Result<ExitCode, Failure> {
         summary.validation.images
     );
     if let Some(t) = &summary.test {
-        println!("held-out test accuracy: {:.2}% ({} images)", 100.0 * t.accuracy, t.images);
+        println!(
+            "held-out test accuracy: {:.2}% ({} images)",
+            100.0 * t.accuracy,
+            t.images
+        );
     }
     println!(
         "{} epochs in {:.1} s, {:.1} training images/s; weights: {}",
         summary.epochs_run,
         summary.wall_seconds,
         summary.train_images_per_sec,
-        summary.run_dir.join(catdog_train::model_io::WEIGHTS_FILE).display()
+        summary
+            .run_dir
+            .join(catdog_train::model_io::WEIGHTS_FILE)
+            .display()
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -113,11 +129,18 @@ fn settings(a: &TrainArgs) -> Result<(TrainConfig, PathBuf, bool), Failure> {
         // Only a raised epoch count is taken from the command line on resume.
         return Ok((c, dir.clone(), true));
     }
-    check_folder("--data", &c.data, default_data && c.data == Path::new(DEFAULT_DATA))?;
+    check_folder(
+        "--data",
+        &c.data,
+        default_data && c.data == Path::new(DEFAULT_DATA),
+    )?;
     if let Some(t) = &c.test {
         check_folder("--test", t, false)?;
     }
-    let out = a.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(timestamp()));
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(timestamp()));
     if out.join(catdog_train::model_io::CONFIG_FILE).exists() {
         return Err(usage(anyhow::anyhow!(
             "{} already holds a run: continue it with --resume {}, or choose another --out",
@@ -139,12 +162,17 @@ fn check_folder(flag: &str, path: &Path, is_default: bool) -> Result<(), Failure
     } else {
         "check the path"
     };
-    Err(usage(anyhow::anyhow!("{flag} {} is not a folder: {hint}", path.display())))
+    Err(usage(anyhow::anyhow!(
+        "{flag} {} is not a folder: {hint}",
+        path.display()
+    )))
 }
 
 /// `YYYYmmdd-HHMMSS` in UTC, for default run folder names.
 fn timestamp() -> String {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let (days, rem) = (secs / 86_400, secs % 86_400);
     // Civil-from-days (Howard Hinnant's algorithm).
     let z = days as i64 + 719_468;
@@ -156,5 +184,10 @@ fn timestamp() -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}{m:02}{d:02}-{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }

@@ -15,7 +15,10 @@ pub struct Augment {
 
 impl Default for Augment {
     fn default() -> Self {
-        Self { flip: true, crop_padding: 4 }
+        Self {
+            flip: true,
+            crop_padding: 4,
+        }
     }
 }
 
@@ -32,14 +35,26 @@ impl Augment {
         let mut rng = SplitMix64::new(seed);
         let pad = self.crop_padding as isize;
         let flip = self.flip && rng.next_u64() & 1 == 1;
-        let mut shift = || if pad > 0 { rng.below(2 * pad as usize + 1) as isize - pad } else { 0 };
+        let mut shift = || {
+            if pad > 0 {
+                rng.below(2 * pad as usize + 1) as isize - pad
+            } else {
+                0
+            }
+        };
         let (dx, dy) = (shift(), shift());
         Transform { flip, dx, dy }
     }
 }
 
 /// Writes one HWC u8 image into `out` as normalised CHW f32, applying `t`.
-pub(crate) fn write_chw(out: &mut [f32], src: &[u8], size: usize, lut: &[[f32; 256]; 3], t: Transform) {
+pub(crate) fn write_chw(
+    out: &mut [f32],
+    src: &[u8],
+    size: usize,
+    lut: &[[f32; 256]; 3],
+    t: Transform,
+) {
     let plane = size * size;
     let s = size as isize;
     for y in 0..size {

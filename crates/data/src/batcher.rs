@@ -53,7 +53,11 @@ impl HostBatch {
         let s = self.image_size;
         let images = Tensor::from_data(TensorData::new(self.images, [n, 3, s, s]), device);
         let targets = Tensor::from_data(TensorData::new(self.labels, [n]), device);
-        Batch { images, targets, indices: self.indices }
+        Batch {
+            images,
+            targets,
+            indices: self.indices,
+        }
     }
 }
 
@@ -67,7 +71,11 @@ pub struct ImageBatcher {
 
 impl ImageBatcher {
     pub fn new(set: Arc<ImageSet>, norm: &Normalization, augment: Option<Augment>) -> Self {
-        Self { set, lut: Box::new(norm.lookup_table()), augment }
+        Self {
+            set,
+            lut: Box::new(norm.lookup_table()),
+            augment,
+        }
     }
 
     pub fn set(&self) -> &ImageSet {
@@ -79,12 +87,17 @@ impl ImageBatcher {
         let per_image = 3 * size * size;
         let mut images = vec![0.0f32; items.len() * per_image];
         for (item, out) in items.iter().zip(images.chunks_exact_mut(per_image)) {
-            let t = self.augment.map_or(Transform::default(), |a| a.draw(item.seed));
+            let t = self
+                .augment
+                .map_or(Transform::default(), |a| a.draw(item.seed));
             write_chw(out, self.set.image(item.index), size, &self.lut, t);
         }
         HostBatch {
             images,
-            labels: items.iter().map(|i| self.set.labels[i.index] as i64).collect(),
+            labels: items
+                .iter()
+                .map(|i| self.set.labels[i.index] as i64)
+                .collect(),
             indices: items.iter().map(|i| i.index).collect(),
             image_size: size,
         }
@@ -122,7 +135,11 @@ pub fn epoch_plan(
                 .iter()
                 .map(|&index| BatchItem {
                     index,
-                    seed: if shuffle.is_some() { seeds.next_u64() } else { 0 },
+                    seed: if shuffle.is_some() {
+                        seeds.next_u64()
+                    } else {
+                        0
+                    },
                 })
                 .collect()
         })
@@ -156,7 +173,10 @@ impl Prefetcher {
                     }
                 }
             })?;
-        Ok(Self { rx: Some(rx), handle: Some(handle) })
+        Ok(Self {
+            rx: Some(rx),
+            handle: Some(handle),
+        })
     }
 }
 

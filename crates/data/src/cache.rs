@@ -68,7 +68,10 @@ pub(crate) fn cache_key(samples: &[Sample], image_size: usize) -> u64 {
         match std::fs::metadata(&s.path) {
             Ok(m) => {
                 h.write(&m.len().to_le_bytes());
-                let mtime = m.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok());
+                let mtime = m
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(UNIX_EPOCH).ok());
                 let nanos = mtime.map_or(0, |d| d.as_nanos());
                 h.write(&nanos.to_le_bytes());
             }
@@ -85,10 +88,13 @@ pub(crate) fn cache_path(dir: &Path, key: u64) -> PathBuf {
 /// Decoded results of a whole file list: `Ok(pixels)` or the reason it was skipped.
 pub(crate) type Decoded = Vec<Result<Vec<u8>, String>>;
 
-pub(crate) fn write(path: &Path, key: u64, image_size: usize, decoded: &Decoded) -> std::io::Result<()> {
-    let mut buf = Vec::with_capacity(
-        decoded.len() * (image_size * image_size * 3 + 1) + 64,
-    );
+pub(crate) fn write(
+    path: &Path,
+    key: u64,
+    image_size: usize,
+    decoded: &Decoded,
+) -> std::io::Result<()> {
+    let mut buf = Vec::with_capacity(decoded.len() * (image_size * image_size * 3 + 1) + 64);
     buf.extend_from_slice(MAGIC);
     buf.extend_from_slice(&key.to_le_bytes());
     buf.extend_from_slice(&(decoded.len() as u64).to_le_bytes());
@@ -115,7 +121,10 @@ pub(crate) fn write(path: &Path, key: u64, image_size: usize, decoded: &Decoded)
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     {
         let mut f = std::fs::File::create(&tmp)?;
@@ -128,7 +137,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// Reads a cache file back; `Err` says why it cannot be trusted.
-pub(crate) fn read(path: &Path, key: u64, count: usize, image_size: usize) -> Result<Decoded, String> {
+pub(crate) fn read(
+    path: &Path,
+    key: u64,
+    count: usize,
+    image_size: usize,
+) -> Result<Decoded, String> {
     let buf = std::fs::read(path).map_err(|e| e.to_string())?;
     if buf.len() < MAGIC.len() + 4 {
         return Err("truncated".into());
@@ -172,15 +186,23 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len()).ok_or("truncated")?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.buf.len())
+            .ok_or("truncated")?;
         let s = &self.buf[self.pos..end];
         self.pos = end;
         Ok(s)
     }
     fn u64(&mut self) -> Result<u64, String> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into().map_err(|_| "truncated")?))
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().map_err(|_| "truncated")?,
+        ))
     }
     fn u32(&mut self) -> Result<u32, String> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().map_err(|_| "truncated")?))
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().map_err(|_| "truncated")?,
+        ))
     }
 }

@@ -75,11 +75,16 @@ fn kaggle_class(path: &Path) -> Option<String> {
     if parts.next().is_some() || class.is_empty() || id.is_empty() {
         return None;
     }
-    id.bytes().all(|b| b.is_ascii_digit()).then(|| class.to_string())
+    id.bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| class.to_string())
 }
 
 fn read_dir_sorted(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>), DataError> {
-    let io = |source| DataError::Io { path: dir.to_path_buf(), source };
+    let io = |source| DataError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
     let mut files = Vec::new();
     let mut dirs = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io)? {
@@ -131,7 +136,10 @@ pub fn discover(root: &Path) -> Result<Discovered, DataError> {
         _ => {
             let mut labelled = Vec::new();
             for d in &dirs {
-                let class = d.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let class = d
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
                 let mut images = Vec::new();
                 collect_images(d, &mut images)?;
                 labelled.extend(images.into_iter().map(|p| (p, class.clone())));
@@ -142,8 +150,12 @@ pub fn discover(root: &Path) -> Result<Discovered, DataError> {
     if labelled.is_empty() {
         return Err(DataError::NoImages(dir));
     }
-    let classes: Vec<String> =
-        labelled.iter().map(|(_, c)| c.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+    let classes: Vec<String> = labelled
+        .iter()
+        .map(|(_, c)| c.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
     if classes.len() < 2 {
         return Err(DataError::TooFewClasses {
             path: dir,
@@ -158,7 +170,12 @@ pub fn discover(root: &Path) -> Result<Discovered, DataError> {
             Sample { path, label }
         })
         .collect();
-    Ok(Discovered { root: dir, layout, classes, samples })
+    Ok(Discovered {
+        root: dir,
+        layout,
+        classes,
+        samples,
+    })
 }
 
 /// Unlabelled images for prediction: each argument is an image file or a folder searched
@@ -171,7 +188,10 @@ pub fn discover_files(paths: &[PathBuf]) -> Result<Discovered, DataError> {
             collect_images(p, &mut images)?;
             samples.extend(images.into_iter().map(|path| Sample { path, label: None }));
         } else {
-            samples.push(Sample { path: p.clone(), label: None });
+            samples.push(Sample {
+                path: p.clone(),
+                label: None,
+            });
         }
     }
     Ok(Discovered {
@@ -188,8 +208,14 @@ mod tests {
 
     #[test]
     fn kaggle_names() {
-        assert_eq!(kaggle_class(Path::new("cat.12.jpg")).as_deref(), Some("cat"));
-        assert_eq!(kaggle_class(Path::new("x/dog.0.JPEG")).as_deref(), Some("dog"));
+        assert_eq!(
+            kaggle_class(Path::new("cat.12.jpg")).as_deref(),
+            Some("cat")
+        );
+        assert_eq!(
+            kaggle_class(Path::new("x/dog.0.JPEG")).as_deref(),
+            Some("dog")
+        );
         assert_eq!(kaggle_class(Path::new("cat.jpg")), None);
         assert_eq!(kaggle_class(Path::new("cat.a1.jpg")), None);
         assert_eq!(kaggle_class(Path::new("my.cat.1.jpg")), None);

@@ -8,16 +8,27 @@ pub enum DataError {
     #[error("{0} is a file, not a folder of images")]
     NotADirectory(PathBuf),
     #[error("cannot read {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("no images (.jpg, .jpeg, .png) found in {0}")]
     NoImages(PathBuf),
     #[error(
         "{path} has {found} class(es) ({classes}); training needs at least 2: use `<class>.<id>.jpg` \
          names or one sub-folder per class"
     )]
-    TooFewClasses { path: PathBuf, found: usize, classes: String },
+    TooFewClasses {
+        path: PathBuf,
+        found: usize,
+        classes: String,
+    },
     #[error("none of the {total} images in {path} could be decoded (first problem: {first})")]
-    NothingDecoded { path: PathBuf, total: usize, first: String },
+    NothingDecoded {
+        path: PathBuf,
+        total: usize,
+        first: String,
+    },
     #[error("{0}")]
     Invalid(String),
 }

@@ -2,7 +2,7 @@ use std::path::PathBuf;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{
     cache::{self, CacheStatus},
@@ -24,12 +24,17 @@ pub struct LoadOptions {
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        Self { image_size: 64, cache_dir: cache::default_cache_dir(), threads: None, progress: false }
+        Self {
+            image_size: 64,
+            cache_dir: cache::default_cache_dir(),
+            threads: None,
+            progress: false,
+        }
     }
 }
 
 /// An image that could not be used, and why.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Skipped {
     pub path: PathBuf,
     pub reason: String,
@@ -142,14 +147,20 @@ fn assemble(
                 set.labels.push(sample.label.unwrap_or(0));
                 set.paths.push(sample.path.clone());
             }
-            Err(reason) => skipped.push(Skipped { path: sample.path.clone(), reason }),
+            Err(reason) => skipped.push(Skipped {
+                path: sample.path.clone(),
+                reason,
+            }),
         }
     }
     if set.is_empty() {
         return Err(DataError::NothingDecoded {
             path: found.root.clone(),
             total: found.samples.len(),
-            first: skipped.first().map(|s| format!("{}: {}", s.path.display(), s.reason)).unwrap_or_default(),
+            first: skipped
+                .first()
+                .map(|s| format!("{}: {}", s.path.display(), s.reason))
+                .unwrap_or_default(),
         });
     }
     if found.layout != crate::Layout::Unlabelled {
@@ -162,5 +173,9 @@ fn assemble(
             });
         }
     }
-    Ok(Loaded { set, skipped, cache })
+    Ok(Loaded {
+        set,
+        skipped,
+        cache,
+    })
 }

@@ -14,7 +14,10 @@ pub struct Normalization {
 
 impl Default for Normalization {
     fn default() -> Self {
-        Self { mean: [0.5; 3], std: [0.25; 3] }
+        Self {
+            mean: [0.5; 3],
+            std: [0.25; 3],
+        }
     }
 }
 

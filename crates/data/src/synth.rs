@@ -17,7 +17,10 @@ pub fn synth_image(class: usize, size: u32, seed: u64) -> RgbImage {
         _ => [110.0, 160.0, 100.0],
     };
     let side = (size / 3).max(2);
-    let (ox, oy) = (rng.below((size - side) as usize) as u32, rng.below((size - side) as usize) as u32);
+    let (ox, oy) = (
+        rng.below((size - side) as usize) as u32,
+        rng.below((size - side) as usize) as u32,
+    );
     let mut img = RgbImage::new(size, size);
     for (x, y, px) in img.enumerate_pixels_mut() {
         let inside = if class % 2 == 0 {
@@ -30,7 +33,15 @@ pub fn synth_image(class: usize, size: u32, seed: u64) -> RgbImage {
         let mut c = [0u8; 3];
         for k in 0..3 {
             let noise = rng.unit() * 60.0 - 30.0;
-            let base = if inside { if class % 2 == 0 { 235.0 } else { 25.0 } } else { tint[k] };
+            let base = if inside {
+                if class % 2 == 0 {
+                    235.0
+                } else {
+                    25.0
+                }
+            } else {
+                tint[k]
+            };
             c[k] = (base + noise).clamp(0.0, 255.0) as u8;
         }
         *px = Rgb(c);
@@ -52,7 +63,11 @@ pub fn write_synth_set(
     let mut paths = Vec::new();
     for (k, name) in classes.iter().enumerate() {
         for i in 0..per_class {
-            let (ext, format) = if i % 2 == 0 { ("jpg", ImageFormat::Jpeg) } else { ("png", ImageFormat::Png) };
+            let (ext, format) = if i % 2 == 0 {
+                ("jpg", ImageFormat::Jpeg)
+            } else {
+                ("png", ImageFormat::Png)
+            };
             let path = match layout {
                 Layout::ImageFolder => {
                     std::fs::create_dir_all(dir.join(name))?;
@@ -61,7 +76,8 @@ pub fn write_synth_set(
                 _ => dir.join(format!("{name}.{i}.{ext}")),
             };
             let img = synth_image(k, size, seed ^ ((k as u64) << 32 | i as u64));
-            img.save_with_format(&path, format).map_err(std::io::Error::other)?;
+            img.save_with_format(&path, format)
+                .map_err(std::io::Error::other)?;
             paths.push(path);
         }
     }

@@ -7,7 +7,12 @@ use catdog_data::{
 use image::{DynamicImage, ImageBuffer, ImageFormat, Luma, Rgba};
 
 fn opts(size: usize, cache: Option<&Path>) -> LoadOptions {
-    LoadOptions { image_size: size, cache_dir: cache.map(Path::to_path_buf), threads: Some(2), progress: false }
+    LoadOptions {
+        image_size: size,
+        cache_dir: cache.map(Path::to_path_buf),
+        threads: Some(2),
+        progress: false,
+    }
 }
 
 /// A PNG whose header claims `w x h` pixels, with valid chunk CRCs and no pixel data.
@@ -45,7 +50,10 @@ fn kaggle_layout_with_mixed_case_extensions() {
     assert_eq!(found.samples, again.samples, "file order is deterministic");
     for s in &found.samples {
         let name = s.path.file_name().unwrap().to_string_lossy().to_string();
-        assert_eq!(found.classes[s.label.unwrap()], name.split('.').next().unwrap());
+        assert_eq!(
+            found.classes[s.label.unwrap()],
+            name.split('.').next().unwrap()
+        );
     }
 }
 
@@ -74,20 +82,33 @@ fn unusable_folders_are_clear_errors() {
     let empty = dir.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
     let e = discover(&empty).unwrap_err();
-    assert!(matches!(e, DataError::NoImages(_)) && e.to_string().contains("empty"), "{e}");
+    assert!(
+        matches!(e, DataError::NoImages(_)) && e.to_string().contains("empty"),
+        "{e}"
+    );
     let one = dir.path().join("one");
     write_synth_set(&one, &["cat"], 2, 16, Layout::Kaggle, 3).unwrap();
     let e = discover(&one).unwrap_err();
-    assert!(matches!(e, DataError::TooFewClasses { found: 1, .. }), "{e}");
-    assert!(e.to_string().contains("one"), "the error names the folder: {e}");
+    assert!(
+        matches!(e, DataError::TooFewClasses { found: 1, .. }),
+        "{e}"
+    );
+    assert!(
+        e.to_string().contains("one"),
+        "the error names the folder: {e}"
+    );
 }
 
 #[test]
 fn colour_types_and_depths_become_rgb8() {
     let dir = tempfile::tempdir().unwrap();
     let gray = DynamicImage::ImageLuma8(ImageBuffer::from_fn(40, 30, |x, _| Luma([(x * 6) as u8])));
-    let rgba = DynamicImage::ImageRgba8(ImageBuffer::from_fn(30, 40, |_, y| Rgba([200, (y * 5) as u8, 10, 128])));
-    let deep = DynamicImage::ImageRgb16(ImageBuffer::from_fn(32, 32, |x, y| image::Rgb([x as u16 * 2000, y as u16 * 2000, 65535])));
+    let rgba = DynamicImage::ImageRgba8(ImageBuffer::from_fn(30, 40, |_, y| {
+        Rgba([200, (y * 5) as u8, 10, 128])
+    }));
+    let deep = DynamicImage::ImageRgb16(ImageBuffer::from_fn(32, 32, |x, y| {
+        image::Rgb([x as u16 * 2000, y as u16 * 2000, 65535])
+    }));
     for (name, img) in [("gray.png", gray), ("rgba.png", rgba), ("deep.png", deep)] {
         let p = dir.path().join(name);
         img.save_with_format(&p, ImageFormat::Png).unwrap();
@@ -111,7 +132,10 @@ fn resize_keeps_aspect_by_centre_cropping() {
     let p = dir.path().join("wide.png");
     img.save(&p).unwrap();
     let px = decode_image(&p, 10).unwrap();
-    assert!(px.chunks(3).all(|p| p[1] > 200 && p[0] < 60 && p[2] < 60), "centre crop is green");
+    assert!(
+        px.chunks(3).all(|p| p[1] > 200 && p[0] < 60 && p[2] < 60),
+        "centre crop is green"
+    );
 }
 
 #[test]
@@ -121,9 +145,15 @@ fn broken_files_are_skipped_with_reasons() {
     std::fs::write(dir.path().join("cat.100.jpg"), b"").unwrap();
     let jpeg = std::fs::read(&paths[0]).unwrap();
     std::fs::write(dir.path().join("cat.101.jpg"), &jpeg[..jpeg.len() / 2]).unwrap();
-    let noise: Vec<u8> = (0..5000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let noise: Vec<u8> = (0..5000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
     std::fs::write(dir.path().join("dog.102.jpg"), noise).unwrap();
-    std::fs::write(dir.path().join("dog.103.png"), png_header_only(100_000, 100_000)).unwrap();
+    std::fs::write(
+        dir.path().join("dog.103.png"),
+        png_header_only(100_000, 100_000),
+    )
+    .unwrap();
     // A PNG with a .jpg name is fine: formats are read from the bytes.
     std::fs::copy(&paths[1], dir.path().join("cat.104.jpg")).unwrap();
 
@@ -132,13 +162,26 @@ fn broken_files_are_skipped_with_reasons() {
     let loaded = load(&found, &opts(16, None)).unwrap();
     assert_eq!(loaded.set.len(), 9);
     let reason = |name: &str| {
-        loaded.skipped.iter().find(|s| s.path.ends_with(name)).map(|s| s.reason.clone()).unwrap_or_default()
+        loaded
+            .skipped
+            .iter()
+            .find(|s| s.path.ends_with(name))
+            .map(|s| s.reason.clone())
+            .unwrap_or_default()
     };
     assert_eq!(loaded.skipped.len(), 4, "{:?}", loaded.skipped);
     assert!(reason("cat.100.jpg").contains("empty"));
-    assert!(reason("cat.101.jpg").contains("truncated"), "{}", reason("cat.101.jpg"));
+    assert!(
+        reason("cat.101.jpg").contains("truncated"),
+        "{}",
+        reason("cat.101.jpg")
+    );
     assert!(reason("dog.102.jpg").contains("not a JPEG or PNG"));
-    assert!(reason("dog.103.png").contains("too large"), "{}", reason("dog.103.png"));
+    assert!(
+        reason("dog.103.png").contains("too large"),
+        "{}",
+        reason("dog.103.png")
+    );
 }
 
 #[test]
@@ -148,7 +191,10 @@ fn nothing_decodable_is_an_error_naming_the_folder() {
     std::fs::write(dir.path().join("dog.1.jpg"), b"junk").unwrap();
     let found = discover(dir.path()).unwrap();
     let e = load(&found, &opts(16, None)).unwrap_err();
-    assert!(matches!(e, DataError::NothingDecoded { total: 2, .. }), "{e}");
+    assert!(
+        matches!(e, DataError::NothingDecoded { total: 2, .. }),
+        "{e}"
+    );
 }
 
 #[test]
@@ -182,17 +228,26 @@ fn cache_hit_invalidation_and_corruption_recovery() {
     assert_eq!(first.set.pixels, second.set.pixels);
     assert_eq!(first.set.labels, second.set.labels);
     // Another size is another entry.
-    assert_eq!(load(&found, &opts(12, Some(&cache))).unwrap().cache, CacheStatus::Miss);
+    assert_eq!(
+        load(&found, &opts(12, Some(&cache))).unwrap().cache,
+        CacheStatus::Miss
+    );
 
     // Changing a file invalidates the entry.
     std::thread::sleep(std::time::Duration::from_millis(20));
-    image::RgbImage::from_pixel(24, 24, image::Rgb([0, 0, 0])).save(&paths[0]).unwrap();
+    image::RgbImage::from_pixel(24, 24, image::Rgb([0, 0, 0]))
+        .save(&paths[0])
+        .unwrap();
     let changed = load(&found, &opts(16, Some(&cache))).unwrap();
     assert_eq!(changed.cache, CacheStatus::Miss);
     assert_ne!(changed.set.pixels, first.set.pixels);
 
     // A corrupted cache file is detected and rebuilt.
-    let entries: Vec<_> = std::fs::read_dir(&cache).unwrap().flatten().map(|e| e.path()).collect();
+    let entries: Vec<_> = std::fs::read_dir(&cache)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     for p in &entries {
         let mut bytes = std::fs::read(p).unwrap();
         let mid = bytes.len() / 2;
@@ -200,15 +255,29 @@ fn cache_hit_invalidation_and_corruption_recovery() {
         std::fs::write(p, &bytes).unwrap();
     }
     let rebuilt = load(&found, &opts(16, Some(&cache))).unwrap();
-    assert!(matches!(rebuilt.cache, CacheStatus::Rebuilt(_)), "{:?}", rebuilt.cache);
+    assert!(
+        matches!(rebuilt.cache, CacheStatus::Rebuilt(_)),
+        "{:?}",
+        rebuilt.cache
+    );
     assert_eq!(rebuilt.set.pixels, changed.set.pixels);
     // Truncated, too.
-    for p in std::fs::read_dir(&cache).unwrap().flatten().map(|e| e.path()) {
+    for p in std::fs::read_dir(&cache)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+    {
         let bytes = std::fs::read(&p).unwrap();
         std::fs::write(&p, &bytes[..bytes.len() - 100]).unwrap();
     }
-    assert!(matches!(load(&found, &opts(16, Some(&cache))).unwrap().cache, CacheStatus::Rebuilt(_)));
-    assert_eq!(load(&found, &opts(16, Some(&cache))).unwrap().cache, CacheStatus::Hit);
+    assert!(matches!(
+        load(&found, &opts(16, Some(&cache))).unwrap().cache,
+        CacheStatus::Rebuilt(_)
+    ));
+    assert_eq!(
+        load(&found, &opts(16, Some(&cache))).unwrap().cache,
+        CacheStatus::Hit
+    );
 }
 
 #[test]
@@ -225,10 +294,15 @@ fn batches_are_normalised_and_augmentation_is_deterministic() {
     // Normalised with the set's own statistics: mean ~0 and std ~1 per channel.
     let plane = 16 * 16;
     for c in 0..3 {
-        let vals: Vec<f32> = (0..16).flat_map(|i| b.images[(i * 3 + c) * plane..(i * 3 + c + 1) * plane].to_vec()).collect();
+        let vals: Vec<f32> = (0..16)
+            .flat_map(|i| b.images[(i * 3 + c) * plane..(i * 3 + c + 1) * plane].to_vec())
+            .collect();
         let mean = vals.iter().sum::<f32>() / vals.len() as f32;
         let var = vals.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / vals.len() as f32;
-        assert!(mean.abs() < 1e-3 && (var.sqrt() - 1.0).abs() < 1e-2, "channel {c}: {mean} {var}");
+        assert!(
+            mean.abs() < 1e-3 && (var.sqrt() - 1.0).abs() < 1e-2,
+            "channel {c}: {mean} {var}"
+        );
     }
 
     let aug = ImageBatcher::new(set.clone(), &norm, Some(Augment::default()));
@@ -238,11 +312,18 @@ fn batches_are_normalised_and_augmentation_is_deterministic() {
     assert_eq!(p1, p1b);
     assert_ne!(p1, p2, "each epoch has its own order");
     assert_eq!(aug.assemble(&p1[0]).images, aug.assemble(&p1b[0]).images);
-    assert_ne!(aug.assemble(&p1[0]).images, plain.assemble(&p1[0]).images, "augmentation changes images");
+    assert_ne!(
+        aug.assemble(&p1[0]).images,
+        plain.assemble(&p1[0]).images,
+        "augmentation changes images"
+    );
 
     // The prefetcher yields the same batches as direct assembly, in order.
     let direct: Vec<_> = p1.iter().map(|items| aug.assemble(items).images).collect();
-    let fetched: Vec<_> = Prefetcher::new(Arc::new(aug), p1, 2).unwrap().map(|b| b.images).collect();
+    let fetched: Vec<_> = Prefetcher::new(Arc::new(aug), p1, 2)
+        .unwrap()
+        .map(|b| b.images)
+        .collect();
     assert_eq!(direct, fetched);
 }
 
@@ -261,6 +342,10 @@ fn real_data_discovery_and_subset_load() {
     subset.samples = found.samples.iter().step_by(20).cloned().collect();
     let loaded = load(&subset, &opts(64, None)).unwrap();
     assert_eq!(loaded.set.len() + loaded.skipped.len(), 1000);
-    assert!(loaded.set.len() >= 990, "{:?}", &loaded.skipped[..loaded.skipped.len().min(5)]);
+    assert!(
+        loaded.set.len() >= 990,
+        "{:?}",
+        &loaded.skipped[..loaded.skipped.len().min(5)]
+    );
     assert_eq!(loaded.set.class_counts(), [500, 500]);
 }

@@ -20,7 +20,10 @@ pub enum ConfigError {
     #[error("image_size must be at least 8 pixels, got {0}")]
     ImageTooSmall(usize),
     #[error("{what} must not contain 0 (got {values:?})")]
-    ZeroWidth { what: &'static str, values: Vec<usize> },
+    ZeroWidth {
+        what: &'static str,
+        values: Vec<usize>,
+    },
     #[error("dropout must be in [0, 1), got {0}")]
     Dropout(f64),
     #[error("the CNN needs at least one block")]
@@ -69,7 +72,10 @@ impl ModelConfig {
         match self {
             ModelConfig::Mlp(c) => {
                 if c.hidden.contains(&0) {
-                    return Err(ConfigError::ZeroWidth { what: "hidden", values: c.hidden.clone() });
+                    return Err(ConfigError::ZeroWidth {
+                        what: "hidden",
+                        values: c.hidden.clone(),
+                    });
                 }
             }
             ModelConfig::Cnn(c) => {
@@ -77,10 +83,16 @@ impl ModelConfig {
                     return Err(ConfigError::NoBlocks);
                 }
                 if c.channels.contains(&0) {
-                    return Err(ConfigError::ZeroWidth { what: "channels", values: c.channels.clone() });
+                    return Err(ConfigError::ZeroWidth {
+                        what: "channels",
+                        values: c.channels.clone(),
+                    });
                 }
                 if c.hidden == Some(0) {
-                    return Err(ConfigError::ZeroWidth { what: "hidden", values: vec![0] });
+                    return Err(ConfigError::ZeroWidth {
+                        what: "hidden",
+                        values: vec![0],
+                    });
                 }
                 if c.output_size() == 0 {
                     return Err(ConfigError::TooManyBlocks {

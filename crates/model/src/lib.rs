@@ -14,4 +14,4 @@ pub use classifier::Classifier;
 pub use cnn::{Cnn, CnnConfig, ConvBlock};
 pub use config::{ConfigError, ModelConfig};
 pub use mlp::{Mlp, MlpConfig};
-pub use probs::{probabilities, softmax_row};
+pub use probs::{format_percent, format_probability, probabilities, softmax_row};

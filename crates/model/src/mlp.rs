@@ -19,7 +19,12 @@ pub struct MlpConfig {
 
 impl Default for MlpConfig {
     fn default() -> Self {
-        Self { num_classes: 2, image_size: 64, hidden: vec![512, 256], dropout: 0.0 }
+        Self {
+            num_classes: 2,
+            image_size: 64,
+            hidden: vec![512, 256],
+            dropout: 0.0,
+        }
     }
 }
 

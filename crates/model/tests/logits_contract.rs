@@ -19,7 +19,13 @@ fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
 }
 
 /// Sets the output layer to hand-picked weights and checks logits == W h + b on the host.
-fn check_affine_output(features: Tensor<2>, logits: Tensor<2>, w: &[f32], b: &[f32], classes: usize) {
+fn check_affine_output(
+    features: Tensor<2>,
+    logits: Tensor<2>,
+    w: &[f32],
+    b: &[f32],
+    classes: usize,
+) {
     let h = to_vec(features);
     let width = w.len() / classes;
     let got = to_vec(logits);
@@ -30,7 +36,9 @@ fn check_affine_output(features: Tensor<2>, logits: Tensor<2>, w: &[f32], b: &[f
         let mut row_sum = 0.0;
         for k in 0..classes {
             // burn stores Linear weights as [d_in, d_out].
-            let expect: f64 = (0..width).map(|i| h[r * width + i] as f64 * w[i * classes + k] as f64).sum::<f64>()
+            let expect: f64 = (0..width)
+                .map(|i| h[r * width + i] as f64 * w[i * classes + k] as f64)
+                .sum::<f64>()
                 + b[k] as f64;
             let value = got[r * classes + k] as f64;
             assert!(
@@ -41,10 +49,19 @@ fn check_affine_output(features: Tensor<2>, logits: Tensor<2>, w: &[f32], b: &[f
             saw_above_one |= value > 1.0;
             row_sum += value;
         }
-        assert!((row_sum - 1.0).abs() > 1e-3, "row {r} sums to 1: the output looks like probabilities");
+        assert!(
+            (row_sum - 1.0).abs() > 1e-3,
+            "row {r} sums to 1: the output looks like probabilities"
+        );
     }
-    assert!(saw_negative, "no negative logit: is a ReLU or sigmoid applied to the output?");
-    assert!(saw_above_one, "no logit above 1: is a sigmoid or softmax applied to the output?");
+    assert!(
+        saw_negative,
+        "no negative logit: is a ReLU or sigmoid applied to the output?"
+    );
+    assert!(
+        saw_above_one,
+        "no logit above 1: is a sigmoid or softmax applied to the output?"
+    );
 }
 
 fn hand_weights(width: usize, classes: usize) -> (Vec<f32>, Vec<f32>) {
@@ -56,7 +73,7 @@ fn hand_weights(width: usize, classes: usize) -> (Vec<f32>, Vec<f32>) {
             sign * (3.0 + (i % 5) as f32)
         })
         .collect();
-    let b: Vec<f32> = (0..classes).map(|k| 2.5 - 4.0 * k as f32).collect();
+    let b: Vec<f32> = (0..classes).map(|k| 2.5 - 4.5 * k as f32).collect();
     (w, b)
 }
 
@@ -64,11 +81,22 @@ fn hand_weights(width: usize, classes: usize) -> (Vec<f32>, Vec<f32>) {
 fn mlp_output_is_raw_affine() {
     let device = Device::flex();
     device.seed(1);
-    let config = MlpConfig { num_classes: 2, image_size: 8, hidden: vec![16, 8], dropout: 0.0 };
+    let config = MlpConfig {
+        num_classes: 2,
+        image_size: 8,
+        hidden: vec![16, 8],
+        dropout: 0.0,
+    };
     let mut mlp = config.init(&device);
     let (w, b) = hand_weights(8, 2);
-    mlp.output.weight = Param::from_tensor(Tensor::from_data(TensorData::new(w.clone(), [8, 2]), &device));
-    mlp.output.bias = Some(Param::from_tensor(Tensor::from_data(TensorData::new(b.clone(), [2]), &device)));
+    mlp.output.weight = Param::from_tensor(Tensor::from_data(
+        TensorData::new(w.clone(), [8, 2]),
+        &device,
+    ));
+    mlp.output.bias = Some(Param::from_tensor(Tensor::from_data(
+        TensorData::new(b.clone(), [2]),
+        &device,
+    )));
     let x = images(&device, 6, 8);
     check_affine_output(mlp.features(x.clone()), mlp.forward(x), &w, &b, 2);
 }
@@ -77,11 +105,22 @@ fn mlp_output_is_raw_affine() {
 fn cnn_output_is_raw_affine() {
     let device = Device::flex();
     device.seed(2);
-    let config = CnnConfig { num_classes: 3, image_size: 16, channels: vec![4, 8], ..Default::default() };
+    let config = CnnConfig {
+        num_classes: 3,
+        image_size: 16,
+        channels: vec![4, 8],
+        ..Default::default()
+    };
     let mut cnn = config.init(&device).valid();
     let (w, b) = hand_weights(8, 3);
-    cnn.output.weight = Param::from_tensor(Tensor::from_data(TensorData::new(w.clone(), [8, 3]), &device));
-    cnn.output.bias = Some(Param::from_tensor(Tensor::from_data(TensorData::new(b.clone(), [3]), &device)));
+    cnn.output.weight = Param::from_tensor(Tensor::from_data(
+        TensorData::new(w.clone(), [8, 3]),
+        &device,
+    ));
+    cnn.output.bias = Some(Param::from_tensor(Tensor::from_data(
+        TensorData::new(b.clone(), [3]),
+        &device,
+    )));
     let x = images(&device, 5, 16);
     check_affine_output(cnn.features(x.clone()), cnn.forward(x), &w, &b, 3);
 }
@@ -91,8 +130,16 @@ fn output_shape_follows_num_classes() {
     let device = Device::flex();
     for classes in [2, 5] {
         for config in [
-            ModelConfig::Mlp(MlpConfig { num_classes: classes, image_size: 16, ..Default::default() }),
-            ModelConfig::Cnn(CnnConfig { num_classes: classes, image_size: 16, ..Default::default() }),
+            ModelConfig::Mlp(MlpConfig {
+                num_classes: classes,
+                image_size: 16,
+                ..Default::default()
+            }),
+            ModelConfig::Cnn(CnnConfig {
+                num_classes: classes,
+                image_size: 16,
+                ..Default::default()
+            }),
         ] {
             let model = Classifier::new(&config, &device).unwrap().valid();
             assert_eq!(model.forward(images(&device, 3, 16)).dims(), [3, classes]);
@@ -104,11 +151,21 @@ fn output_shape_follows_num_classes() {
 #[test]
 fn invalid_configs_are_refused() {
     let device = Device::flex();
-    let one_class = ModelConfig::Mlp(MlpConfig { num_classes: 1, ..Default::default() });
+    let one_class = ModelConfig::Mlp(MlpConfig {
+        num_classes: 1,
+        ..Default::default()
+    });
     assert!(Classifier::new(&one_class, &device).is_err());
-    let too_deep = ModelConfig::Cnn(CnnConfig { image_size: 8, channels: vec![4; 5], ..Default::default() });
+    let too_deep = ModelConfig::Cnn(CnnConfig {
+        image_size: 8,
+        channels: vec![4; 5],
+        ..Default::default()
+    });
     assert!(Classifier::new(&too_deep, &device).is_err());
-    let zero = ModelConfig::Mlp(MlpConfig { hidden: vec![0], ..Default::default() });
+    let zero = ModelConfig::Mlp(MlpConfig {
+        hidden: vec![0],
+        ..Default::default()
+    });
     assert!(Classifier::new(&zero, &device).is_err());
 }
 
@@ -120,19 +177,33 @@ fn flex_and_ndarray_agree() {
     let ndarray = Device::ndarray();
     flex.seed(3);
     for config in [
-        ModelConfig::Mlp(MlpConfig { image_size: 16, ..Default::default() }),
-        ModelConfig::Cnn(CnnConfig { image_size: 16, channels: vec![8, 16], ..Default::default() }),
+        ModelConfig::Mlp(MlpConfig {
+            image_size: 16,
+            ..Default::default()
+        }),
+        ModelConfig::Cnn(CnnConfig {
+            image_size: 16,
+            channels: vec![8, 16],
+            ..Default::default()
+        }),
     ] {
         let on_flex = Classifier::new(&config, &flex).unwrap().valid();
         let record = on_flex.clone().into_record();
-        let on_ndarray = Classifier::new(&config, &ndarray).unwrap().load_record(record).valid();
+        let on_ndarray = Classifier::new(&config, &ndarray)
+            .unwrap()
+            .load_record(record)
+            .valid();
         let x = images(&flex, 4, 16);
         let x_data = x.clone().into_data();
         let a = to_vec(on_flex.forward(x));
         let b = to_vec(on_ndarray.forward(Tensor::from_data(x_data, &ndarray)));
         assert_eq!(a.len(), b.len());
         for (p, q) in a.iter().zip(&b) {
-            assert!((p - q).abs() <= 1e-5 * (1.0 + p.abs()), "{} flex {p} vs ndarray {q}", config.name());
+            assert!(
+                (p - q).abs() <= 1e-5 * (1.0 + p.abs()),
+                "{} flex {p} vs ndarray {q}",
+                config.name()
+            );
         }
     }
 }

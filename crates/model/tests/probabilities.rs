@@ -1,16 +1,33 @@
 use burn::tensor::{Device, Tensor, TensorData};
-use catdog_model::{probabilities, softmax_row};
+use catdog_model::{format_percent, format_probability, probabilities, softmax_row};
 
-/// The two photos of the README's motivating example.
+/// The two photos of the README's motivating example, as `examples/logits_to_probs` prints them.
 #[test]
 fn motivating_example_numbers() {
     let device = Device::flex();
-    let logits = Tensor::<2>::from_data(TensorData::new(vec![16.917f32, 0.772, 1.004, 0.709], [2, 2]), &device);
+    let logits = Tensor::<2>::from_data(
+        TensorData::new(vec![16.917f32, 0.772, 1.004, 0.709], [2, 2]),
+        &device,
+    );
     let p: Vec<f32> = probabilities(logits).into_data().iter::<f32>().collect();
-    let four = |v: f32| format!("{v:.4}");
-    assert_eq!([four(p[0]), four(p[1])], ["0.9999", "0.0001"]);
-    assert_eq!([four(p[2]), four(p[3])], ["0.5732", "0.4268"]);
-    assert_eq!(four(softmax_row(&[1.004, 0.709])[0]), "0.5732");
+    assert!(
+        p[0] > 0.9999 && p[0] < 1.0 && p[1] > 0.0 && p[1] < 1e-4,
+        "{p:?}"
+    );
+    assert_eq!(
+        [format_probability(p[0]), format_probability(p[1])],
+        ["0.9999", "0.0001"]
+    );
+    assert_eq!(
+        [format_probability(p[2]), format_probability(p[3])],
+        ["0.5732", "0.4268"]
+    );
+    assert_eq!(
+        format_probability(softmax_row(&[1.004, 0.709])[0]),
+        "0.5732"
+    );
+    assert_eq!(format_percent(p[0]), "99.9%");
+    assert_eq!(format_percent(p[2]), "57.3%");
 }
 
 #[test]

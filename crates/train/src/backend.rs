@@ -88,19 +88,33 @@ fn open_wgpu(index: Option<usize>) -> Result<OpenDevice, BackendError> {
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
     let opened = std::panic::catch_unwind(|| {
-        let device = Device::wgpu_options().device_kind(kind).init().map_err(|e| e.to_string())?;
-        let name = device.identity().map(|i| i.name.to_string()).unwrap_or_else(|| "wgpu".into());
+        let device = Device::wgpu_options()
+            .device_kind(kind)
+            .init()
+            .map_err(|e| e.to_string())?;
+        let name = device
+            .identity()
+            .map(|i| i.name.to_string())
+            .unwrap_or_else(|| "wgpu".into());
         Ok::<_, String>((device, name))
     });
     std::panic::set_hook(hook);
     let (device, name) = match opened {
         Ok(Ok(v)) => v,
         Ok(Err(e)) => return Err(BackendError::NoAdapter(e)),
-        Err(_) => return Err(BackendError::NoAdapter("adapter initialisation failed".into())),
+        Err(_) => {
+            return Err(BackendError::NoAdapter(
+                "adapter initialisation failed".into(),
+            ))
+        }
     };
     let lower = name.to_ascii_lowercase();
     let software = ["llvmpipe", "swiftshader", "lavapipe", "software", "cpu"]
         .iter()
         .any(|s| lower.contains(s));
-    Ok(OpenDevice { device, name: format!("wgpu: {name}"), software })
+    Ok(OpenDevice {
+        device,
+        name: format!("wgpu: {name}"),
+        software,
+    })
 }

@@ -79,22 +79,46 @@ impl TrainConfig {
             return bad("epochs", "0".into(), "use at least 1 epoch");
         }
         if self.batch_size == 0 {
-            return bad("batch-size", "0".into(), "use a batch size of at least 2 (e.g. 64)");
+            return bad(
+                "batch-size",
+                "0".into(),
+                "use a batch size of at least 2 (e.g. 64)",
+            );
         }
         if !(self.optim.lr.is_finite() && self.optim.lr > 0.0) {
-            return bad("lr", self.optim.lr.to_string(), "the learning rate must be positive (e.g. 0.002)");
+            return bad(
+                "lr",
+                self.optim.lr.to_string(),
+                "the learning rate must be positive (e.g. 0.002)",
+            );
         }
         if !(self.optim.weight_decay.is_finite() && self.optim.weight_decay >= 0.0) {
-            return bad("weight-decay", self.optim.weight_decay.to_string(), "use a value >= 0");
+            return bad(
+                "weight-decay",
+                self.optim.weight_decay.to_string(),
+                "use a value >= 0",
+            );
         }
         if !(0.0..1.0).contains(&self.optim.momentum) {
-            return bad("momentum", self.optim.momentum.to_string(), "use a value in [0, 1)");
+            return bad(
+                "momentum",
+                self.optim.momentum.to_string(),
+                "use a value in [0, 1)",
+            );
         }
         if !(self.optim.warmup_epochs.is_finite() && self.optim.warmup_epochs >= 0.0) {
-            return bad("warmup-epochs", self.optim.warmup_epochs.to_string(), "use a value >= 0");
+            return bad(
+                "warmup-epochs",
+                self.optim.warmup_epochs.to_string(),
+                "use a value >= 0",
+            );
         }
         if !(0.0..1.0).contains(&self.label_smoothing) {
-            return bad("label-smoothing", self.label_smoothing.to_string(), "use a value in [0, 1)");
+            return bad(
+                "label-smoothing",
+                self.label_smoothing.to_string(),
+                "use a value in [0, 1)",
+            );
         }
         if !(self.validation_fraction > 0.0 && self.validation_fraction < 0.9) {
             return bad(
@@ -104,13 +128,19 @@ impl TrainConfig {
             );
         }
         if !(8..=1024).contains(&self.image_size) {
-            return bad("image-size", self.image_size.to_string(), "use a size between 8 and 1024 pixels");
+            return bad(
+                "image-size",
+                self.image_size.to_string(),
+                "use a size between 8 and 1024 pixels",
+            );
         }
         if self.patience == Some(0) {
             return bad("patience", "0".into(), "use at least 1, or leave it out");
         }
         let model = self.model_for(2);
-        model.validate().or_else(|e| bad("model", e.to_string(), "change the architecture settings"))
+        model
+            .validate()
+            .or_else(|e| bad("model", e.to_string(), "change the architecture settings"))
     }
 
     /// The model configuration for a data set with `num_classes` classes.

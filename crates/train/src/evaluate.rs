@@ -46,5 +46,11 @@ pub fn evaluate(
     flip_tta: bool,
 ) -> Result<Evaluation, TrainError> {
     let logits = infer_logits(model, set.clone(), norm, device, batch_size, flip_tta)?;
-    Ok(Evaluation::from_logits(&logits, &set.labels, &set.paths, &set.classes, EXAMPLES))
+    Ok(Evaluation::from_logits(
+        &logits,
+        &set.labels,
+        &set.paths,
+        &set.classes,
+        EXAMPLES,
+    ))
 }

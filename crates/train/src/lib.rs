@@ -19,4 +19,6 @@ pub use config::{InvalidSetting, RunConfig, TrainConfig};
 pub use loss::Loss;
 pub use optim::{OptimConfig, OptimizerKind, Schedule};
 pub use progress::{Progress, ProgressMode};
-pub use trainer::{load_for_model, load_folder, report_skipped, train, Summary, TrainError, TrainRequest};
+pub use trainer::{
+    load_folder, load_for_model, report_skipped, train, Summary, TrainError, TrainRequest,
+};

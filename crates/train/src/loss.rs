@@ -19,7 +19,11 @@ impl Loss {
     /// `label_smoothing` in `[0, 1)`; `0` is plain cross-entropy.
     pub fn new(label_smoothing: f32, device: &Device) -> Self {
         let smoothing = (label_smoothing > 0.0).then_some(label_smoothing);
-        Self { inner: CrossEntropyLossConfig::new().with_smoothing(smoothing).init(device) }
+        Self {
+            inner: CrossEntropyLossConfig::new()
+                .with_smoothing(smoothing)
+                .init(device),
+        }
     }
 
     /// `logits`: `[batch, classes]` raw scores; `targets`: `[batch]` class indices.

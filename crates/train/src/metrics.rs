@@ -108,14 +108,28 @@ impl Evaluation {
                 let tp = confusion[c][c] as f64;
                 let predicted: usize = (0..k).map(|r| confusion[r][c]).sum();
                 let support: usize = confusion[c].iter().sum();
-                let precision = if predicted > 0 { tp / predicted as f64 } else { 0.0 };
-                let recall = if support > 0 { tp / support as f64 } else { 0.0 };
+                let precision = if predicted > 0 {
+                    tp / predicted as f64
+                } else {
+                    0.0
+                };
+                let recall = if support > 0 {
+                    tp / support as f64
+                } else {
+                    0.0
+                };
                 let f1 = if precision + recall > 0.0 {
                     2.0 * precision * recall / (precision + recall)
                 } else {
                     0.0
                 };
-                ClassMetrics { class: classes[c].clone(), precision, recall, f1, support }
+                ClassMetrics {
+                    class: classes[c].clone(),
+                    precision,
+                    recall,
+                    f1,
+                    support,
+                }
             })
             .collect();
         let verdict = |&(i, pred, ref probs): &(usize, usize, Vec<f32>)| ImageVerdict {
@@ -132,7 +146,11 @@ impl Evaluation {
         wrong.sort_by(|a, b| top(b).total_cmp(&top(a)).then(a.0.cmp(&b.0)));
         Evaluation {
             images: n,
-            accuracy: if n > 0 { correct as f64 / n as f64 } else { 0.0 },
+            accuracy: if n > 0 {
+                correct as f64 / n as f64
+            } else {
+                0.0
+            },
             loss: if n > 0 { loss / n as f64 } else { 0.0 },
             classes: classes.to_vec(),
             confusion,
@@ -153,8 +171,18 @@ impl Evaluation {
             self.images,
             self.loss
         );
-        let w = self.classes.iter().map(|c| c.len()).max().unwrap_or(4).max(9);
-        let _ = write!(s, "\nconfusion (rows: true, columns: predicted)\n{:>w$}", "");
+        let w = self
+            .classes
+            .iter()
+            .map(|c| c.len())
+            .max()
+            .unwrap_or(4)
+            .max(9);
+        let _ = write!(
+            s,
+            "\nconfusion (rows: true, columns: predicted)\n{:>w$}",
+            ""
+        );
         for c in &self.classes {
             let _ = write!(s, " {c:>w$}");
         }
@@ -166,7 +194,11 @@ impl Evaluation {
             }
             s.push('\n');
         }
-        let _ = writeln!(s, "\n{:>w$} precision    recall        f1   support", "class");
+        let _ = writeln!(
+            s,
+            "\n{:>w$} precision    recall        f1   support",
+            "class"
+        );
         for m in &self.per_class {
             let _ = writeln!(
                 s,

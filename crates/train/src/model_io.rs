@@ -38,14 +38,21 @@ pub fn read_config(dir: &Path) -> Result<RunConfig, ModelIoError> {
         return Err(ModelIoError::NotFound(dir.to_path_buf()));
     }
     let path = dir.join(CONFIG_FILE);
-    let text = std::fs::read_to_string(&path)
-        .map_err(|_| ModelIoError::MissingFile { dir: dir.to_path_buf(), file: CONFIG_FILE })?;
-    let config: RunConfig = serde_json::from_str(&text)
-        .map_err(|e| ModelIoError::BadConfig { path: path.clone(), reason: e.to_string() })?;
+    let text = std::fs::read_to_string(&path).map_err(|_| ModelIoError::MissingFile {
+        dir: dir.to_path_buf(),
+        file: CONFIG_FILE,
+    })?;
+    let config: RunConfig = serde_json::from_str(&text).map_err(|e| ModelIoError::BadConfig {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
     config
         .model
         .validate()
-        .map_err(|e| ModelIoError::BadConfig { path: path.clone(), reason: e.to_string() })?;
+        .map_err(|e| ModelIoError::BadConfig {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
     if config.classes.len() != config.model.num_classes() {
         return Err(ModelIoError::BadConfig {
             path,
@@ -64,18 +71,32 @@ pub fn load_model(dir: &Path, device: &Device) -> Result<TrainedModel, ModelIoEr
     let config = read_config(dir)?;
     let path = dir.join(WEIGHTS_FILE);
     if !path.is_file() {
-        return Err(ModelIoError::MissingFile { dir: dir.to_path_buf(), file: WEIGHTS_FILE });
+        return Err(ModelIoError::MissingFile {
+            dir: dir.to_path_buf(),
+            file: WEIGHTS_FILE,
+        });
     }
     let model = load_weights(&config, &path, device)?;
-    Ok(TrainedModel { config, model: model.valid() })
+    Ok(TrainedModel {
+        config,
+        model: model.valid(),
+    })
 }
 
 /// Builds the configured model and loads weights into it, refusing any mismatch.
-pub fn load_weights(config: &RunConfig, path: &Path, device: &Device) -> Result<Classifier, ModelIoError> {
-    let bad = |reason: String| ModelIoError::BadWeights { path: path.to_path_buf(), reason };
+pub fn load_weights(
+    config: &RunConfig,
+    path: &Path,
+    device: &Device,
+) -> Result<Classifier, ModelIoError> {
+    let bad = |reason: String| ModelIoError::BadWeights {
+        path: path.to_path_buf(),
+        reason,
+    };
     let model = Classifier::new(&config.model, device).map_err(|e| bad(e.to_string()))?;
     // A malformed file must be an error, never a crash: contain any panic in the decoder.
-    let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.try_load_file(path)));
+    let loaded =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.try_load_file(path)));
     match loaded {
         Ok(Ok(m)) => Ok(m),
         Ok(Err(e)) => Err(bad(e.to_string())),
@@ -85,13 +106,24 @@ pub fn load_weights(config: &RunConfig, path: &Path, device: &Device) -> Result<
 
 /// Saves weights atomically: a temporary file in the same folder, then a rename.
 pub fn save_weights(model: &Classifier, path: &Path) -> Result<(), ModelIoError> {
-    let err = |reason: String| ModelIoError::Write { path: path.to_path_buf(), reason };
+    let err = |reason: String| ModelIoError::Write {
+        path: path.to_path_buf(),
+        reason,
+    };
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}.bpk", std::process::id()));
-    model.clone().save_file(&tmp).map_err(|e| err(e.to_string()))?;
-    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| err(e.to_string()))?;
+    model
+        .clone()
+        .save_file(&tmp)
+        .map_err(|e| err(e.to_string()))?;
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| err(e.to_string()))?;
     std::fs::rename(&tmp, path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         err(e.to_string())
@@ -100,7 +132,10 @@ pub fn save_weights(model: &Classifier, path: &Path) -> Result<(), ModelIoError>
 
 /// Writes pretty JSON atomically.
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), ModelIoError> {
-    let err = |reason: String| ModelIoError::Write { path: path.to_path_buf(), reason };
+    let err = |reason: String| ModelIoError::Write {
+        path: path.to_path_buf(),
+        reason,
+    };
     let mut text = serde_json::to_string_pretty(value).map_err(|e| err(e.to_string()))?;
     text.push('\n');
     write_atomic(path, text.as_bytes()).map_err(|e| err(e.to_string()))
@@ -110,10 +145,14 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), ModelIoErr
 pub fn export(model_dir: &Path, out: &Path) -> Result<(), ModelIoError> {
     let config = read_config(model_dir)?;
     let weights = model_dir.join(WEIGHTS_FILE);
-    let bytes = std::fs::read(&weights)
-        .map_err(|_| ModelIoError::MissingFile { dir: model_dir.to_path_buf(), file: WEIGHTS_FILE })?;
+    let bytes = std::fs::read(&weights).map_err(|_| ModelIoError::MissingFile {
+        dir: model_dir.to_path_buf(),
+        file: WEIGHTS_FILE,
+    })?;
     let target = out.join(WEIGHTS_FILE);
-    write_atomic(&target, &bytes)
-        .map_err(|e| ModelIoError::Write { path: target, reason: e.to_string() })?;
+    write_atomic(&target, &bytes).map_err(|e| ModelIoError::Write {
+        path: target,
+        reason: e.to_string(),
+    })?;
     write_json(&out.join(CONFIG_FILE), &config)
 }

@@ -122,13 +122,21 @@ mod tests {
 
     #[test]
     fn warmup_then_cosine() {
-        let c = OptimConfig { lr: 1.0, warmup_epochs: 1.0, ..Default::default() };
+        let c = OptimConfig {
+            lr: 1.0,
+            warmup_epochs: 1.0,
+            ..Default::default()
+        };
         assert!((c.lr_at(0, 100, 10) - 0.1).abs() < 1e-12);
         assert!((c.lr_at(9, 100, 10) - 1.0).abs() < 1e-12);
         assert!((c.lr_at(10, 100, 10) - 1.0).abs() < 1e-12);
         assert!((c.lr_at(55, 100, 10) - 0.5).abs() < 1e-9);
         assert!(c.lr_at(99, 100, 10) < 0.01);
-        let flat = OptimConfig { schedule: Schedule::Constant, warmup_epochs: 0.0, ..c };
+        let flat = OptimConfig {
+            schedule: Schedule::Constant,
+            warmup_epochs: 0.0,
+            ..c
+        };
         assert_eq!(flat.lr_at(0, 100, 10), 1.0);
         assert_eq!(flat.lr_at(99, 100, 10), 1.0);
     }

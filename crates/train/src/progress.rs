@@ -56,7 +56,10 @@ impl Progress {
         let template = format!(
             "epoch {epoch}/{epochs} {{bar:30}} {{pos}}/{{len}} batches  {{msg}}  eta {{eta}}"
         );
-        bar.set_style(ProgressStyle::with_template(&template).unwrap_or_else(|_| ProgressStyle::default_bar()));
+        bar.set_style(
+            ProgressStyle::with_template(&template)
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
         self.bar = Some(bar);
     }
 

@@ -25,7 +25,9 @@ use serde::{Deserialize, Serialize};
 use crate::{
     evaluate::evaluate,
     metrics::{metrics_csv, timing_csv, EpochMetrics, Evaluation},
-    model_io::{self, read_config, save_weights, write_json, ModelIoError, CONFIG_FILE, WEIGHTS_FILE},
+    model_io::{
+        self, read_config, save_weights, write_json, ModelIoError, CONFIG_FILE, WEIGHTS_FILE,
+    },
     progress::Progress,
     BackendError, InvalidSetting, Loss, ProgressMode, RunConfig, TrainConfig,
 };
@@ -50,7 +52,12 @@ pub enum TrainError {
         "loss became {loss} at epoch {epoch}, batch {batch} (learning rate {lr:.3e}); training \
          stopped and the last good checkpoint was kept: try a lower --lr"
     )]
-    NonFinite { epoch: usize, batch: usize, loss: f32, lr: f64 },
+    NonFinite {
+        epoch: usize,
+        batch: usize,
+        loss: f32,
+        lr: f64,
+    },
     #[error("cannot resume from {path}: {reason}")]
     Resume { path: PathBuf, reason: String },
     #[error("cannot start a worker thread: {0}")]
@@ -105,7 +112,11 @@ pub fn train(req: TrainRequest) -> Result<Summary, TrainError> {
     let mut config = req.config.clone();
     let out = req.out.clone();
     let mut progress = Progress::new(req.progress);
-    let resumed = if req.resume { Some(resume_point(&out)?) } else { None };
+    let resumed = if req.resume {
+        Some(resume_point(&out)?)
+    } else {
+        None
+    };
     if let Some((run, _)) = &resumed {
         let epochs = config.epochs;
         config = run.train.clone().ok_or_else(|| TrainError::Resume {
@@ -183,7 +194,11 @@ pub fn train(req: TrainRequest) -> Result<Summary, TrainError> {
     };
     if let Some((_, checkpoint)) = &resumed {
         (model, optim, state) = load_checkpoint(&out, checkpoint, &run_config, &ad, optim)?;
-        progress.say(&format!("resumed {} after epoch {}", out.display(), state.epoch));
+        progress.say(&format!(
+            "resumed {} after epoch {}",
+            out.display(),
+            state.epoch
+        ));
     }
     let parameters = model.num_params();
     progress.say(&format!(
@@ -202,14 +217,22 @@ pub fn train(req: TrainRequest) -> Result<Summary, TrainError> {
     let mut throughput = Vec::new();
 
     while state.epoch < config.epochs {
-        if config.patience.is_some_and(|p| state.epochs_since_best >= p) {
+        if config
+            .patience
+            .is_some_and(|p| state.epochs_since_best >= p)
+        {
             break;
         }
         let epoch = state.epoch + 1;
         let epoch_start = Instant::now();
         // Re-seeding per epoch makes dropout draws independent of where a run was resumed.
         ad.seed(SplitMix64::derive(config.seed, epoch as u64).next_u64());
-        let plan = epoch_plan(train_set.len(), config.batch_size, Some((config.seed, epoch as u64)), true);
+        let plan = epoch_plan(
+            train_set.len(),
+            config.batch_size,
+            Some((config.seed, epoch as u64)),
+            true,
+        );
         progress.start_epoch(epoch, config.epochs, plan.len());
         let mut wait = Duration::ZERO;
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
@@ -222,12 +245,26 @@ pub fn train(req: TrainRequest) -> Result<Summary, TrainError> {
             wait += t.elapsed();
             let n = host.len();
             let batch = host.to_device(&ad);
-            lr = config.optim.lr_at((epoch - 1) * steps_per_epoch + step_in_epoch, total_steps, steps_per_epoch);
+            lr = config.optim.lr_at(
+                (epoch - 1) * steps_per_epoch + step_in_epoch,
+                total_steps,
+                steps_per_epoch,
+            );
             let logits = model.forward(batch.images);
             let loss = loss_fn.forward(logits.clone(), batch.targets.clone());
-            let loss_value: f32 = loss.clone().into_data().iter::<f32>().next().unwrap_or(f32::NAN);
+            let loss_value: f32 = loss
+                .clone()
+                .into_data()
+                .iter::<f32>()
+                .next()
+                .unwrap_or(f32::NAN);
             if !loss_value.is_finite() {
-                return Err(TrainError::NonFinite { epoch, batch: step_in_epoch + 1, loss: loss_value, lr });
+                return Err(TrainError::NonFinite {
+                    epoch,
+                    batch: step_in_epoch + 1,
+                    loss: loss_value,
+                    lr,
+                });
             }
             correct += count_correct(logits, batch.targets);
             let grads = GradientsParams::from_grads(loss.backward(), &model);
@@ -236,14 +273,25 @@ pub fn train(req: TrainRequest) -> Result<Summary, TrainError> {
             seen += n;
             step_in_epoch += 1;
             let secs = epoch_start.elapsed().as_secs_f64();
-            progress.batch(loss_sum / seen as f64, correct as f64 / seen as f64, seen as f64 / secs);
+            progress.batch(
+                loss_sum / seen as f64,
+                correct as f64 / seen as f64,
+                seen as f64 / secs,
+            );
         }
         drop(batches);
         let train_secs = epoch_start.elapsed().as_secs_f64();
         let images_per_sec = seen as f64 / train_secs;
         throughput.push(images_per_sec);
 
-        let val = evaluate(&model.valid(), valid_set.clone(), &norm, &device, config.batch_size.max(64), false)?;
+        let val = evaluate(
+            &model.valid(),
+            valid_set.clone(),
+            &norm,
+            &device,
+            config.batch_size.max(64),
+            false,
+        )?;
         let metrics = EpochMetrics {
             epoch,
             lr,
@@ -266,8 +314,12 @@ pub fn train(req: TrainRequest) -> Result<Summary, TrainError> {
         } else {
             state.epochs_since_best += 1;
         }
-        for (name, text) in [("metrics.csv", metrics_csv(&state.history)), ("timing.csv", timing_csv(&state.history))] {
-            write_atomic(&out.join(name), text.as_bytes()).map_err(|e| write_error(&out.join(name), e))?;
+        for (name, text) in [
+            ("metrics.csv", metrics_csv(&state.history)),
+            ("timing.csv", timing_csv(&state.history)),
+        ] {
+            write_atomic(&out.join(name), text.as_bytes())
+                .map_err(|e| write_error(&out.join(name), e))?;
         }
         save_checkpoint(&out, &model, &optim, &state)?;
     }
@@ -334,15 +386,26 @@ pub fn train(req: TrainRequest) -> Result<Summary, TrainError> {
 }
 
 fn write_error(path: &Path, e: std::io::Error) -> TrainError {
-    TrainError::ModelIo(ModelIoError::Write { path: path.to_path_buf(), reason: e.to_string() })
+    TrainError::ModelIo(ModelIoError::Write {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
 }
 
 /// Decodes (or reads from the cache) a labelled folder and reports skipped files.
-pub fn load_folder(config: &TrainConfig, dir: &Path, progress: &Progress) -> Result<Loaded, TrainError> {
+pub fn load_folder(
+    config: &TrainConfig,
+    dir: &Path,
+    progress: &Progress,
+) -> Result<Loaded, TrainError> {
     let found = discover(dir)?;
     let counts = found.class_counts();
-    let per_class: Vec<String> =
-        found.classes.iter().zip(&counts).map(|(c, n)| format!("{n} {c}")).collect();
+    let per_class: Vec<String> = found
+        .classes
+        .iter()
+        .zip(&counts)
+        .map(|(c, n)| format!("{n} {c}"))
+        .collect();
     progress.say(&format!(
         "data: {} ({}): {} images, {}",
         found.root.display(),
@@ -355,7 +418,10 @@ pub fn load_folder(config: &TrainConfig, dir: &Path, progress: &Progress) -> Res
         cache_dir: if config.no_cache {
             None
         } else {
-            config.cache_dir.clone().or_else(catdog_data::default_cache_dir)
+            config
+                .cache_dir
+                .clone()
+                .or_else(catdog_data::default_cache_dir)
         },
         threads: None,
         progress: progress.mode() == ProgressMode::Bars,
@@ -378,17 +444,30 @@ pub fn report_skipped(skipped: &[Skipped]) {
         eprintln!("  {}: {}", s.path.display(), s.reason);
     }
     if skipped.len() > 5 {
-        eprintln!("  ... and {} more (all listed in summary.json)", skipped.len() - 5);
+        eprintln!(
+            "  ... and {} more (all listed in summary.json)",
+            skipped.len() - 5
+        );
     }
 }
 
 fn count_correct(logits: Tensor<2>, targets: Tensor<1, Int>) -> usize {
     let predicted: Tensor<1, Int> = logits.argmax(1).flatten(0, 1);
-    predicted.equal(targets).int().sum().into_data().iter::<i64>().next().unwrap_or(0) as usize
+    predicted
+        .equal(targets)
+        .int()
+        .sum()
+        .into_data()
+        .iter::<i64>()
+        .next()
+        .unwrap_or(0) as usize
 }
 
 fn check_writable(out: &Path) -> Result<(), TrainError> {
-    let err = |e: std::io::Error| TrainError::NotWritable { path: out.to_path_buf(), reason: e.to_string() };
+    let err = |e: std::io::Error| TrainError::NotWritable {
+        path: out.to_path_buf(),
+        reason: e.to_string(),
+    };
     std::fs::create_dir_all(out.join(CHECKPOINTS)).map_err(err)?;
     let probe = out.join(format!(".write-test-{}", std::process::id()));
     std::fs::write(&probe, b"ok").map_err(err)?;
@@ -414,10 +493,18 @@ fn save_checkpoint(
     save_weights(model, &dir.join("model.bpk"))?;
     let optim_path = dir.join("optim.bpk");
     let tmp = dir.join(format!(".optim.tmp-{}.bpk", std::process::id()));
-    optim.save(&tmp).map_err(|e| write_error(&optim_path, std::io::Error::other(e.to_string())))?;
+    optim
+        .save(&tmp)
+        .map_err(|e| write_error(&optim_path, std::io::Error::other(e.to_string())))?;
     std::fs::rename(&tmp, &optim_path).map_err(|e| write_error(&optim_path, e))?;
     // `latest.json` is the commit point: until it names the new folder, the old one is used.
-    write_json(&root.join(LATEST), &Latest { dir: name.clone(), state: state.clone() })?;
+    write_json(
+        &root.join(LATEST),
+        &Latest {
+            dir: name.clone(),
+            state: state.clone(),
+        },
+    )?;
     if let Ok(entries) = std::fs::read_dir(&root) {
         for e in entries.flatten() {
             let n = e.file_name().to_string_lossy().into_owned();
@@ -431,12 +518,16 @@ fn save_checkpoint(
 
 /// The run's config and its last committed checkpoint.
 fn resume_point(out: &Path) -> Result<(RunConfig, Latest), TrainError> {
-    let fail = |reason: String| TrainError::Resume { path: out.to_path_buf(), reason };
+    let fail = |reason: String| TrainError::Resume {
+        path: out.to_path_buf(),
+        reason,
+    };
     let run = read_config(out).map_err(|e| fail(e.to_string()))?;
     let latest = out.join(CHECKPOINTS).join(LATEST);
     let text = std::fs::read_to_string(&latest)
         .map_err(|_| fail("no checkpoint yet (checkpoints/latest.json is missing)".into()))?;
-    let latest: Latest = serde_json::from_str(&text).map_err(|e| fail(format!("{}: {e}", latest.display())))?;
+    let latest: Latest =
+        serde_json::from_str(&text).map_err(|e| fail(format!("{}: {e}", latest.display())))?;
     Ok((run, latest))
 }
 
@@ -449,10 +540,12 @@ fn load_checkpoint(
 ) -> Result<(Classifier, ModuleOptimizer, TrainState), TrainError> {
     let dir = out.join(CHECKPOINTS).join(&latest.dir);
     let model = model_io::load_weights(run, &dir.join("model.bpk"), ad)?;
-    let optim = optim.load(dir.join("optim.bpk")).map_err(|e| TrainError::Resume {
-        path: out.to_path_buf(),
-        reason: format!("optimiser state: {e}"),
-    })?;
+    let optim = optim
+        .load(dir.join("optim.bpk"))
+        .map_err(|e| TrainError::Resume {
+            path: out.to_path_buf(),
+            reason: format!("optimiser state: {e}"),
+        })?;
     Ok((model, optim, latest.state.clone()))
 }
 

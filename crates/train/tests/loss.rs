@@ -22,10 +22,22 @@ fn scalar(t: Tensor<1>) -> f64 {
 fn huge_logits_stay_finite() {
     let device = Device::flex();
     let loss = Loss::new(0.0, &device);
-    let right = scalar(loss.forward(logits(vec![1000.0, 0.0], 1, &device), targets(vec![0], &device)));
-    let wrong = scalar(loss.forward(logits(vec![1000.0, 0.0], 1, &device), targets(vec![1], &device)));
-    assert!(right.is_finite() && right.abs() < 1e-6, "loss for the right class: {right}");
-    assert!(wrong.is_finite() && (wrong - 1000.0).abs() < 1e-2, "loss for the wrong class: {wrong}");
+    let right = scalar(loss.forward(
+        logits(vec![1000.0, 0.0], 1, &device),
+        targets(vec![0], &device),
+    ));
+    let wrong = scalar(loss.forward(
+        logits(vec![1000.0, 0.0], 1, &device),
+        targets(vec![1], &device),
+    ));
+    assert!(
+        right.is_finite() && right.abs() < 1e-6,
+        "loss for the right class: {right}"
+    );
+    assert!(
+        wrong.is_finite() && (wrong - 1000.0).abs() < 1e-2,
+        "loss for the wrong class: {wrong}"
+    );
 }
 
 /// Hand-written log-sum-exp cross-entropy, in f64.
@@ -43,7 +55,9 @@ fn matches_log_sum_exp_on_random_cases() {
     for case in 0..20 {
         let (rows, cols) = (1 + rng.below(8), 2 + rng.below(5));
         let scale = [1.0, 10.0, 100.0][case % 3];
-        let values: Vec<f32> = (0..rows * cols).map(|_| (rng.unit() * 2.0 - 1.0) * scale).collect();
+        let values: Vec<f32> = (0..rows * cols)
+            .map(|_| (rng.unit() * 2.0 - 1.0) * scale)
+            .collect();
         let labels: Vec<usize> = (0..rows).map(|_| rng.below(cols)).collect();
         let expect: f64 = values
             .chunks(cols)
@@ -55,7 +69,10 @@ fn matches_log_sum_exp_on_random_cases() {
             logits(values.clone(), rows, &device),
             targets(labels.iter().map(|&l| l as i64).collect(), &device),
         ));
-        assert!((got - expect).abs() <= 1e-5 * (1.0 + expect.abs()), "case {case}: {got} vs {expect}");
+        assert!(
+            (got - expect).abs() <= 1e-5 * (1.0 + expect.abs()),
+            "case {case}: {got} vs {expect}"
+        );
         for (r, &t) in values.chunks(cols).zip(&labels) {
             assert!((cross_entropy_row(r, t) - reference(r, t)).abs() < 1e-9);
         }
@@ -71,15 +88,28 @@ fn gradient_is_softmax_minus_onehot_over_batch() {
     let values: Vec<f32> = (0..rows * cols).map(|_| rng.unit() * 6.0 - 3.0).collect();
     let labels: Vec<i64> = vec![0, 2, 1, 2];
     let x = logits(values.clone(), rows, &device).require_grad();
-    let grads = loss.forward(x.clone(), targets(labels.clone(), &device)).backward();
-    let grad: Vec<f32> = x.grad(&grads).expect("logits have a gradient").into_data().iter::<f32>().collect();
-    let probs: Vec<f32> = softmax(logits(values, rows, &Device::flex()), 1).into_data().iter::<f32>().collect();
+    let grads = loss
+        .forward(x.clone(), targets(labels.clone(), &device))
+        .backward();
+    let grad: Vec<f32> = x
+        .grad(&grads)
+        .expect("logits have a gradient")
+        .into_data()
+        .iter::<f32>()
+        .collect();
+    let probs: Vec<f32> = softmax(logits(values, rows, &Device::flex()), 1)
+        .into_data()
+        .iter::<f32>()
+        .collect();
     for r in 0..rows {
         for c in 0..cols {
             let onehot = if labels[r] as usize == c { 1.0 } else { 0.0 };
             let expect = (probs[r * cols + c] - onehot) / rows as f32;
             let got = grad[r * cols + c];
-            assert!((got - expect).abs() < 1e-5, "d loss / d logit[{r},{c}] = {got}, expected {expect}");
+            assert!(
+                (got - expect).abs() < 1e-5,
+                "d loss / d logit[{r},{c}] = {got}, expected {expect}"
+            );
         }
     }
 }
@@ -87,7 +117,13 @@ fn gradient_is_softmax_minus_onehot_over_batch() {
 #[test]
 fn label_smoothing_raises_the_loss_of_a_confident_right_answer() {
     let device = Device::flex();
-    let plain = scalar(Loss::new(0.0, &device).forward(logits(vec![8.0, 0.0], 1, &device), targets(vec![0], &device)));
-    let smooth = scalar(Loss::new(0.1, &device).forward(logits(vec![8.0, 0.0], 1, &device), targets(vec![0], &device)));
+    let plain = scalar(Loss::new(0.0, &device).forward(
+        logits(vec![8.0, 0.0], 1, &device),
+        targets(vec![0], &device),
+    ));
+    let smooth = scalar(Loss::new(0.1, &device).forward(
+        logits(vec![8.0, 0.0], 1, &device),
+        targets(vec![0], &device),
+    ));
     assert!(smooth > plain + 0.1, "smoothed {smooth} vs plain {plain}");
 }

@@ -13,7 +13,10 @@ use catdog_train::{
 fn small_config(data: &Path, cache: &Path) -> TrainConfig {
     TrainConfig {
         data: data.to_path_buf(),
-        model: ModelConfig::Cnn(CnnConfig { channels: vec![8, 16, 32], ..Default::default() }),
+        model: ModelConfig::Cnn(CnnConfig {
+            channels: vec![8, 16, 32],
+            ..Default::default()
+        }),
         image_size: 24,
         epochs: 3,
         batch_size: 16,
@@ -23,8 +26,22 @@ fn small_config(data: &Path, cache: &Path) -> TrainConfig {
     }
 }
 
+/// burn's random generator is per process: tests that train take turns, so one test's draws
+/// never land in another's run.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn run(config: TrainConfig, out: &Path, resume: bool) -> catdog_train::Summary {
-    train(TrainRequest { config, out: out.to_path_buf(), resume, progress: ProgressMode::Quiet }).unwrap()
+    train(TrainRequest {
+        config,
+        out: out.to_path_buf(),
+        resume,
+        progress: ProgressMode::Quiet,
+    })
+    .unwrap()
 }
 
 fn dataset(dir: &Path, per_class: usize) -> PathBuf {
@@ -35,12 +52,24 @@ fn dataset(dir: &Path, per_class: usize) -> PathBuf {
 
 #[test]
 fn learns_a_learnable_set_and_writes_the_run_folder() {
+    let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
     let data = dataset(tmp.path(), 80);
     let out = tmp.path().join("run");
     let summary = run(small_config(&data, &tmp.path().join("cache")), &out, false);
-    assert!(summary.validation.accuracy >= 0.95, "validation accuracy {}", summary.validation.accuracy);
-    for f in ["config.json", "model.bpk", "metrics.csv", "timing.csv", "summary.json", "checkpoints/latest.json"] {
+    assert!(
+        summary.validation.accuracy >= 0.95,
+        "validation accuracy {}",
+        summary.validation.accuracy
+    );
+    for f in [
+        "config.json",
+        "model.bpk",
+        "metrics.csv",
+        "timing.csv",
+        "summary.json",
+        "checkpoints/latest.json",
+    ] {
         assert!(out.join(f).is_file(), "{f} missing");
     }
     let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
@@ -49,6 +78,7 @@ fn learns_a_learnable_set_and_writes_the_run_folder() {
 
 #[test]
 fn same_seed_gives_identical_metrics() {
+    let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
     let data = dataset(tmp.path(), 30);
     let cache = tmp.path().join("cache");
@@ -63,6 +93,7 @@ fn same_seed_gives_identical_metrics() {
 
 #[test]
 fn resume_after_stop_matches_an_uninterrupted_run() {
+    let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
     let data = dataset(tmp.path(), 30);
     let cache = tmp.path().join("cache");
@@ -81,11 +112,15 @@ fn resume_after_stop_matches_an_uninterrupted_run() {
 
 #[test]
 fn export_round_trip_gives_identical_logits() {
+    let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
     let data = dataset(tmp.path(), 20);
     let mut config = small_config(&data, &tmp.path().join("cache"));
     config.epochs = 1;
-    config.model = ModelConfig::Mlp(MlpConfig { hidden: vec![32], ..Default::default() });
+    config.model = ModelConfig::Mlp(MlpConfig {
+        hidden: vec![32],
+        ..Default::default()
+    });
     let out = tmp.path().join("run");
     run(config, &out, false);
     let bundle = tmp.path().join("bundle");
@@ -94,14 +129,24 @@ fn export_round_trip_gives_identical_logits() {
     let a = load_model(&out, &device).unwrap();
     let b = load_model(&bundle, &device).unwrap();
     assert_eq!(a.config, b.config);
-    let x = burn::tensor::Tensor::<4>::random([3, 3, 24, 24], burn::tensor::Distribution::Default, &device);
-    let la: Vec<f32> = a.model.forward(x.clone()).into_data().iter::<f32>().collect();
+    let x = burn::tensor::Tensor::<4>::random(
+        [3, 3, 24, 24],
+        burn::tensor::Distribution::Default,
+        &device,
+    );
+    let la: Vec<f32> = a
+        .model
+        .forward(x.clone())
+        .into_data()
+        .iter::<f32>()
+        .collect();
     let lb: Vec<f32> = b.model.forward(x).into_data().iter::<f32>().collect();
     assert_eq!(la, lb, "bit-identical logits");
 }
 
 #[test]
 fn non_finite_loss_stops_and_keeps_the_last_good_checkpoint() {
+    let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
     let data = dataset(tmp.path(), 20);
     let mut config = small_config(&data, &tmp.path().join("cache"));
@@ -123,13 +168,20 @@ fn non_finite_loss_stops_and_keeps_the_last_good_checkpoint() {
     })
     .unwrap_err()
     .to_string();
-    assert!(err.contains("epoch 1") && err.contains("lower --lr"), "{err}");
+    assert!(
+        err.contains("epoch 1") && err.contains("lower --lr"),
+        "{err}"
+    );
     assert_eq!(std::fs::read(out.join("model.bpk")).unwrap(), good);
-    assert_eq!(std::fs::read(out.join("checkpoints/latest.json")).unwrap(), latest);
+    assert_eq!(
+        std::fs::read(out.join("checkpoints/latest.json")).unwrap(),
+        latest
+    );
 }
 
 #[test]
 fn mlp_beats_chance_on_real_photos() {
+    let _serial = serial();
     let Some(root) = std::env::var_os("CATDOG_DATA") else {
         eprintln!("skipped: set CATDOG_DATA to the dogs-vs-cats folder to run this test");
         return;
@@ -149,11 +201,19 @@ fn mlp_beats_chance_on_real_photos() {
         data: subset,
         model: ModelConfig::Mlp(MlpConfig::default()),
         epochs: 1,
-        optim: catdog_train::OptimConfig { lr: 1e-3, warmup_epochs: 0.0, ..Default::default() },
+        optim: catdog_train::OptimConfig {
+            lr: 1e-3,
+            warmup_epochs: 0.0,
+            ..Default::default()
+        },
         validation_fraction: 0.2,
         cache_dir: Some(tmp.path().join("cache")),
         ..TrainConfig::default()
     };
     let summary = run(config, &tmp.path().join("run"), false);
-    assert!(summary.validation.accuracy > 0.55, "MLP validation accuracy {}", summary.validation.accuracy);
+    assert!(
+        summary.validation.accuracy > 0.55,
+        "MLP validation accuracy {}",
+        summary.validation.accuracy
+    );
 }

@@ -1,0 +1,192 @@
+//! The `catdog` binary as a user runs it: exit codes, messages, predict output.
+
+use std::{
+    path::Path,
+    process::{Command, Output},
+};
+
+use catdog::data::{synth::write_synth_set, Layout};
+
+fn catdog(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_catdog"))
+        .args(args)
+        .current_dir(cwd)
+        .env("CATDOG_CACHE_DIR", cwd.join("cache"))
+        .output()
+        .expect("catdog runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn assert_usage_error(o: &Output, needle: &str) {
+    assert_eq!(o.status.code(), Some(2), "stderr: {}", stderr(o));
+    assert!(
+        stderr(o).contains(needle),
+        "expected `{needle}` in: {}",
+        stderr(o)
+    );
+    assert!(!stderr(o).contains("panicked"), "{}", stderr(o));
+}
+
+#[test]
+fn invalid_values_are_refused_with_exit_code_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write_synth_set(&dir.join("data"), &["cat", "dog"], 4, 16, Layout::Kaggle, 1).unwrap();
+    let base = ["train", "--data", "data", "--out", "run"];
+    let with = |extra: &[&'static str]| -> Vec<&'static str> { [&base[..], extra].concat() };
+    assert_usage_error(&catdog(&with(&["--epochs", "0"]), dir), "epochs");
+    assert_usage_error(&catdog(&with(&["--lr", "-1"]), dir), "lr");
+    assert_usage_error(
+        &catdog(&with(&["--lr", "0"]), dir),
+        "learning rate must be positive",
+    );
+    assert_usage_error(&catdog(&with(&["--batch-size", "0"]), dir), "batch");
+    assert_usage_error(
+        &catdog(&with(&["--backend", "tpu"]), dir),
+        "unknown backend `tpu`",
+    );
+    assert_usage_error(
+        &catdog(&["train", "--data", "missing", "--out", "run"], dir),
+        "missing",
+    );
+    assert_usage_error(&catdog(&["train", "--nonsense"], dir), "--nonsense");
+    let bad_toml = dir.join("bad.toml");
+    std::fs::write(&bad_toml, "epochs = \"many\"\n").unwrap();
+    assert_usage_error(&catdog(&["train", "--config", "bad.toml"], dir), "bad.toml");
+    assert!(
+        !dir.join("run").exists(),
+        "nothing is written before the checks pass"
+    );
+}
+
+#[test]
+fn train_eval_predict_export() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let paths = write_synth_set(
+        &dir.join("data"),
+        &["cat", "dog"],
+        16,
+        24,
+        Layout::Kaggle,
+        2,
+    )
+    .unwrap();
+    let toml =
+        "epochs = 1\nimage_size = 16\nbatch_size = 8\n[model]\narch = \"mlp\"\nhidden = [16]\n";
+    std::fs::write(dir.join("run.toml"), toml).unwrap();
+    let o = catdog(
+        &[
+            "train", "--config", "run.toml", "--data", "data", "--out", "run", "--seed", "3",
+        ],
+        dir,
+    );
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).contains("epoch 1/1"),
+        "one line per epoch when not a terminal:\n{}",
+        stdout(&o)
+    );
+    let config = std::fs::read_to_string(dir.join("run/config.json")).unwrap();
+    assert!(
+        config.contains("\"arch\": \"mlp\"") && config.contains("\"seed\": 3"),
+        "{config}"
+    );
+
+    // A second train into the same folder is refused.
+    let again = catdog(&["train", "--data", "data", "--out", "run"], dir);
+    assert_usage_error(&again, "--resume");
+
+    let o = catdog(&["eval", "--model", "run", "--data", "data", "--json"], dir);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let e: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(e["images"], 32);
+    assert_eq!(e["confusion"].as_array().unwrap().len(), 2);
+
+    // predict: probabilities are the softmax of the logits; a bad file does not stop the rest.
+    std::fs::write(dir.join("broken.jpg"), b"").unwrap();
+    let img = paths[0].to_string_lossy().into_owned();
+    let o = catdog(
+        &[
+            "predict",
+            "--model",
+            "run",
+            "--json",
+            &img,
+            "broken.jpg",
+            "nope.png",
+        ],
+        dir,
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "a failed file makes the exit code 1"
+    );
+    let preds: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let preds = preds.as_array().unwrap();
+    assert_eq!(preds.len(), 3);
+    let logits: Vec<f64> = preds[0]["logits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    let probs: Vec<f64> = preds[0]["probabilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    let m = logits.iter().cloned().fold(f64::MIN, f64::max);
+    let z: f64 = logits.iter().map(|l| (l - m).exp()).sum();
+    for (l, p) in logits.iter().zip(&probs) {
+        assert!(((l - m).exp() / z - p).abs() < 1e-5);
+    }
+    assert!(preds[1]["error"].as_str().unwrap().contains("empty"));
+    assert!(preds[2]["error"].is_string());
+
+    let o = catdog(&["predict", "--model", "run", &img], dir);
+    let line = stdout(&o);
+    assert!(line.contains("logits cat") && line.contains("->"), "{line}");
+
+    let o = catdog(&["export", "--model", "run", "--out", "bundle"], dir);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let a = catdog(&["predict", "--model", "run", "--json", &img], dir);
+    let b = catdog(&["predict", "--model", "bundle", "--json", &img], dir);
+    assert_eq!(
+        stdout(&a),
+        stdout(&b),
+        "the bundle predicts bit-identically"
+    );
+}
+
+#[test]
+fn model_folder_errors_are_clear() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write_synth_set(&dir.join("data"), &["cat", "dog"], 4, 16, Layout::Kaggle, 4).unwrap();
+    assert_usage_error(
+        &catdog(&["eval", "--model", "nowhere", "--data", "data"], dir),
+        "does not exist",
+    );
+    std::fs::create_dir(dir.join("empty")).unwrap();
+    assert_usage_error(
+        &catdog(&["predict", "--model", "empty", "x.jpg"], dir),
+        "config.json is missing",
+    );
+    let bad = dir.join("bad");
+    std::fs::create_dir(&bad).unwrap();
+    std::fs::write(bad.join("config.json"), "{\"model\": 3}").unwrap();
+    assert_usage_error(
+        &catdog(&["predict", "--model", "bad", "x.jpg"], dir),
+        "not a valid catdog config",
+    );
+}
