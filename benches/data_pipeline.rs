@@ -36,6 +36,7 @@ fn images() -> (Discovered, Option<tempfile::TempDir>) {
 }
 
 fn bench(c: &mut Criterion) {
+    catdog::tune_allocator();
     let (found, _tmp) = images();
     let n = found.samples.len() as u64;
     let mut g = c.benchmark_group("data");

@@ -21,6 +21,7 @@ fn devices() -> Vec<(&'static str, Device)> {
 }
 
 fn bench(c: &mut Criterion) {
+    catdog::tune_allocator();
     let models = [
         ("mlp", ModelConfig::Mlp(MlpConfig::default())),
         ("cnn", ModelConfig::Cnn(CnnConfig::default())),

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    catdog::tune_allocator();
     let args = cli::Cli::parse();
     match cli::run(args) {
         Ok(code) => code,

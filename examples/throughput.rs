@@ -1,0 +1,79 @@
+//! Training and inference throughput of a model on synthetic data (no data pipeline), on any
+//! backend: the catdog side of the PyTorch comparison (`benches/reference/`).
+//!
+//! `cargo run --release --example throughput -- [mlp|cnn] [--backend flex] [--batch 64]
+//!  [--image-size 64] [--steps 20] [--channels 32,64,128,256] [--convs-per-block 1]`
+
+use std::time::Instant;
+
+use burn::{
+    module::Module,
+    optim::{AdamConfig, GradientsParams},
+    tensor::{Distribution, Int, Tensor, TensorData},
+};
+use catdog::{
+    model::{Classifier, CnnConfig, MlpConfig, ModelConfig},
+    train::{Backend, Loss},
+};
+
+fn main() -> anyhow::Result<()> {
+    catdog::tune_allocator();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let flag = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let arch = args.first().filter(|a| !a.starts_with("--")).cloned().unwrap_or_else(|| "cnn".into());
+    let backend: Backend = flag("--backend").unwrap_or_else(|| "flex".into()).parse()?;
+    let batch: usize = flag("--batch").map_or(Ok(64), |v| v.parse())?;
+    let size: usize = flag("--image-size").map_or(Ok(64), |v| v.parse())?;
+    let steps: usize = flag("--steps").map_or(Ok(20), |v| v.parse())?;
+    let config = match arch.as_str() {
+        "mlp" => ModelConfig::Mlp(MlpConfig { image_size: size, ..Default::default() }),
+        _ => {
+            let mut c = CnnConfig { image_size: size, ..Default::default() };
+            if let Some(ch) = flag("--channels") {
+                c.channels = ch.split(',').map(|v| v.parse()).collect::<Result<_, _>>()?;
+            }
+            if let Some(n) = flag("--convs-per-block") {
+                c.convs_per_block = n.parse()?;
+            }
+            ModelConfig::Cnn(c)
+        }
+    };
+    let opened = backend.open(None)?;
+    let device = opened.device;
+    let ad = device.clone().autodiff();
+    ad.seed(1);
+    let mut model = Classifier::new(&config, &ad)?;
+    let mut optim = AdamConfig::new().init();
+    let loss = Loss::new(0.0, &ad);
+    let x = Tensor::<4>::random([batch, 3, size, size], Distribution::Normal(0.0, 1.0), &ad);
+    let labels: Vec<i64> = (0..batch as i64).map(|i| i % 2).collect();
+    let y = Tensor::<1, Int>::from_data(TensorData::new(labels, [batch]), &ad);
+    let mut step = |model: Classifier| {
+        let l = loss.forward(model.forward(x.clone()), y.clone());
+        let _ = l.clone().into_data();
+        let grads = GradientsParams::from_grads(l.backward(), &model);
+        optim.step(1e-3, model, grads)
+    };
+    for _ in 0..3 {
+        model = step(model);
+    }
+    let t = Instant::now();
+    for _ in 0..steps {
+        model = step(model);
+    }
+    let train = (steps * batch) as f64 / t.elapsed().as_secs_f64();
+    let inference_model = model.valid();
+    let xi = Tensor::<4>::random([batch, 3, size, size], Distribution::Normal(0.0, 1.0), &device);
+    let _ = inference_model.forward(xi.clone()).into_data();
+    let t = Instant::now();
+    for _ in 0..steps {
+        let _ = inference_model.forward(xi.clone()).into_data();
+    }
+    let infer = (steps * batch) as f64 / t.elapsed().as_secs_f64();
+    println!(
+        "{arch} ({} parameters) {size}x{size} batch {batch} on {}: train {train:.1} images/s, inference {infer:.1} images/s",
+        model.num_params(),
+        opened.name
+    );
+    Ok(())
+}
