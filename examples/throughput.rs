@@ -19,16 +19,31 @@ use catdog::{
 fn main() -> anyhow::Result<()> {
     catdog::tune_allocator();
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let flag = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
-    let arch = args.first().filter(|a| !a.starts_with("--")).cloned().unwrap_or_else(|| "cnn".into());
+    let flag = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let arch = args
+        .first()
+        .filter(|a| !a.starts_with("--"))
+        .cloned()
+        .unwrap_or_else(|| "cnn".into());
     let backend: Backend = flag("--backend").unwrap_or_else(|| "flex".into()).parse()?;
     let batch: usize = flag("--batch").map_or(Ok(64), |v| v.parse())?;
     let size: usize = flag("--image-size").map_or(Ok(64), |v| v.parse())?;
     let steps: usize = flag("--steps").map_or(Ok(20), |v| v.parse())?;
     let config = match arch.as_str() {
-        "mlp" => ModelConfig::Mlp(MlpConfig { image_size: size, ..Default::default() }),
+        "mlp" => ModelConfig::Mlp(MlpConfig {
+            image_size: size,
+            ..Default::default()
+        }),
         _ => {
-            let mut c = CnnConfig { image_size: size, ..Default::default() };
+            let mut c = CnnConfig {
+                image_size: size,
+                ..Default::default()
+            };
             if let Some(ch) = flag("--channels") {
                 c.channels = ch.split(',').map(|v| v.parse()).collect::<Result<_, _>>()?;
             }
@@ -63,7 +78,11 @@ fn main() -> anyhow::Result<()> {
     }
     let train = (steps * batch) as f64 / t.elapsed().as_secs_f64();
     let inference_model = model.valid();
-    let xi = Tensor::<4>::random([batch, 3, size, size], Distribution::Normal(0.0, 1.0), &device);
+    let xi = Tensor::<4>::random(
+        [batch, 3, size, size],
+        Distribution::Normal(0.0, 1.0),
+        &device,
+    );
     let _ = inference_model.forward(xi.clone()).into_data();
     let t = Instant::now();
     for _ in 0..steps {

@@ -122,6 +122,13 @@ fn settings(a: &TrainArgs) -> Result<(TrainConfig, PathBuf, bool), Failure> {
     c.no_cache |= a.no_cache;
     c.validate().map_err(usage)?;
 
+    let out = a.resume.clone().or_else(|| a.out.clone());
+    if let Some(pid) = out.as_deref().and_then(catdog_train::lock_holder) {
+        return Err(usage(anyhow::anyhow!(
+            "{} is in use by another catdog training process (pid {pid}); wait for it or choose another --out",
+            out.unwrap_or_default().display()
+        )));
+    }
     if let Some(dir) = &a.resume {
         catdog_train::model_io::read_config(dir)
             .with_context(|| format!("cannot resume {}", dir.display()))

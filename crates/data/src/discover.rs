@@ -186,6 +186,10 @@ pub fn discover_files(paths: &[PathBuf]) -> Result<Discovered, DataError> {
         if p.is_dir() {
             let mut images = Vec::new();
             collect_images(p, &mut images)?;
+            if images.is_empty() {
+                // Kept so the caller reports the folder instead of silently skipping it.
+                images.push(p.clone());
+            }
             samples.extend(images.into_iter().map(|path| Sample { path, label: None }));
         } else {
             samples.push(Sample {

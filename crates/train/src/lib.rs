@@ -7,6 +7,7 @@
 mod backend;
 mod config;
 pub mod evaluate;
+mod lock;
 pub mod loss;
 pub mod metrics;
 pub mod model_io;
@@ -16,6 +17,7 @@ mod trainer;
 
 pub use backend::{Backend, BackendError, OpenDevice};
 pub use config::{InvalidSetting, RunConfig, TrainConfig};
+pub use lock::{lock_holder, LockError, RunLock};
 pub use loss::Loss;
 pub use optim::{OptimConfig, OptimizerKind, Schedule};
 pub use progress::{Progress, ProgressMode};

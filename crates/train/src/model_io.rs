@@ -42,10 +42,12 @@ pub fn read_config(dir: &Path) -> Result<RunConfig, ModelIoError> {
         dir: dir.to_path_buf(),
         file: CONFIG_FILE,
     })?;
-    let config: RunConfig = serde_json::from_str(&text).map_err(|e| ModelIoError::BadConfig {
-        path: path.clone(),
-        reason: e.to_string(),
-    })?;
+    let mut json = serde_json::Deserializer::from_str(&text);
+    let config: RunConfig =
+        serde_path_to_error::deserialize(&mut json).map_err(|e| ModelIoError::BadConfig {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
     config
         .model
         .validate()

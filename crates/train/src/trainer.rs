@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     evaluate::evaluate,
+    lock::RunLock,
     metrics::{metrics_csv, timing_csv, EpochMetrics, Evaluation},
     model_io::{
         self, read_config, save_weights, write_json, ModelIoError, CONFIG_FILE, WEIGHTS_FILE,
@@ -60,6 +61,8 @@ pub enum TrainError {
     },
     #[error("cannot resume from {path}: {reason}")]
     Resume { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
     #[error("cannot start a worker thread: {0}")]
     Thread(std::io::Error),
 }
@@ -127,6 +130,7 @@ pub fn train(req: TrainRequest) -> Result<Summary, TrainError> {
     }
     config.validate()?;
     check_writable(&out)?;
+    let _lock = RunLock::acquire(&out)?;
 
     let opened = config.backend.open(config.device_index)?;
     progress.say(&format!("device: {}", opened.name));
@@ -192,13 +196,20 @@ pub fn train(req: TrainRequest) -> Result<Summary, TrainError> {
         epochs_since_best: 0,
         history: Vec::new(),
     };
-    if let Some((_, checkpoint)) = &resumed {
-        (model, optim, state) = load_checkpoint(&out, checkpoint, &run_config, &ad, optim)?;
-        progress.say(&format!(
-            "resumed {} after epoch {}",
-            out.display(),
-            state.epoch
-        ));
+    match &resumed {
+        Some((_, Some(checkpoint))) => {
+            (model, optim, state) = load_checkpoint(&out, checkpoint, &run_config, &ad, optim)?;
+            progress.say(&format!(
+                "resumed {} after epoch {}",
+                out.display(),
+                state.epoch
+            ));
+        }
+        Some((_, None)) => progress.say(&format!(
+            "{}: no checkpoint yet, starting over",
+            out.display()
+        )),
+        None => {}
     }
     let parameters = model.num_params();
     progress.say(&format!(
@@ -516,19 +527,21 @@ fn save_checkpoint(
     Ok(())
 }
 
-/// The run's config and its last committed checkpoint.
-fn resume_point(out: &Path) -> Result<(RunConfig, Latest), TrainError> {
+/// The run's config and its last committed checkpoint (`None` when the run was stopped before
+/// its first one: it starts over).
+fn resume_point(out: &Path) -> Result<(RunConfig, Option<Latest>), TrainError> {
     let fail = |reason: String| TrainError::Resume {
         path: out.to_path_buf(),
         reason,
     };
     let run = read_config(out).map_err(|e| fail(e.to_string()))?;
     let latest = out.join(CHECKPOINTS).join(LATEST);
-    let text = std::fs::read_to_string(&latest)
-        .map_err(|_| fail("no checkpoint yet (checkpoints/latest.json is missing)".into()))?;
+    let Ok(text) = std::fs::read_to_string(&latest) else {
+        return Ok((run, None));
+    };
     let latest: Latest =
         serde_json::from_str(&text).map_err(|e| fail(format!("{}: {e}", latest.display())))?;
-    Ok((run, latest))
+    Ok((run, Some(latest)))
 }
 
 fn load_checkpoint(

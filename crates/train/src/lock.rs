@@ -1,0 +1,94 @@
+//! One training process per run folder.
+
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+};
+
+const LOCK_FILE: &str = ".lock";
+
+/// Held while a process trains into a run folder; removed on drop.
+#[derive(Debug)]
+pub struct RunLock {
+    path: PathBuf,
+}
+
+/// The live process holding `dir`'s lock, if any. A lock left by a dead process is stale.
+pub fn lock_holder(dir: &Path) -> Option<u32> {
+    let pid: u32 = std::fs::read_to_string(dir.join(LOCK_FILE))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    (pid != std::process::id() && process_alive(pid)).then_some(pid)
+}
+
+fn process_alive(pid: u32) -> bool {
+    #[cfg(unix)]
+    {
+        let Ok(pid) = libc::pid_t::try_from(pid) else {
+            return false;
+        };
+        // SAFETY: signal 0 only checks that the process exists; nothing is sent.
+        let r = unsafe { libc::kill(pid, 0) };
+        r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = pid;
+        true
+    }
+}
+
+impl RunLock {
+    /// Takes the lock, taking over a stale one. `Err(pid)` names the live holder.
+    pub fn acquire(dir: &Path) -> Result<RunLock, LockError> {
+        let path = dir.join(LOCK_FILE);
+        for _ in 0..2 {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(mut f) => {
+                    let _ = write!(f, "{}", std::process::id());
+                    let _ = f.sync_all();
+                    return Ok(RunLock { path });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    if let Some(pid) = lock_holder(dir) {
+                        return Err(LockError::Held {
+                            dir: dir.to_path_buf(),
+                            pid,
+                        });
+                    }
+                    let _ = std::fs::remove_file(&path); // stale: its process is gone
+                }
+                Err(e) => {
+                    return Err(LockError::Io {
+                        dir: dir.to_path_buf(),
+                        reason: e.to_string(),
+                    })
+                }
+            }
+        }
+        Err(LockError::Io {
+            dir: dir.to_path_buf(),
+            reason: "lock file keeps reappearing".into(),
+        })
+    }
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("{dir} is in use by another catdog training process (pid {pid}); wait for it or choose another --out")]
+    Held { dir: PathBuf, pid: u32 },
+    #[error("cannot lock {dir}: {reason}")]
+    Io { dir: PathBuf, reason: String },
+}

@@ -1,0 +1,100 @@
+//! Arbitrary bytes into the weights and config loaders: errors, never panics.
+
+use burn::tensor::Device;
+use catdog_data::{Normalization, SplitMix64};
+use catdog_model::{Classifier, MlpConfig, ModelConfig};
+use catdog_train::{
+    model_io::{load_model, read_config, save_weights, write_json, CONFIG_FILE, WEIGHTS_FILE},
+    RunConfig,
+};
+
+fn model_dir(dir: &std::path::Path) -> (Vec<u8>, String) {
+    let config = RunConfig {
+        catdog_version: "test".into(),
+        model: ModelConfig::Mlp(MlpConfig {
+            image_size: 8,
+            hidden: vec![4],
+            ..Default::default()
+        }),
+        classes: vec!["cat".into(), "dog".into()],
+        image_size: 8,
+        normalization: Normalization::default(),
+        train: None,
+    };
+    let device = Device::flex();
+    let model = Classifier::new(&config.model, &device).unwrap();
+    save_weights(&model, &dir.join(WEIGHTS_FILE)).unwrap();
+    write_json(&dir.join(CONFIG_FILE), &config).unwrap();
+    load_model(dir, &device).expect("the untouched folder loads");
+    (
+        std::fs::read(dir.join(WEIGHTS_FILE)).unwrap(),
+        std::fs::read_to_string(dir.join(CONFIG_FILE)).unwrap(),
+    )
+}
+
+#[test]
+fn mutated_weights_and_configs_are_errors_not_panics() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (weights, config) = model_dir(dir);
+    let device = Device::flex();
+    let mut rng = SplitMix64::new(99);
+    let (mut weight_cases, mut weight_errors) = (0, 0);
+    for case in 0..400 {
+        let mut b = weights.clone();
+        match case % 4 {
+            0 => b.truncate(rng.below(b.len())),
+            1 => {
+                for _ in 0..1 + rng.below(8) {
+                    let i = rng.below(b.len());
+                    b[i] = rng.next_u64() as u8;
+                }
+            }
+            2 => {
+                // Header region: lengths, offsets, names.
+                for _ in 0..1 + rng.below(4) {
+                    let i = rng.below(b.len().min(256));
+                    b[i] = rng.next_u64() as u8;
+                }
+            }
+            _ => b = (0..rng.below(2048)).map(|_| rng.next_u64() as u8).collect(),
+        }
+        std::fs::write(dir.join(WEIGHTS_FILE), &b).unwrap();
+        let r = std::panic::catch_unwind(|| load_model(dir, &device).map(|_| ()));
+        assert!(r.is_ok(), "weights case {case} panicked");
+        weight_errors += usize::from(r.unwrap().is_err());
+        weight_cases += 1;
+    }
+    std::fs::write(dir.join(WEIGHTS_FILE), &weights).unwrap();
+
+    let (mut config_cases, mut config_errors) = (0, 0);
+    let chars: Vec<char> = "{}[]\":,0123456789-.eE abcdefghijklmnopqrstuvwxyz_"
+        .chars()
+        .collect();
+    for case in 0..1000 {
+        let mut c: Vec<char> = config.chars().collect();
+        match case % 3 {
+            0 => c.truncate(rng.below(c.len())),
+            1 => {
+                for _ in 0..1 + rng.below(6) {
+                    let i = rng.below(c.len());
+                    c[i] = chars[rng.below(chars.len())];
+                }
+            }
+            _ => {
+                let i = rng.below(c.len());
+                c.remove(i);
+            }
+        }
+        std::fs::write(dir.join(CONFIG_FILE), c.iter().collect::<String>()).unwrap();
+        let r = std::panic::catch_unwind(|| read_config(dir).map(|_| ()));
+        assert!(r.is_ok(), "config case {case} panicked");
+        config_errors += usize::from(r.unwrap().is_err());
+        config_cases += 1;
+    }
+    eprintln!(
+        "fuzzed {weight_cases} weights files ({weight_errors} refused) and {config_cases} configs \
+         ({config_errors} refused): no panic"
+    );
+    assert!(weight_errors > weight_cases / 2 && config_errors > config_cases / 2);
+}

@@ -1,0 +1,189 @@
+//! Bad input never hurts: each case exits non-zero with a clear message and no panic.
+
+use std::{
+    path::Path,
+    process::{Command, Output},
+};
+
+use catdog::data::{synth::write_synth_set, Layout};
+
+fn catdog(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_catdog"))
+        .args(args)
+        .current_dir(cwd)
+        .env("CATDOG_CACHE_DIR", cwd.join("cache"))
+        .output()
+        .expect("catdog runs")
+}
+
+fn fails_cleanly(o: &Output, needle: &str) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "should fail: {err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "no panic: {err}"
+    );
+    assert!(err.contains(needle), "expected `{needle}` in: {err}");
+}
+
+fn train(dir: &Path, data: &str, out: &str, arch: &str) {
+    let o = catdog(
+        &[
+            "train",
+            "--data",
+            data,
+            "--out",
+            out,
+            "--epochs",
+            "1",
+            "--image-size",
+            "16",
+            "--arch",
+            arch,
+        ],
+        dir,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn wrong_or_damaged_model_folders() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write_synth_set(&dir.join("two"), &["cat", "dog"], 8, 16, Layout::Kaggle, 1).unwrap();
+    write_synth_set(
+        &dir.join("three"),
+        &["a", "b", "c"],
+        8,
+        16,
+        Layout::Kaggle,
+        2,
+    )
+    .unwrap();
+    train(dir, "two", "mlp", "mlp");
+    train(dir, "two", "cnn", "cnn");
+    train(dir, "three", "mlp3", "mlp");
+    let img = dir.join("two/cat.0.jpg").to_string_lossy().into_owned();
+    let predict = |model: &str| catdog(&["predict", "--model", model, &img], dir);
+
+    let copy = |from: &str, to: &str| {
+        let _ = std::fs::remove_dir_all(dir.join(to));
+        std::fs::create_dir_all(dir.join(to)).unwrap();
+        std::fs::copy(
+            dir.join(from).join("config.json"),
+            dir.join(to).join("config.json"),
+        )
+        .unwrap();
+        std::fs::copy(
+            dir.join(from).join("model.bpk"),
+            dir.join(to).join("model.bpk"),
+        )
+        .unwrap();
+    };
+    // Weights of another architecture.
+    copy("mlp", "x");
+    std::fs::copy(dir.join("cnn/model.bpk"), dir.join("x/model.bpk")).unwrap();
+    fails_cleanly(&predict("x"), "cannot load weights");
+    // Weights of another class count.
+    copy("mlp", "x");
+    std::fs::copy(dir.join("mlp3/model.bpk"), dir.join("x/model.bpk")).unwrap();
+    fails_cleanly(&predict("x"), "cannot load weights");
+    // Truncated and random-bytes weights.
+    copy("mlp", "x");
+    let bytes = std::fs::read(dir.join("x/model.bpk")).unwrap();
+    std::fs::write(dir.join("x/model.bpk"), &bytes[..bytes.len() / 2]).unwrap();
+    fails_cleanly(&predict("x"), "cannot load weights");
+    let noise: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
+    std::fs::write(dir.join("x/model.bpk"), noise).unwrap();
+    fails_cleanly(&predict("x"), "cannot load weights");
+    // config.json with a missing field, and with a wrongly typed one.
+    copy("mlp", "x");
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("mlp/config.json")).unwrap())
+            .unwrap();
+    let mut missing = config.clone();
+    missing.as_object_mut().unwrap().remove("classes");
+    std::fs::write(dir.join("x/config.json"), missing.to_string()).unwrap();
+    fails_cleanly(&predict("x"), "classes");
+    let mut wrong = config.clone();
+    wrong["image_size"] = serde_json::json!("big");
+    std::fs::write(dir.join("x/config.json"), wrong.to_string()).unwrap();
+    fails_cleanly(&predict("x"), "image_size");
+    // eval of a model on data with other classes.
+    fails_cleanly(
+        &catdog(&["eval", "--model", "mlp", "--data", "three"], dir),
+        "classes",
+    );
+}
+
+#[test]
+fn unusable_data_and_output_folders() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::create_dir(dir.join("empty")).unwrap();
+    std::fs::write(dir.join("file"), b"x").unwrap();
+    write_synth_set(&dir.join("one"), &["cat"], 4, 16, Layout::Kaggle, 3).unwrap();
+    write_synth_set(&dir.join("two"), &["cat", "dog"], 4, 16, Layout::Kaggle, 4).unwrap();
+    let train = |data: &str, out: &str| {
+        catdog(
+            &["train", "--data", data, "--out", out, "--epochs", "1"],
+            dir,
+        )
+    };
+    fails_cleanly(&train("missing", "r1"), "missing");
+    fails_cleanly(&train("empty", "r2"), "no images");
+    fails_cleanly(&train("file", "r3"), "is a file");
+    fails_cleanly(&train("one", "r4"), "1 class");
+    // An output path that cannot be created is refused before training starts.
+    let o = train("two", "file/run");
+    fails_cleanly(&o, "not writable");
+    assert!(
+        !String::from_utf8_lossy(&o.stdout).contains("epoch 1"),
+        "refused before the first epoch"
+    );
+    // predict on a directory without images, a missing file and a non-image, beside a good one.
+    std::fs::write(dir.join("notes.jpg"), b"this is text").unwrap();
+    let o = catdog(
+        &[
+            "train",
+            "--data",
+            "two",
+            "--out",
+            "ok",
+            "--epochs",
+            "1",
+            "--image-size",
+            "16",
+            "--arch",
+            "mlp",
+        ],
+        dir,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = catdog(
+        &[
+            "predict",
+            "--model",
+            "ok",
+            "two/cat.0.jpg",
+            "nope.jpg",
+            "notes.jpg",
+            "empty",
+        ],
+        dir,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        out.contains("cat.0.jpg  logits"),
+        "the good file is still predicted: {out}"
+    );
+    assert!(
+        err.contains("nope.jpg") && err.contains("notes.jpg"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"));
+}

@@ -1,0 +1,127 @@
+//! Kill anywhere, lose at most one epoch: SIGKILL a real training process at random moments
+//! (during steps and checkpoint writes), check the run folder after each kill, resume, and
+//! compare the final metrics with an uninterrupted run.
+
+use std::{
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::Instant,
+};
+
+use burn::tensor::Device;
+use catdog::{
+    data::{synth::write_synth_set, Layout, SplitMix64},
+    train::model_io::{load_weights, read_config},
+};
+
+const KILLS: usize = 12;
+
+fn start<S: AsRef<std::ffi::OsStr>>(dir: &Path, args: &[S]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_catdog"))
+        .args(args)
+        .current_dir(dir)
+        .env("CATDOG_CACHE_DIR", dir.join("cache"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("catdog starts")
+}
+
+fn finish(child: Child) {
+    let out = child.wait_with_output().expect("wait");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// What a reader finds after a kill must load: config, the committed checkpoint's weights.
+fn check_run_folder(run: &Path) {
+    if !run.join("config.json").exists() {
+        return; // killed before the run wrote anything
+    }
+    let config = read_config(run).expect("config.json is whole");
+    let latest = run.join("checkpoints/latest.json");
+    if let Ok(text) = std::fs::read_to_string(&latest) {
+        let v: serde_json::Value = serde_json::from_str(&text).expect("latest.json is whole");
+        let dir = run
+            .join("checkpoints")
+            .join(v["dir"].as_str().expect("dir"));
+        load_weights(&config, &dir.join("model.bpk"), &Device::flex()).expect("checkpoint loads");
+        assert!(dir.join("optim.bpk").is_file());
+    }
+    if run.join("best.bpk").exists() {
+        load_weights(&config, &run.join("best.bpk"), &Device::flex()).expect("best.bpk loads");
+    }
+}
+
+#[test]
+fn sigkill_at_random_moments_then_resume_matches_uninterrupted_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write_synth_set(
+        &dir.join("data"),
+        &["cat", "dog"],
+        40,
+        24,
+        Layout::Kaggle,
+        5,
+    )
+    .unwrap();
+    fn args(out: &str) -> [&str; 13] {
+        [
+            "train",
+            "--data",
+            "data",
+            "--out",
+            out,
+            "--epochs",
+            "30",
+            "--image-size",
+            "16",
+            "--batch-size",
+            "8",
+            "--seed",
+            "9",
+        ]
+    }
+
+    let t = Instant::now();
+    finish(start(dir, &args("reference")));
+    let full = t.elapsed();
+
+    let mut rng = SplitMix64::new(2024);
+    let run = dir.join("killed");
+    let mut kills = 0;
+    while kills < KILLS {
+        let mut child = if run.join("config.json").exists() {
+            start(dir, &["train", "--resume", "killed"])
+        } else {
+            start(dir, &args("killed"))
+        };
+        // From start-up to a fifth of a whole run: during steps and during checkpoint writes.
+        std::thread::sleep(full.mul_f64(0.01 + 0.19 * rng.unit() as f64));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            kills += 1;
+        }
+        let _ = child.wait();
+        check_run_folder(&run);
+        assert!(
+            !run.join("summary.json").exists(),
+            "the run finished after {kills} kills: make it longer"
+        );
+    }
+    finish(start(dir, &["train", "--resume", "killed"]));
+    let a = std::fs::read_to_string(dir.join("reference/metrics.csv")).unwrap();
+    let b = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    assert_eq!(
+        a, b,
+        "killed {kills} times and resumed: metrics differ from the uninterrupted run"
+    );
+    eprintln!(
+        "survived {kills} SIGKILLs (uninterrupted run: {:.2}s)",
+        full.as_secs_f64()
+    );
+}
