@@ -21,9 +21,10 @@ pub fn synth_image(class: usize, size: u32, seed: u64) -> RgbImage {
         rng.below((size - side) as usize) as u32,
         rng.below((size - side) as usize) as u32,
     );
+    let square = class.is_multiple_of(2);
     let mut img = RgbImage::new(size, size);
     for (x, y, px) in img.enumerate_pixels_mut() {
-        let inside = if class % 2 == 0 {
+        let inside = if square {
             x >= ox && x < ox + side && y >= oy && y < oy + side
         } else {
             let (cx, cy, r) = (ox + side / 2, oy + side / 2, side as f32 / 2.0);
@@ -34,7 +35,7 @@ pub fn synth_image(class: usize, size: u32, seed: u64) -> RgbImage {
         for k in 0..3 {
             let noise = rng.unit() * 60.0 - 30.0;
             let base = if inside {
-                if class % 2 == 0 {
+                if square {
                     235.0
                 } else {
                     25.0
