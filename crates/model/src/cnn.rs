@@ -29,7 +29,7 @@ impl Default for CnnConfig {
     fn default() -> Self {
         Self {
             num_classes: 2,
-            image_size: 64,
+            image_size: 48,
             channels: vec![32, 64, 128, 256],
             convs_per_block: 1,
             hidden: None,

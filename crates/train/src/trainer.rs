@@ -81,7 +81,10 @@ pub struct Summary {
     pub train_images_per_sec: f64,
     pub train_images: usize,
     pub validation: Evaluation,
+    /// The held-out `--test` folder, plain and with flip test-time augmentation (the mean of the
+    /// logits of each image and its mirror image).
     pub test: Option<Evaluation>,
+    pub test_flip_tta: Option<Evaluation>,
     pub skipped_count: usize,
     pub skipped: Vec<Skipped>,
 }
@@ -353,7 +356,7 @@ pub fn train(req: TrainRequest) -> Result<Summary, TrainError> {
         validation.images,
         validation.loss
     ));
-    let test = match &config.test {
+    let (test, test_flip_tta) = match &config.test {
         Some(dir) => {
             let loaded = load_folder(&config, dir, &progress)?;
             if loaded.set.classes != classes {
@@ -365,17 +368,20 @@ pub fn train(req: TrainRequest) -> Result<Summary, TrainError> {
                 ))));
             }
             skipped.extend(loaded.skipped);
-            let e = evaluate(&best, Arc::new(loaded.set), &norm, &device, 128, false)?;
+            let set = Arc::new(loaded.set);
+            let e = evaluate(&best, set.clone(), &norm, &device, 128, false)?;
+            let tta = evaluate(&best, set, &norm, &device, 128, true)?;
             progress.say(&format!(
-                "held-out test {}: accuracy {:.2}% ({} images), loss {:.4}",
+                "held-out test {}: accuracy {:.2}% ({} images), loss {:.4}; with flip TTA {:.2}%",
                 dir.display(),
                 100.0 * e.accuracy,
                 e.images,
-                e.loss
+                e.loss,
+                100.0 * tta.accuracy
             ));
-            Some(e)
+            (Some(e), Some(tta))
         }
-        None => None,
+        None => (None, None),
     };
     let summary = Summary {
         run_dir: out.clone(),
@@ -389,6 +395,7 @@ pub fn train(req: TrainRequest) -> Result<Summary, TrainError> {
         train_images: train_set.len(),
         validation,
         test,
+        test_flip_tta,
         skipped_count: skipped.len(),
         skipped,
     };
