@@ -174,7 +174,10 @@ fn non_finite_loss_stops_and_keeps_the_last_good_checkpoint() {
     );
     // No NaN weights were written by the diverged run.
     for f in ["model.bpk", "best.bpk", "checkpoints/latest.json"] {
-        assert!(!tmp.path().join("run2").join(f).exists(), "{f} written by a diverged run");
+        assert!(
+            !tmp.path().join("run2").join(f).exists(),
+            "{f} written by a diverged run"
+        );
     }
     assert_eq!(std::fs::read(out.join("model.bpk")).unwrap(), good);
     assert_eq!(
