@@ -1,20 +1,12 @@
 //! Bad input never hurts: each case exits non-zero with a clear message and no panic.
 
-use std::{
-    path::Path,
-    process::{Command, Output},
-};
+mod common;
+
+use std::{path::Path, process::Output};
+
+use common::catdog;
 
 use catdog::data::{synth::write_synth_set, Layout};
-
-fn catdog(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_catdog"))
-        .args(args)
-        .current_dir(cwd)
-        .env("CATDOG_CACHE_DIR", cwd.join("cache"))
-        .output()
-        .expect("catdog runs")
-}
 
 fn fails_cleanly(o: &Output, needle: &str) {
     let err = String::from_utf8_lossy(&o.stderr);

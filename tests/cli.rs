@@ -1,20 +1,12 @@
 //! The `catdog` binary as a user runs it: exit codes, messages, predict output.
 
-use std::{
-    path::Path,
-    process::{Command, Output},
-};
+mod common;
+
+use std::process::Output;
+
+use common::catdog;
 
 use catdog::data::{synth::write_synth_set, Layout};
-
-fn catdog(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_catdog"))
-        .args(args)
-        .current_dir(cwd)
-        .env("CATDOG_CACHE_DIR", cwd.join("cache"))
-        .output()
-        .expect("catdog runs")
-}
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
