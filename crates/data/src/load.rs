@@ -92,10 +92,8 @@ fn decode_all(found: &Discovered, opts: &LoadOptions) -> Result<cache::Decoded, 
     let bar = if opts.progress {
         let bar = ProgressBar::new(found.samples.len() as u64);
         bar.set_style(
-            ProgressStyle::with_template(
-                "decoding {bar:30} {pos}/{len} images  {per_sec}  eta {eta}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ProgressStyle::with_template("decoding {bar:30} {pos}/{len} images  eta {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         bar
     } else {
