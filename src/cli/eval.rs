@@ -1,7 +1,9 @@
 use std::{process::ExitCode, sync::Arc};
 
 use anyhow::Context;
-use catdog_train::{evaluate::evaluate, load_for_model, model_io::load_model, ProgressMode};
+use catdog_train::{
+    evaluate::evaluate, load_folder, model_io::load_model, pixel_cache, Progress, ProgressMode,
+};
 
 use super::{args::EvalArgs, usage, Failure};
 
@@ -23,13 +25,14 @@ pub fn run(a: EvalArgs) -> Result<ExitCode, Failure> {
     } else {
         ProgressMode::auto()
     };
-    let (set, skipped) = load_for_model(
+    let cache_dir = pixel_cache(a.cache_dir.clone(), a.no_cache);
+    let loaded = load_folder(
         &a.data,
-        &trained.config,
-        a.cache_dir.clone(),
-        a.no_cache,
-        progress,
+        trained.config.image_size,
+        cache_dir,
+        &Progress::new(progress),
     )?;
+    let (set, skipped) = (loaded.set, loaded.skipped);
     if set.classes != trained.config.classes {
         return Err(usage(anyhow::anyhow!(
             "{} has classes [{}] but the model was trained on [{}]",

@@ -30,8 +30,12 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Eval(a) => eval::run(a),
         Command::Predict(a) => predict::run(a),
         Command::Export(a) => {
-            catdog_train::model_io::read_config(&a.model).map_err(usage)?;
-            catdog_train::model_io::export(&a.model, &a.out)?;
+            use catdog_train::model_io::{export, ModelIoError};
+            // A bad model folder is the user's to fix (2); a failed write is a runtime failure (1).
+            export(&a.model, &a.out).map_err(|e| match e {
+                ModelIoError::Write { .. } => Failure::Runtime(e.into()),
+                other => usage(other),
+            })?;
             println!("exported {} to {}", a.model.display(), a.out.display());
             Ok(ExitCode::SUCCESS)
         }

@@ -62,6 +62,16 @@ impl Default for TrainConfig {
     }
 }
 
+/// The pixel cache folder for a `--cache-dir` / `--no-cache` pair: the given folder, else the
+/// user's cache folder; `None` when caching is off.
+pub fn pixel_cache(cache_dir: Option<PathBuf>, no_cache: bool) -> Option<PathBuf> {
+    if no_cache {
+        None
+    } else {
+        cache_dir.or_else(catdog_data::default_cache_dir)
+    }
+}
+
 /// A setting that cannot work, named with its value and the fix.
 #[derive(Debug, thiserror::Error, PartialEq)]
 #[error("invalid {field} = {value}: {fix}")]
@@ -141,6 +151,17 @@ impl TrainConfig {
         model
             .validate()
             .or_else(|e| bad("model", e.to_string(), "change the architecture settings"))
+    }
+
+    /// The pixel cache folder to use, `None` with `no_cache`.
+    pub fn pixel_cache(&self) -> Option<PathBuf> {
+        if self.no_cache {
+            None
+        } else {
+            self.cache_dir
+                .clone()
+                .or_else(catdog_data::default_cache_dir)
+        }
     }
 
     /// The model configuration for a data set with `num_classes` classes.

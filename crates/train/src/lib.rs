@@ -16,11 +16,9 @@ mod progress;
 mod trainer;
 
 pub use backend::{Backend, BackendError, OpenDevice};
-pub use config::{InvalidSetting, RunConfig, TrainConfig};
+pub use config::{pixel_cache, InvalidSetting, RunConfig, TrainConfig};
 pub use lock::{lock_holder, LockError, RunLock};
 pub use loss::Loss;
 pub use optim::{OptimConfig, OptimizerKind, Schedule};
 pub use progress::{Progress, ProgressMode};
-pub use trainer::{
-    load_folder, load_for_model, report_skipped, train, Summary, TrainError, TrainRequest,
-};
+pub use trainer::{load_folder, report_skipped, train, Summary, TrainError, TrainRequest};

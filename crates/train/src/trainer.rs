@@ -16,7 +16,7 @@ use burn::{
     tensor::{Device, Int, Tensor},
 };
 use catdog_data::{
-    discover, epoch_plan, load, stratified_split, write_atomic, DataError, ImageBatcher, ImageSet,
+    discover, epoch_plan, load, stratified_split, write_atomic, DataError, ImageBatcher,
     LoadOptions, Loaded, Normalization, Prefetcher, Skipped, SplitMix64,
 };
 use catdog_model::Classifier;
@@ -147,7 +147,12 @@ pub fn train(req: TrainRequest) -> Result<Summary, TrainError> {
     let ad = device.clone().autodiff();
 
     // Data: decode once (cached), split by seed, normalise with training statistics only.
-    let loaded = load_folder(&config, &config.data, &progress)?;
+    let loaded = load_folder(
+        &config.data,
+        config.image_size,
+        config.pixel_cache(),
+        &progress,
+    )?;
     let classes = loaded.set.classes.clone();
     let (train_idx, valid_idx) =
         stratified_split(&loaded.set.labels, config.validation_fraction, config.seed);
@@ -358,7 +363,7 @@ pub fn train(req: TrainRequest) -> Result<Summary, TrainError> {
     ));
     let (test, test_flip_tta) = match &config.test {
         Some(dir) => {
-            let loaded = load_folder(&config, dir, &progress)?;
+            let loaded = load_folder(dir, config.image_size, config.pixel_cache(), &progress)?;
             if loaded.set.classes != classes {
                 return Err(TrainError::Data(DataError::Invalid(format!(
                     "test folder {} has classes [{}] but training had [{}]",
@@ -411,9 +416,12 @@ fn write_error(path: &Path, e: std::io::Error) -> TrainError {
 }
 
 /// Decodes (or reads from the cache) a labelled folder and reports skipped files.
+///
+/// `cache_dir`: where decoded pixels are cached; `None` decodes every image.
 pub fn load_folder(
-    config: &TrainConfig,
     dir: &Path,
+    image_size: usize,
+    cache_dir: Option<PathBuf>,
     progress: &Progress,
 ) -> Result<Loaded, TrainError> {
     let found = discover(dir)?;
@@ -432,15 +440,8 @@ pub fn load_folder(
         per_class.join(", ")
     ));
     let opts = LoadOptions {
-        image_size: config.image_size,
-        cache_dir: if config.no_cache {
-            None
-        } else {
-            config
-                .cache_dir
-                .clone()
-                .or_else(catdog_data::default_cache_dir)
-        },
+        image_size,
+        cache_dir,
         threads: None,
         progress: progress.mode() == ProgressMode::Bars,
     };
@@ -567,23 +568,4 @@ fn load_checkpoint(
             reason: format!("optimiser state: {e}"),
         })?;
     Ok((model, optim, latest.state.clone()))
-}
-
-/// Loads an image folder for evaluation with a trained model's preprocessing.
-pub fn load_for_model(
-    dir: &Path,
-    run: &RunConfig,
-    cache_dir: Option<PathBuf>,
-    no_cache: bool,
-    progress: ProgressMode,
-) -> Result<(ImageSet, Vec<Skipped>), TrainError> {
-    let config = TrainConfig {
-        image_size: run.image_size,
-        cache_dir,
-        no_cache,
-        ..TrainConfig::default()
-    };
-    let p = Progress::new(progress);
-    let loaded = load_folder(&config, dir, &p)?;
-    Ok((loaded.set, loaded.skipped))
 }
