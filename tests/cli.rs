@@ -96,11 +96,39 @@ fn train_eval_predict_export() {
     let again = catdog(&["train", "--data", "data", "--out", "run"], dir);
     assert_usage_error(&again, "--resume");
 
-    let o = catdog(&["eval", "--model", "run", "--data", "data", "--json"], dir);
+    // Training draws its curves; the final evaluation its confusion matrix and reliability.
+    for file in ["curves.png", "confusion.png", "calibration.png"] {
+        let png = image::open(dir.join("run").join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert!(
+            png.width() >= 500 && png.height() >= 500,
+            "{file} is too small"
+        );
+        let rgb = png.to_rgb8();
+        let ink = rgb.pixels().filter(|p| p.0 != [255, 255, 255]).count();
+        assert!(ink > 5_000, "{file} has only {ink} drawn pixels");
+    }
+
+    let o = catdog(
+        &[
+            "eval",
+            "--model",
+            "run",
+            "--data",
+            "data",
+            "--json",
+            "--plots",
+            "evalplots",
+        ],
+        dir,
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let e: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(e["images"], 32);
     assert_eq!(e["confusion"].as_array().unwrap().len(), 2);
+    let ece = e["calibration"]["ece"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&ece), "ECE {ece}");
+    assert!(dir.join("evalplots/confusion.png").is_file());
+    assert!(dir.join("evalplots/calibration.png").is_file());
 
     // predict: probabilities are the softmax of the logits; a bad file does not stop the rest.
     std::fs::write(dir.join("broken.jpg"), b"").unwrap();
@@ -157,6 +185,62 @@ fn train_eval_predict_export() {
         stdout(&a),
         stdout(&b),
         "the bundle predicts bit-identically"
+    );
+
+    // safetensors out, predicted from directly, and imported back: the same logits.
+    let o = catdog(
+        &[
+            "export",
+            "--model",
+            "run",
+            "--out",
+            "st",
+            "--format",
+            "safetensors",
+        ],
+        dir,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let card: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("st/config.json")).unwrap())
+            .unwrap();
+    assert_eq!(card["export"]["weights_file"], "model.safetensors");
+    assert_eq!(card["export"]["tensors"][0]["name"], "hidden.0.bias");
+    assert!(card["export"]["validation"]["ece"].is_f64(), "{card}");
+    let c = catdog(&["predict", "--model", "st", "--json", &img], dir);
+    assert_eq!(stdout(&a), stdout(&c), "safetensors bundle");
+    let o = catdog(
+        &[
+            "import",
+            "--weights",
+            "st/model.safetensors",
+            "--out",
+            "imported",
+        ],
+        dir,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let d = catdog(&["predict", "--model", "imported", "--json", &img], dir);
+    assert_eq!(stdout(&a), stdout(&d), "imported model");
+    assert_usage_error(
+        &catdog(
+            &[
+                "import",
+                "--weights",
+                "st/model.safetensors",
+                "--out",
+                "imported",
+            ],
+            dir,
+        ),
+        "already holds a model",
+    );
+    assert_usage_error(
+        &catdog(
+            &["export", "--model", "run", "--out", "x", "--format", "onnx"],
+            dir,
+        ),
+        "onnx",
     );
 }
 

@@ -1,13 +1,13 @@
 use std::path::PathBuf;
 
-use catdog_train::{Backend, OptimizerKind, Schedule};
+use catdog_train::{export::WeightsFormat, Backend, OptimizerKind, Schedule};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
 #[command(
     name = "catdog",
     version,
-    about = "Train image classifiers on real photos: train, eval, predict, export."
+    about = "Train image classifiers on real photos: train, eval, predict, export, import."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -22,8 +22,10 @@ pub enum Command {
     Eval(EvalArgs),
     /// Predict the class of images, with logits and probabilities.
     Predict(PredictArgs),
-    /// Write a self-contained model bundle (weights + config.json).
+    /// Write a self-contained model bundle: weights (burnpack or safetensors) + config.json.
     Export(ExportArgs),
+    /// Turn a safetensors file (PyTorch names and layouts) back into a catdog model folder.
+    Import(ImportArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -138,6 +140,12 @@ pub struct EvalArgs {
     pub cache_dir: Option<PathBuf>,
     #[arg(long)]
     pub no_cache: bool,
+    /// Folder for confusion.png and calibration.png (default: the model folder).
+    #[arg(long)]
+    pub plots: Option<PathBuf>,
+    /// Do not draw the plots.
+    #[arg(long, conflicts_with = "plots")]
+    pub no_plots: bool,
 }
 
 #[derive(Debug, Args)]
@@ -161,6 +169,23 @@ pub struct ExportArgs {
     #[arg(long)]
     pub model: PathBuf,
     /// Bundle folder to write.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// burnpack (model.bpk, default) or safetensors (model.safetensors, PyTorch names and
+    /// layouts: Linear weights [out, in], BatchNorm running_mean/running_var).
+    #[arg(long, default_value = "burnpack")]
+    pub format: WeightsFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The safetensors file.
+    #[arg(long)]
+    pub weights: PathBuf,
+    /// Its config.json (default: config.json beside the weights).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Model folder to write (config.json + model.bpk).
     #[arg(long)]
     pub out: PathBuf,
 }

@@ -2,7 +2,12 @@ use std::{process::ExitCode, sync::Arc};
 
 use anyhow::Context;
 use catdog_train::{
-    evaluate::evaluate, load_folder, model_io::load_model, pixel_cache, Progress, ProgressMode,
+    evaluate::evaluate,
+    load_folder,
+    model_io::load_model,
+    pixel_cache,
+    plots::{confusion_matrix, reliability_diagram, CALIBRATION_FILE, CONFUSION_FILE},
+    Progress, ProgressMode,
 };
 
 use super::{args::EvalArgs, usage, Failure};
@@ -50,6 +55,26 @@ pub fn run(a: EvalArgs) -> Result<ExitCode, Failure> {
         a.tta,
     )
     .context("evaluation failed")?;
+    let plots = if a.no_plots {
+        Vec::new()
+    } else {
+        let dir = a.plots.clone().unwrap_or_else(|| a.model.clone());
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create the plot folder {}", dir.display()))?;
+        let title = format!(
+            "{} images of {}",
+            e.images,
+            a.data
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| a.data.display().to_string())
+        );
+        let confusion = dir.join(CONFUSION_FILE);
+        let calibration = dir.join(CALIBRATION_FILE);
+        confusion_matrix(&e, &format!("Confusion matrix, {title}"), &confusion)?;
+        reliability_diagram(&e, &format!("Reliability, {title}"), &calibration)?;
+        vec![confusion, calibration]
+    };
     if a.json {
         let mut value = serde_json::to_value(&e)?;
         value["skipped"] = serde_json::to_value(&skipped)?;
@@ -62,6 +87,9 @@ pub fn run(a: EvalArgs) -> Result<ExitCode, Failure> {
             opened.name
         );
         print!("{}", e.render());
+        for p in &plots {
+            println!("wrote {}", p.display());
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,5 +1,6 @@
 mod args;
 mod eval;
+mod export;
 mod predict;
 mod train;
 
@@ -29,15 +30,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Train(a) => train::run(*a),
         Command::Eval(a) => eval::run(a),
         Command::Predict(a) => predict::run(a),
-        Command::Export(a) => {
-            use catdog_train::model_io::{export, ModelIoError};
-            // A bad model folder is the user's to fix (2); a failed write is a runtime failure (1).
-            export(&a.model, &a.out).map_err(|e| match e {
-                ModelIoError::Write { .. } => Failure::Runtime(e.into()),
-                other => usage(other),
-            })?;
-            println!("exported {} to {}", a.model.display(), a.out.display());
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Export(a) => export::export(a),
+        Command::Import(a) => export::import(a),
     }
 }

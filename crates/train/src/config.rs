@@ -193,4 +193,7 @@ pub struct RunConfig {
     /// The training settings (absent in hand-made configs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub train: Option<TrainConfig>,
+    /// The model card of an exported bundle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export: Option<crate::export::ModelCard>,
 }

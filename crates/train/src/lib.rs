@@ -7,11 +7,13 @@
 mod backend;
 mod config;
 pub mod evaluate;
+pub mod export;
 mod lock;
 pub mod loss;
 pub mod metrics;
 pub mod model_io;
 mod optim;
+pub mod plots;
 mod progress;
 mod trainer;
 

@@ -79,6 +79,72 @@ pub struct Evaluation {
     pub least_sure: Vec<ImageVerdict>,
     /// Wrong predictions with the highest confidence.
     pub confidently_wrong: Vec<ImageVerdict>,
+    /// How far the softmax confidence can be trusted.
+    #[serde(default)]
+    pub calibration: Calibration,
+}
+
+/// Equal-width confidence bins over [0, 1] for the reliability diagram and the ECE.
+pub const CALIBRATION_BINS: usize = 15;
+
+/// Reliability of the top-class probability: in each confidence bin, how often the model was
+/// right. A calibrated model that says 80% is right 80% of the time.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Calibration {
+    pub bins: Vec<CalibrationBin>,
+    /// Expected calibration error: the image-weighted mean of |accuracy - confidence| over the
+    /// bins (0 = perfectly calibrated).
+    pub ece: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CalibrationBin {
+    pub lower: f64,
+    pub upper: f64,
+    pub images: usize,
+    /// Mean top-class probability of the bin's images (0 when empty).
+    pub mean_confidence: f64,
+    /// Share of the bin's images predicted correctly (0 when empty).
+    pub accuracy: f64,
+}
+
+impl Calibration {
+    /// From each image's top-class probability and whether that class was right.
+    pub fn from_predictions(predictions: impl IntoIterator<Item = (f32, bool)>) -> Self {
+        let b = CALIBRATION_BINS;
+        let mut count = vec![0usize; b];
+        let mut confidence = vec![0.0f64; b];
+        let mut correct = vec![0usize; b];
+        for (p, right) in predictions {
+            let i = ((p as f64 * b as f64) as usize).min(b - 1);
+            count[i] += 1;
+            confidence[i] += p as f64;
+            correct[i] += right as usize;
+        }
+        let n: usize = count.iter().sum();
+        let mut ece = 0.0;
+        let bins = (0..b)
+            .map(|i| {
+                let (mean_confidence, accuracy) = if count[i] > 0 {
+                    let c = count[i] as f64;
+                    (confidence[i] / c, correct[i] as f64 / c)
+                } else {
+                    (0.0, 0.0)
+                };
+                if n > 0 {
+                    ece += count[i] as f64 / n as f64 * (accuracy - mean_confidence).abs();
+                }
+                CalibrationBin {
+                    lower: i as f64 / b as f64,
+                    upper: (i + 1) as f64 / b as f64,
+                    images: count[i],
+                    mean_confidence,
+                    accuracy,
+                }
+            })
+            .collect();
+        Calibration { bins, ece }
+    }
 }
 
 impl Evaluation {
@@ -139,6 +205,8 @@ impl Evaluation {
             probabilities: probs.clone(),
         };
         let top = |v: &(usize, usize, Vec<f32>)| v.2[v.1];
+        let calibration =
+            Calibration::from_predictions(verdicts.iter().map(|v| (top(v), v.1 == labels[v.0])));
         let mut by_doubt: Vec<&(usize, usize, Vec<f32>)> = verdicts.iter().collect();
         by_doubt.sort_by(|a, b| top(a).total_cmp(&top(b)).then(a.0.cmp(&b.0)));
         let mut wrong: Vec<&(usize, usize, Vec<f32>)> =
@@ -157,6 +225,7 @@ impl Evaluation {
             per_class,
             least_sure: by_doubt.into_iter().take(examples).map(verdict).collect(),
             confidently_wrong: wrong.into_iter().take(examples).map(verdict).collect(),
+            calibration,
         }
     }
 
@@ -178,6 +247,11 @@ impl Evaluation {
             .max()
             .unwrap_or(4)
             .max(9);
+        let _ = writeln!(
+            s,
+            "expected calibration error {:.2}% ({CALIBRATION_BINS} confidence bins)",
+            100.0 * self.calibration.ece
+        );
         let _ = write!(
             s,
             "\nconfusion (rows: true, columns: predicted)\n{:>w$}",
@@ -262,5 +336,29 @@ mod tests {
         assert_eq!(e.least_sure[0].path, PathBuf::from("2.jpg"));
         assert_eq!(e.confidently_wrong[0].path, PathBuf::from("3.jpg"));
         assert_eq!(e.confidently_wrong.len(), 2);
+        assert_eq!(e.calibration.bins.len(), CALIBRATION_BINS);
+        assert_eq!(
+            e.calibration.bins.iter().map(|b| b.images).sum::<usize>(),
+            4
+        );
+    }
+
+    #[test]
+    fn calibration_error_is_the_weighted_gap() {
+        // Ten images at 0.95 confidence, all right; ten at 0.65, half right.
+        let preds = (0..10)
+            .map(|_| (0.95, true))
+            .chain((0..10).map(|i| (0.65, i % 2 == 0)));
+        let c = Calibration::from_predictions(preds);
+        // Bins of width 1/15: 0.95 lands in bin 14, 0.65 in bin 9.
+        assert_eq!(c.bins[14].images, 10);
+        assert_eq!(c.bins[9].images, 10);
+        assert!((c.bins[9].accuracy - 0.5).abs() < 1e-12);
+        let expected = 0.5 * (1.0 - 0.95) + 0.5 * (0.65 - 0.5);
+        assert!((c.ece - expected).abs() < 1e-6, "{} vs {expected}", c.ece);
+        // A model that is always right with confidence 1 is perfectly calibrated.
+        let perfect = Calibration::from_predictions((0..5).map(|_| (1.0, true)));
+        assert_eq!(perfect.bins[14].images, 5);
+        assert!(perfect.ece.abs() < 1e-12);
     }
 }

@@ -1,8 +1,13 @@
-//! Reading and writing model folders: `config.json` plus `model.bpk` (burnpack weights).
+//! Reading and writing model folders: `config.json` plus the weights, `model.bpk` (burnpack)
+//! or `model.safetensors` (PyTorch names and layouts).
 
 use std::path::{Path, PathBuf};
 
-use burn::{module::Module, tensor::Device};
+use burn::{
+    module::Module,
+    store::{BurnToPyTorchAdapter, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore},
+    tensor::Device,
+};
 use catdog_data::write_atomic;
 use catdog_model::Classifier;
 use serde::Serialize;
@@ -11,6 +16,7 @@ use crate::RunConfig;
 
 pub const CONFIG_FILE: &str = "config.json";
 pub const WEIGHTS_FILE: &str = "model.bpk";
+pub const SAFETENSORS_FILE: &str = "model.safetensors";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelIoError {
@@ -24,6 +30,8 @@ pub enum ModelIoError {
     BadWeights { path: PathBuf, reason: String },
     #[error("cannot write {path}: {reason}")]
     Write { path: PathBuf, reason: String },
+    #[error("{0} already holds a model; choose another folder")]
+    AlreadyExists(PathBuf),
 }
 
 /// A model folder loaded for inference.
@@ -33,6 +41,7 @@ pub struct TrainedModel {
     pub model: Classifier,
 }
 
+/// Reads and checks `dir/config.json`.
 pub fn read_config(dir: &Path) -> Result<RunConfig, ModelIoError> {
     if !dir.is_dir() {
         return Err(ModelIoError::NotFound(dir.to_path_buf()));
@@ -42,7 +51,21 @@ pub fn read_config(dir: &Path) -> Result<RunConfig, ModelIoError> {
         dir: dir.to_path_buf(),
         file: CONFIG_FILE,
     })?;
-    let mut json = serde_json::Deserializer::from_str(&text);
+    parse_config(&path, &text)
+}
+
+/// Reads and checks a config file at any path (e.g. one shipped beside a safetensors file).
+pub fn read_config_file(path: &Path) -> Result<RunConfig, ModelIoError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ModelIoError::BadConfig {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    parse_config(path, &text)
+}
+
+fn parse_config(path: &Path, text: &str) -> Result<RunConfig, ModelIoError> {
+    let path = path.to_path_buf();
+    let mut json = serde_json::Deserializer::from_str(text);
     let config: RunConfig =
         serde_path_to_error::deserialize(&mut json).map_err(|e| ModelIoError::BadConfig {
             path: path.clone(),
@@ -68,17 +91,22 @@ pub fn read_config(dir: &Path) -> Result<RunConfig, ModelIoError> {
     Ok(config)
 }
 
-/// Loads `dir/config.json` and `dir/model.bpk` onto `device`, in inference mode.
+/// Loads `dir/config.json` and the folder's weights (`model.bpk`, else `model.safetensors`)
+/// onto `device`, in inference mode.
 pub fn load_model(dir: &Path, device: &Device) -> Result<TrainedModel, ModelIoError> {
     let config = read_config(dir)?;
-    let path = dir.join(WEIGHTS_FILE);
-    if !path.is_file() {
+    let burnpack = dir.join(WEIGHTS_FILE);
+    let safetensors = dir.join(SAFETENSORS_FILE);
+    let model = if burnpack.is_file() {
+        load_weights(&config, &burnpack, device)?
+    } else if safetensors.is_file() {
+        load_safetensors(&config, &safetensors, device)?
+    } else {
         return Err(ModelIoError::MissingFile {
             dir: dir.to_path_buf(),
             file: WEIGHTS_FILE,
         });
-    }
-    let model = load_weights(&config, &path, device)?;
+    };
     Ok(TrainedModel {
         config,
         model: model.valid(),
@@ -104,6 +132,74 @@ pub fn load_weights(
         Ok(Err(e)) => Err(bad(e.to_string())),
         Err(_) => Err(bad("malformed weights file".into())),
     }
+}
+
+/// Tensor names of the safetensors convention, in PyTorch's `state_dict` style: no enum variant
+/// (`hidden.0.weight`, not `Mlp.hidden.0.weight`), Linear weights `[out, in]`, BatchNorm
+/// `weight/bias/running_mean/running_var`.
+fn pytorch_store(bytes: Option<Vec<u8>>) -> SafetensorsStore {
+    SafetensorsStore::from_bytes(bytes)
+        .skip_enum_variants(true)
+        .with_to_adapter(BurnToPyTorchAdapter)
+        .with_from_adapter(PyTorchToBurnAdapter)
+}
+
+/// Loads weights from a safetensors file in PyTorch convention (as written by
+/// [`save_safetensors`], or by PyTorch's `safetensors.torch.save_file` with the same names).
+///
+/// Every tensor of the model must be present with its shape, and every tensor of the file must
+/// be used (PyTorch's `num_batches_tracked` counters aside): a file for another architecture is
+/// refused rather than half-loaded.
+pub fn load_safetensors(
+    config: &RunConfig,
+    path: &Path,
+    device: &Device,
+) -> Result<Classifier, ModelIoError> {
+    let bad = |reason: String| ModelIoError::BadWeights {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+    let mut model = Classifier::new(&config.model, device).map_err(|e| bad(e.to_string()))?;
+    let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut store = pytorch_store(Some(bytes));
+        model.load_from(&mut store).map(|result| (model, result))
+    }));
+    let (model, result) = match loaded {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return Err(bad(e.to_string())),
+        Err(_) => return Err(bad("malformed safetensors file".into())),
+    };
+    let unused: Vec<&String> = result
+        .unused
+        .iter()
+        .filter(|name| !name.ends_with("num_batches_tracked"))
+        .collect();
+    if !unused.is_empty() {
+        return Err(bad(format!(
+            "tensors the model does not have: {}",
+            unused
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    Ok(model)
+}
+
+/// Saves weights as safetensors in PyTorch convention, atomically.
+pub fn save_safetensors(model: &Classifier, path: &Path) -> Result<(), ModelIoError> {
+    let err = |reason: String| ModelIoError::Write {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut store = pytorch_store(None).metadata("catdog_version", env!("CARGO_PKG_VERSION"));
+    model
+        .save_into(&mut store)
+        .map_err(|e| err(e.to_string()))?;
+    let bytes = store.get_bytes().map_err(|e| err(e.to_string()))?;
+    write_atomic(path, &bytes).map_err(|e| err(e.to_string()))
 }
 
 /// Saves weights atomically: a temporary file in the same folder, then a rename.
@@ -141,20 +237,4 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), ModelIoErr
     let mut text = serde_json::to_string_pretty(value).map_err(|e| err(e.to_string()))?;
     text.push('\n');
     write_atomic(path, text.as_bytes()).map_err(|e| err(e.to_string()))
-}
-
-/// Copies a model folder's config and weights into a self-contained bundle at `out`.
-pub fn export(model_dir: &Path, out: &Path) -> Result<(), ModelIoError> {
-    let config = read_config(model_dir)?;
-    let weights = model_dir.join(WEIGHTS_FILE);
-    let bytes = std::fs::read(&weights).map_err(|_| ModelIoError::MissingFile {
-        dir: model_dir.to_path_buf(),
-        file: WEIGHTS_FILE,
-    })?;
-    let target = out.join(WEIGHTS_FILE);
-    write_atomic(&target, &bytes).map_err(|e| ModelIoError::Write {
-        path: target,
-        reason: e.to_string(),
-    })?;
-    write_json(&out.join(CONFIG_FILE), &config)
 }

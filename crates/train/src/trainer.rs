@@ -29,6 +29,10 @@ use crate::{
     model_io::{
         self, read_config, save_weights, write_json, ModelIoError, CONFIG_FILE, WEIGHTS_FILE,
     },
+    plots::{
+        confusion_matrix, learning_curves, reliability_diagram, CALIBRATION_FILE, CONFUSION_FILE,
+        CURVES_FILE,
+    },
     progress::Progress,
     BackendError, InvalidSetting, Loss, ProgressMode, RunConfig, TrainConfig,
 };
@@ -179,6 +183,7 @@ pub fn train(req: TrainRequest) -> Result<Summary, TrainError> {
         image_size: config.image_size,
         normalization: norm,
         train: Some(config.clone()),
+        export: None,
     };
     if let Some((previous, _)) = &resumed {
         if previous.model != model_config || previous.classes != classes {
@@ -230,6 +235,12 @@ pub fn train(req: TrainRequest) -> Result<Summary, TrainError> {
     ));
 
     let loss_fn = Loss::new(config.label_smoothing, &ad);
+    let train_note = match (config.label_smoothing > 0.0, config.augment.is_some()) {
+        (true, true) => format!("label smoothing {}, augmented", config.label_smoothing),
+        (true, false) => format!("label smoothing {}", config.label_smoothing),
+        (false, true) => "augmented".to_string(),
+        (false, false) => "running mean over the epoch".to_string(),
+    };
     let batcher = Arc::new(ImageBatcher::new(train_set.clone(), &norm, config.augment));
     let steps_per_epoch = epoch_plan(train_set.len(), config.batch_size, None, true).len();
     let total_steps = steps_per_epoch * config.epochs;
@@ -341,6 +352,10 @@ pub fn train(req: TrainRequest) -> Result<Summary, TrainError> {
                 .map_err(|e| write_error(&out.join(name), e))?;
         }
         save_checkpoint(&out, &model, &optim, &state)?;
+        // The curves are a view of metrics.csv: a failure to draw them is reported, not fatal.
+        if let Err(e) = learning_curves(&state.history, &train_note, &out.join(CURVES_FILE)) {
+            progress.say(&format!("warning: {e}"));
+        }
     }
     let stopped_early = state.epoch < config.epochs;
     if stopped_early {
@@ -388,6 +403,27 @@ pub fn train(req: TrainRequest) -> Result<Summary, TrainError> {
         }
         None => (None, None),
     };
+    let (shown, set_name) = match &test {
+        Some(e) => (e, "held-out test set"),
+        None => (&validation, "validation split"),
+    };
+    let title = format!("{set_name}, best epoch {}", state.best_epoch);
+    for drawn in [
+        confusion_matrix(
+            shown,
+            &format!("Confusion matrix, {title}"),
+            &out.join(CONFUSION_FILE),
+        ),
+        reliability_diagram(
+            shown,
+            &format!("Reliability, {set_name}"),
+            &out.join(CALIBRATION_FILE),
+        ),
+    ] {
+        if let Err(e) = drawn {
+            progress.say(&format!("warning: {e}"));
+        }
+    }
     let summary = Summary {
         run_dir: out.clone(),
         device: opened.name,

@@ -20,6 +20,7 @@ fn model_dir(dir: &std::path::Path) -> (Vec<u8>, String) {
         image_size: 8,
         normalization: Normalization::default(),
         train: None,
+        export: None,
     };
     let device = Device::flex();
     let model = Classifier::new(&config.model, &device).unwrap();

@@ -6,7 +6,8 @@ use burn::tensor::Device;
 use catdog_data::{synth::write_synth_set, Layout};
 use catdog_model::{CnnConfig, MlpConfig, ModelConfig};
 use catdog_train::{
-    model_io::{export, load_model},
+    export::{export, import, safetensors_tensors, WeightsFormat},
+    model_io::load_model,
     train, ProgressMode, TrainConfig, TrainRequest,
 };
 
@@ -110,38 +111,113 @@ fn resume_after_stop_matches_an_uninterrupted_run() {
     assert_eq!(a, b);
 }
 
+/// Logits of a model folder's model on a fixed random batch.
+fn logits_of(dir: &Path, device: &Device) -> (catdog_train::RunConfig, Vec<f32>) {
+    let trained = load_model(dir, device).unwrap();
+    device.seed(7);
+    let x = burn::tensor::Tensor::<4>::random(
+        [3, 3, 24, 24],
+        burn::tensor::Distribution::Default,
+        device,
+    );
+    let logits = trained.model.forward(x).into_data().iter::<f32>().collect();
+    (trained.config, logits)
+}
+
 #[test]
-fn export_round_trip_gives_identical_logits() {
+fn export_and_import_round_trips_give_identical_logits() {
     let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
     let data = dataset(tmp.path(), 20);
     let mut config = small_config(&data, &tmp.path().join("cache"));
     config.epochs = 1;
+    config.test = Some(data.clone());
+    let out = tmp.path().join("run");
+    run(config, &out, false);
+    let device = Device::flex();
+    let (original_config, original) = logits_of(&out, &device);
+
+    for format in [WeightsFormat::Burnpack, WeightsFormat::Safetensors] {
+        let bundle = tmp.path().join(format!("bundle-{format:?}"));
+        let card = export(&out, &bundle, format, &device).unwrap();
+        assert!(bundle.join(format.file_name()).is_file());
+        let held_out = card.held_out_test.as_ref().expect("the run had a test set");
+        assert!(held_out.images > 0 && held_out.ece >= 0.0);
+        let (bundle_config, logits) = logits_of(&bundle, &device);
+        assert_eq!(bundle_config.export.as_ref(), Some(&card));
+        assert_eq!(bundle_config.model, original_config.model);
+        assert_eq!(bundle_config.normalization, original_config.normalization);
+        assert_eq!(logits, original, "{format:?}: bit-identical logits");
+    }
+
+    // PyTorch's names and layouts: no enum variant, Linear [out, in], BatchNorm statistics.
+    let bundle = tmp.path().join("bundle-Safetensors");
+    let tensors = safetensors_tensors(&bundle.join("model.safetensors")).unwrap();
+    let shape_of = |name: &str| {
+        tensors
+            .iter()
+            .find(|t| t.name == name)
+            .unwrap_or_else(|| panic!("{name} missing from {tensors:?}"))
+            .shape
+            .clone()
+    };
+    assert_eq!(shape_of("blocks.0.convs.0.weight"), vec![8, 3, 3, 3]);
+    for stat in ["weight", "bias", "running_mean", "running_var"] {
+        assert_eq!(shape_of(&format!("blocks.2.norms.0.{stat}")), vec![32]);
+    }
+    assert_eq!(
+        shape_of("output.weight"),
+        vec![2, 32],
+        "Linear weight is [out, in]"
+    );
+    assert_eq!(shape_of("output.bias"), vec![2]);
+    assert_eq!(tensors.len(), 3 + 3 * 4 + 2, "{tensors:?}");
+
+    // Back into a catdog model folder: same logits, burnpack weights.
+    let imported = tmp.path().join("imported");
+    import(&bundle.join("model.safetensors"), None, &imported, &device).unwrap();
+    assert!(imported.join("model.bpk").is_file());
+    let (imported_config, logits) = logits_of(&imported, &device);
+    assert_eq!(imported_config.export, None);
+    assert_eq!(logits, original, "import: bit-identical logits");
+    // A second import into the same folder is refused, the first left as it was.
+    let before = std::fs::read(imported.join("model.bpk")).unwrap();
+    assert!(import(&bundle.join("model.safetensors"), None, &imported, &device).is_err());
+    assert_eq!(std::fs::read(imported.join("model.bpk")).unwrap(), before);
+}
+
+#[test]
+fn safetensors_for_another_architecture_is_refused() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = dataset(tmp.path(), 10);
+    let mut config = small_config(&data, &tmp.path().join("cache"));
+    config.epochs = 1;
     config.model = ModelConfig::Mlp(MlpConfig {
-        hidden: vec![32],
+        hidden: vec![16],
         ..Default::default()
     });
     let out = tmp.path().join("run");
     run(config, &out, false);
-    let bundle = tmp.path().join("bundle");
-    export(&out, &bundle).unwrap();
     let device = Device::flex();
-    let a = load_model(&out, &device).unwrap();
-    let b = load_model(&bundle, &device).unwrap();
-    assert_eq!(a.config, b.config);
-    let x = burn::tensor::Tensor::<4>::random(
-        [3, 3, 24, 24],
-        burn::tensor::Distribution::Default,
+    let bundle = tmp.path().join("bundle");
+    export(&out, &bundle, WeightsFormat::Safetensors, &device).unwrap();
+    // The same weights read with a config that has one more hidden layer: missing tensors.
+    let mut text = std::fs::read_to_string(bundle.join("config.json")).unwrap();
+    text = text.replacen("\"hidden\": [\n      16\n    ]", "\"hidden\": [16, 16]", 1);
+    assert!(text.contains("[16, 16]"), "{text}");
+    let other = tmp.path().join("other.json");
+    std::fs::write(&other, text).unwrap();
+    let err = import(
+        &bundle.join("model.safetensors"),
+        Some(&other),
+        &tmp.path().join("imported"),
         &device,
-    );
-    let la: Vec<f32> = a
-        .model
-        .forward(x.clone())
-        .into_data()
-        .iter::<f32>()
-        .collect();
-    let lb: Vec<f32> = b.model.forward(x).into_data().iter::<f32>().collect();
-    assert_eq!(la, lb, "bit-identical logits");
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("hidden.1"), "{err}");
+    assert!(!tmp.path().join("imported/model.bpk").exists());
 }
 
 #[test]
