@@ -209,32 +209,18 @@ fn train_eval_predict_export() {
     assert!(card["export"]["validation"]["ece"].is_f64(), "{card}");
     let c = catdog(&["predict", "--model", "st", "--json", &img], dir);
     assert_eq!(stdout(&a), stdout(&c), "safetensors bundle");
-    let o = catdog(
-        &[
-            "import",
-            "--weights",
-            "st/model.safetensors",
-            "--out",
-            "imported",
-        ],
-        dir,
-    );
+    let import = [
+        "import",
+        "--weights",
+        "st/model.safetensors",
+        "--out",
+        "imported",
+    ];
+    let o = catdog(&import, dir);
     assert!(o.status.success(), "{}", stderr(&o));
     let d = catdog(&["predict", "--model", "imported", "--json", &img], dir);
     assert_eq!(stdout(&a), stdout(&d), "imported model");
-    assert_usage_error(
-        &catdog(
-            &[
-                "import",
-                "--weights",
-                "st/model.safetensors",
-                "--out",
-                "imported",
-            ],
-            dir,
-        ),
-        "already holds a model",
-    );
+    assert_usage_error(&catdog(&import, dir), "already holds a model");
     assert_usage_error(
         &catdog(
             &["export", "--model", "run", "--out", "x", "--format", "onnx"],

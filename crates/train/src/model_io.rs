@@ -113,25 +113,35 @@ pub fn load_model(dir: &Path, device: &Device) -> Result<TrainedModel, ModelIoEr
     })
 }
 
-/// Builds the configured model and loads weights into it, refusing any mismatch.
-pub fn load_weights(
+/// Builds the configured model and fills it with `load`, refusing any mismatch. A malformed file
+/// must be an error, never a crash: any panic in a decoder is contained here.
+fn load_into(
     config: &RunConfig,
     path: &Path,
     device: &Device,
+    load: impl FnOnce(Classifier) -> Result<Classifier, String>,
 ) -> Result<Classifier, ModelIoError> {
     let bad = |reason: String| ModelIoError::BadWeights {
         path: path.to_path_buf(),
         reason,
     };
     let model = Classifier::new(&config.model, device).map_err(|e| bad(e.to_string()))?;
-    // A malformed file must be an error, never a crash: contain any panic in the decoder.
-    let loaded =
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.try_load_file(path)));
-    match loaded {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| load(model))) {
         Ok(Ok(m)) => Ok(m),
-        Ok(Err(e)) => Err(bad(e.to_string())),
+        Ok(Err(reason)) => Err(bad(reason)),
         Err(_) => Err(bad("malformed weights file".into())),
     }
+}
+
+/// Loads burnpack weights (`model.bpk`) into the configured model.
+pub fn load_weights(
+    config: &RunConfig,
+    path: &Path,
+    device: &Device,
+) -> Result<Classifier, ModelIoError> {
+    load_into(config, path, device, |model| {
+        model.try_load_file(path).map_err(|e| e.to_string())
+    })
 }
 
 /// Tensor names of the safetensors convention, in PyTorch's `state_dict` style: no enum variant
@@ -155,37 +165,28 @@ pub fn load_safetensors(
     path: &Path,
     device: &Device,
 ) -> Result<Classifier, ModelIoError> {
-    let bad = |reason: String| ModelIoError::BadWeights {
+    let bytes = std::fs::read(path).map_err(|e| ModelIoError::BadWeights {
         path: path.to_path_buf(),
-        reason,
-    };
-    let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
-    let mut model = Classifier::new(&config.model, device).map_err(|e| bad(e.to_string()))?;
-    let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let mut store = pytorch_store(Some(bytes));
-        model.load_from(&mut store).map(|result| (model, result))
-    }));
-    let (model, result) = match loaded {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => return Err(bad(e.to_string())),
-        Err(_) => return Err(bad("malformed safetensors file".into())),
-    };
-    let unused: Vec<&String> = result
-        .unused
-        .iter()
-        .filter(|name| !name.ends_with("num_batches_tracked"))
-        .collect();
-    if !unused.is_empty() {
-        return Err(bad(format!(
-            "tensors the model does not have: {}",
-            unused
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )));
-    }
-    Ok(model)
+        reason: e.to_string(),
+    })?;
+    load_into(config, path, device, |mut model| {
+        let result = model
+            .load_from(&mut pytorch_store(Some(bytes)))
+            .map_err(|e| e.to_string())?;
+        let unused: Vec<&str> = result
+            .unused
+            .iter()
+            .map(|s| s.as_str())
+            .filter(|name| !name.ends_with("num_batches_tracked"))
+            .collect();
+        if !unused.is_empty() {
+            return Err(format!(
+                "tensors the model does not have: {}",
+                unused.join(", ")
+            ));
+        }
+        Ok(model)
+    })
 }
 
 /// Saves weights as safetensors in PyTorch convention, atomically.

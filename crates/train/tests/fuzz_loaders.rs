@@ -4,11 +4,15 @@ use burn::tensor::Device;
 use catdog_data::{Normalization, SplitMix64};
 use catdog_model::{Classifier, MlpConfig, ModelConfig};
 use catdog_train::{
-    model_io::{load_model, read_config, save_weights, write_json, CONFIG_FILE, WEIGHTS_FILE},
+    model_io::{
+        load_model, read_config, save_safetensors, save_weights, write_json, CONFIG_FILE,
+        SAFETENSORS_FILE, WEIGHTS_FILE,
+    },
     RunConfig,
 };
 
-fn model_dir(dir: &std::path::Path) -> (Vec<u8>, String) {
+/// Writes a model folder; returns its burnpack weights, safetensors weights and config.
+fn model_dir(dir: &std::path::Path) -> (Vec<u8>, Vec<u8>, String) {
     let config = RunConfig {
         catdog_version: "test".into(),
         model: ModelConfig::Mlp(MlpConfig {
@@ -27,46 +31,60 @@ fn model_dir(dir: &std::path::Path) -> (Vec<u8>, String) {
     save_weights(&model, &dir.join(WEIGHTS_FILE)).unwrap();
     write_json(&dir.join(CONFIG_FILE), &config).unwrap();
     load_model(dir, &device).expect("the untouched folder loads");
+    save_safetensors(&model, &dir.join(SAFETENSORS_FILE)).unwrap();
     (
         std::fs::read(dir.join(WEIGHTS_FILE)).unwrap(),
+        std::fs::read(dir.join(SAFETENSORS_FILE)).unwrap(),
         std::fs::read_to_string(dir.join(CONFIG_FILE)).unwrap(),
     )
+}
+
+/// Truncation, scattered byte flips, header flips or random bytes, by `case`.
+fn mutate(bytes: &[u8], case: usize, rng: &mut SplitMix64) -> Vec<u8> {
+    let mut b = bytes.to_vec();
+    match case % 4 {
+        0 => b.truncate(rng.below(b.len())),
+        1 => {
+            for _ in 0..1 + rng.below(8) {
+                let i = rng.below(b.len());
+                b[i] = rng.next_u64() as u8;
+            }
+        }
+        2 => {
+            // Header region: lengths, offsets, names.
+            for _ in 0..1 + rng.below(4) {
+                let i = rng.below(b.len().min(256));
+                b[i] = rng.next_u64() as u8;
+            }
+        }
+        _ => b = (0..rng.below(2048)).map(|_| rng.next_u64() as u8).collect(),
+    }
+    b
 }
 
 #[test]
 fn mutated_weights_and_configs_are_errors_not_panics() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let (weights, config) = model_dir(dir);
+    let (burnpack, safetensors, config) = model_dir(dir);
     let device = Device::flex();
     let mut rng = SplitMix64::new(99);
     let (mut weight_cases, mut weight_errors) = (0, 0);
-    for case in 0..400 {
-        let mut b = weights.clone();
-        match case % 4 {
-            0 => b.truncate(rng.below(b.len())),
-            1 => {
-                for _ in 0..1 + rng.below(8) {
-                    let i = rng.below(b.len());
-                    b[i] = rng.next_u64() as u8;
-                }
-            }
-            2 => {
-                // Header region: lengths, offsets, names.
-                for _ in 0..1 + rng.below(4) {
-                    let i = rng.below(b.len().min(256));
-                    b[i] = rng.next_u64() as u8;
-                }
-            }
-            _ => b = (0..rng.below(2048)).map(|_| rng.next_u64() as u8).collect(),
+    // load_model reads model.bpk when present, else model.safetensors.
+    for (file, good) in [(WEIGHTS_FILE, &burnpack), (SAFETENSORS_FILE, &safetensors)] {
+        if file == SAFETENSORS_FILE {
+            std::fs::remove_file(dir.join(WEIGHTS_FILE)).unwrap();
         }
-        std::fs::write(dir.join(WEIGHTS_FILE), &b).unwrap();
-        let r = std::panic::catch_unwind(|| load_model(dir, &device).map(|_| ()));
-        assert!(r.is_ok(), "weights case {case} panicked");
-        weight_errors += usize::from(r.unwrap().is_err());
-        weight_cases += 1;
+        for case in 0..400 {
+            std::fs::write(dir.join(file), mutate(good, case, &mut rng)).unwrap();
+            let r = std::panic::catch_unwind(|| load_model(dir, &device).map(|_| ()));
+            assert!(r.is_ok(), "{file} case {case} panicked");
+            weight_errors += usize::from(r.unwrap().is_err());
+            weight_cases += 1;
+        }
+        std::fs::write(dir.join(file), good).unwrap();
+        load_model(dir, &device).expect("the restored file loads");
     }
-    std::fs::write(dir.join(WEIGHTS_FILE), &weights).unwrap();
 
     let (mut config_cases, mut config_errors) = (0, 0);
     let chars: Vec<char> = "{}[]\":,0123456789-.eE abcdefghijklmnopqrstuvwxyz_"
