@@ -7,7 +7,10 @@
 EXPORT_DIR is what `catdog export --format safetensors` wrote: model.safetensors and
 config.json. The script rebuilds the model's forward pass in numpy (MLP and CNN; also in torch
 when torch is installed), preprocesses images with the mean/std stored in config.json, and
-compares its logits with `catdog predict --json` on the same image files.
+compares its logits with `catdog predict --json` on the same image files. Then the other
+direction: new weights made here in PyTorch's layout (with PyTorch's `num_batches_tracked`
+counters) are saved with safetensors.numpy, brought in with `catdog import`, and catdog's logits
+must match numpy's for those weights.
 
 Images: with --photos and Pillow installed, real photos are cut to their centre square and
 resized by Pillow; otherwise smooth random images are drawn. Either way they are written as PNG
@@ -271,29 +274,64 @@ def main():
             write_png(path, px)
             files.append(path)
         expected = catdog_logits(args.catdog, args.bundle, files)
+        x = preprocess(np.stack([px for _, px in images]), config["normalization"])
+        ok = check("export", expected, exported_logits(model, weights, x), source, args.tolerance)
+        ok &= check_import(args, config, weights, x, files, tmp, source)
+    sys.exit(0 if ok else 1)
 
-    x = preprocess(np.stack([px for _, px in images]), config["normalization"])
+
+def exported_logits(model, weights, x):
+    """Logits of the client forward passes: numpy always, torch when installed."""
     results = {"numpy": forward_numpy(model, weights, x)}
     try:
         import torch  # noqa: F401
         results["torch"] = forward_torch(model, weights, x)
     except ImportError:
         print("torch is not installed: checking with numpy only")
+    return results
 
+
+def check(what, expected, results, source, tolerance):
     ok = True
     for client, logits in results.items():
         diff = np.abs(logits - expected).max()
         same_class = (logits.argmax(1) == expected.argmax(1)).all()
         prob_diff = np.abs(softmax(logits) - softmax(expected)).max()
-        good = diff <= args.tolerance and same_class
+        good = diff <= tolerance and same_class
         ok &= bool(good)
-        print(f"{client}: {len(images)} {source}, max |logit difference| {diff:.2e} "
-              f"(tolerance {args.tolerance:.0e}), max probability difference {prob_diff:.2e}, "
+        print(f"{what}, {client}: {len(expected)} {source}, max |logit difference| {diff:.2e} "
+              f"(tolerance {tolerance:.0e}), max probability difference {prob_diff:.2e}, "
               f"same predicted class for all: {bool(same_class)} -> {'OK' if good else 'FAILED'}")
-    first = expected[0]
-    print(f"first image: catdog logits {np.round(first, 4).tolist()}, "
-          f"numpy {np.round(results['numpy'][0], 4).tolist()}")
-    sys.exit(0 if ok else 1)
+    return ok
+
+
+def check_import(args, config, weights, x, files, tmp, source):
+    """The other direction: weights made outside catdog (new random values in PyTorch's layout,
+    with PyTorch's int64 `num_batches_tracked` counters), saved with safetensors.numpy,
+    imported by `catdog import`, must predict what numpy computes from them."""
+    from safetensors.numpy import save_file
+
+    rng = np.random.default_rng(11)
+    made = {}
+    for name, w in weights.items():
+        if name.endswith("running_var"):
+            made[name] = rng.uniform(0.5, 2.0, w.shape).astype(np.float32)
+        else:
+            made[name] = (rng.standard_normal(w.shape) / np.sqrt(max(w[0].size, 1))).astype(np.float32)
+        if name.endswith("running_mean"):
+            made[name.replace("running_mean", "num_batches_tracked")] = np.array(7, dtype=np.int64)
+    foreign = os.path.join(tmp, "foreign.safetensors")
+    save_file(made, foreign)
+    imported = os.path.join(tmp, "imported")
+    subprocess.run(
+        [args.catdog, "import", "--weights", foreign, "--config",
+         os.path.join(args.bundle, "config.json"), "--out", imported],
+        check=True, capture_output=True, text=True,
+    )
+    expected = catdog_logits(args.catdog, imported, files)
+    made = {k: v for k, v in made.items() if not k.endswith("num_batches_tracked")}
+    return check("import", expected, {"numpy": forward_numpy(config["model"], made, x)},
+                 source, args.tolerance)
 
 
 if __name__ == "__main__":
