@@ -20,6 +20,32 @@ fn time<F: FnMut()>(name: &str, reps: usize, mut f: F) {
     );
 }
 
+/// 3x3, stride 1, padding 1 convolution as nine shifted views and one batched matmul.
+fn conv_im2col(x: Tensor<4>, w: Tensor<4>) -> Tensor<4> {
+    let [b, c, h, wd] = x.dims();
+    let o = w.dims()[0];
+    let xp = x.pad(vec![(1, 1), (1, 1)], burn::tensor::ops::PadMode::Constant(0.0));
+    let mut cols = Vec::with_capacity(9);
+    for kh in 0..3 {
+        for kw in 0..3 {
+            cols.push(xp.clone().slice([0..b, 0..c, kh..kh + h, kw..kw + wd]));
+        }
+    }
+    let col: Tensor<3> = Tensor::stack::<5>(cols, 2).reshape([b, c * 9, h * wd]);
+    w.reshape([1, o, c * 9]).matmul(col).reshape([b, o, h, wd])
+}
+
+/// Training-mode batch norm from tensor ops, reducing over contiguous [B, C, H*W] rows.
+fn bn_composite(x: Tensor<4>, gamma: Tensor<1>, beta: Tensor<1>) -> Tensor<4> {
+    let [b, c, h, w] = x.dims();
+    let rows = x.clone().reshape([b, c, h * w]);
+    let mean = rows.clone().mean_dim(2).mean_dim(0); // [1, c, 1]
+    let centered = rows - mean;
+    let var = centered.clone().square().mean_dim(2).mean_dim(0);
+    let scale = gamma.reshape([1, c, 1]) / (var + 1e-5).sqrt();
+    (centered * scale + beta.reshape([1, c, 1])).reshape([b, c, h, w])
+}
+
 fn main() {
     catdog::tune_allocator();
     let device = burn::tensor::Device::flex();
@@ -47,6 +73,17 @@ fn main() {
                 let _ = wa.grad(&g).unwrap().into_data();
             },
         );
+        let direct = conv2d(xa.clone(), wa.clone(), None, opts()).into_data();
+        let via = conv_im2col(xa.clone(), wa.clone()).into_data();
+        direct.assert_approx_eq::<f32>(&via, burn::tensor::Tolerance::rel_abs(1e-3, 1e-3));
+        time(&format!("fwd im2col-matmul conv {cin}->{cout} @{s}"), 5, || {
+            let _ = conv_im2col(x.clone(), w.clone()).into_data();
+        });
+        time(&format!("fwd+bwd im2col-matmul conv (x and w grads) {cin}->{cout} @{s}"), 5, || {
+            let y = conv_im2col(xa.clone(), wa.clone());
+            let g = y.sum().backward();
+            let _ = wa.grad(&g).unwrap().into_data();
+        });
         let xc = Tensor::<4>::random([b, cin, s, s], Distribution::Default, &ad);
         time(
             &format!("fwd+bwd conv (w grad only) {cin}->{cout} @{s}"),
@@ -57,7 +94,26 @@ fn main() {
                 let _ = wa.grad(&g).unwrap().into_data();
             },
         );
+        time(&format!("fwd+bwd im2col-matmul conv (w grad only) {cin}->{cout} @{s}"), 5, || {
+            let y = conv_im2col(xc.clone(), wa.clone());
+            let g = y.sum().backward();
+            let _ = wa.grad(&g).unwrap().into_data();
+        });
         let y = Tensor::<4>::random([b, cout, s, s], Distribution::Default, &ad).require_grad();
+        let bn = burn::nn::BatchNormConfig::new(cout).init(&ad);
+        let direct = bn.forward(y.clone()).into_data();
+        let via = bn_composite(y.clone(), bn.gamma.val(), bn.beta.val()).into_data();
+        direct.assert_approx_eq::<f32>(&via, burn::tensor::Tolerance::rel_abs(1e-3, 1e-3));
+        time(&format!("fwd+bwd batchnorm composite {cout} @{s}"), 5, || {
+            let z = bn_composite(y.clone(), bn.gamma.val(), bn.beta.val());
+            let g = z.sum().backward();
+            let _ = y.grad(&g).unwrap().into_data();
+        });
+        time(&format!("fwd+bwd batchnorm (train) {cout} @{s}"), 5, || {
+            let z = bn.forward(y.clone());
+            let g = z.sum().backward();
+            let _ = y.grad(&g).unwrap().into_data();
+        });
         time(
             &format!("fwd+bwd maxpool+relu (pool first) {cout} @{s}"),
             5,

@@ -11,7 +11,7 @@ mod mlp;
 mod probs;
 
 pub use classifier::Classifier;
-pub use cnn::{Cnn, CnnConfig, ConvBlock};
+pub use cnn::{conv3x3_as_matmul, Cnn, CnnConfig, ConvBlock, MATMUL_CONV_MAX_CHANNELS};
 pub use config::{ConfigError, ModelConfig};
 pub use mlp::{Mlp, MlpConfig};
 pub use probs::{format_percent, format_probability, probabilities, softmax_row};
