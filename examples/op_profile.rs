@@ -24,7 +24,10 @@ fn time<F: FnMut()>(name: &str, reps: usize, mut f: F) {
 fn conv_im2col(x: Tensor<4>, w: Tensor<4>) -> Tensor<4> {
     let [b, c, h, wd] = x.dims();
     let o = w.dims()[0];
-    let xp = x.pad(vec![(1, 1), (1, 1)], burn::tensor::ops::PadMode::Constant(0.0));
+    let xp = x.pad(
+        vec![(1, 1), (1, 1)],
+        burn::tensor::ops::PadMode::Constant(0.0),
+    );
     let mut cols = Vec::with_capacity(9);
     for kh in 0..3 {
         for kw in 0..3 {
@@ -76,14 +79,22 @@ fn main() {
         let direct = conv2d(xa.clone(), wa.clone(), None, opts()).into_data();
         let via = conv_im2col(xa.clone(), wa.clone()).into_data();
         direct.assert_approx_eq::<f32>(&via, burn::tensor::Tolerance::rel_abs(1e-3, 1e-3));
-        time(&format!("fwd im2col-matmul conv {cin}->{cout} @{s}"), 5, || {
-            let _ = conv_im2col(x.clone(), w.clone()).into_data();
-        });
-        time(&format!("fwd+bwd im2col-matmul conv (x and w grads) {cin}->{cout} @{s}"), 5, || {
-            let y = conv_im2col(xa.clone(), wa.clone());
-            let g = y.sum().backward();
-            let _ = wa.grad(&g).unwrap().into_data();
-        });
+        time(
+            &format!("fwd im2col-matmul conv {cin}->{cout} @{s}"),
+            5,
+            || {
+                let _ = conv_im2col(x.clone(), w.clone()).into_data();
+            },
+        );
+        time(
+            &format!("fwd+bwd im2col-matmul conv (x and w grads) {cin}->{cout} @{s}"),
+            5,
+            || {
+                let y = conv_im2col(xa.clone(), wa.clone());
+                let g = y.sum().backward();
+                let _ = wa.grad(&g).unwrap().into_data();
+            },
+        );
         let xc = Tensor::<4>::random([b, cin, s, s], Distribution::Default, &ad);
         time(
             &format!("fwd+bwd conv (w grad only) {cin}->{cout} @{s}"),
@@ -94,21 +105,29 @@ fn main() {
                 let _ = wa.grad(&g).unwrap().into_data();
             },
         );
-        time(&format!("fwd+bwd im2col-matmul conv (w grad only) {cin}->{cout} @{s}"), 5, || {
-            let y = conv_im2col(xc.clone(), wa.clone());
-            let g = y.sum().backward();
-            let _ = wa.grad(&g).unwrap().into_data();
-        });
+        time(
+            &format!("fwd+bwd im2col-matmul conv (w grad only) {cin}->{cout} @{s}"),
+            5,
+            || {
+                let y = conv_im2col(xc.clone(), wa.clone());
+                let g = y.sum().backward();
+                let _ = wa.grad(&g).unwrap().into_data();
+            },
+        );
         let y = Tensor::<4>::random([b, cout, s, s], Distribution::Default, &ad).require_grad();
         let bn = burn::nn::BatchNormConfig::new(cout).init(&ad);
         let direct = bn.forward(y.clone()).into_data();
         let via = bn_composite(y.clone(), bn.gamma.val(), bn.beta.val()).into_data();
         direct.assert_approx_eq::<f32>(&via, burn::tensor::Tolerance::rel_abs(1e-3, 1e-3));
-        time(&format!("fwd+bwd batchnorm composite {cout} @{s}"), 5, || {
-            let z = bn_composite(y.clone(), bn.gamma.val(), bn.beta.val());
-            let g = z.sum().backward();
-            let _ = y.grad(&g).unwrap().into_data();
-        });
+        time(
+            &format!("fwd+bwd batchnorm composite {cout} @{s}"),
+            5,
+            || {
+                let z = bn_composite(y.clone(), bn.gamma.val(), bn.beta.val());
+                let g = z.sum().backward();
+                let _ = y.grad(&g).unwrap().into_data();
+            },
+        );
         time(&format!("fwd+bwd batchnorm (train) {cout} @{s}"), 5, || {
             let z = bn.forward(y.clone());
             let g = z.sum().backward();

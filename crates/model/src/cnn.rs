@@ -5,8 +5,10 @@ use burn::{
         pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig},
         BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d,
     },
-    tensor::{activation::relu, ops::PadMode, Device, Tensor},
+    tensor::{activation::relu, Device, Tensor},
 };
+
+use crate::fast_ops::{batch_norm, conv3x3_as_matmul, MATMUL_CONV_MAX_CHANNELS};
 use serde::{Deserialize, Serialize};
 
 /// Convolutional classifier: blocks of `Conv3x3 -> BatchNorm -> ReLU -> MaxPool2`, global
@@ -82,48 +84,6 @@ impl CnnConfig {
     }
 }
 
-/// Convolutions with at most this many input channels (the RGB input layer) run as
-/// [`conv3x3_as_matmul`].
-pub const MATMUL_CONV_MAX_CHANNELS: usize = 4;
-
-/// A 3x3, stride-1, padding-1 convolution (as every `ConvBlock` builds) computed as nine shifted
-/// views of the input and one batched matmul, with the same weights and result as
-/// `conv.forward(x)`.
-///
-/// For the 3-channel input layer this is about 3x faster than burn-flex's convolution, forward
-/// and backward (18 ms instead of 57 ms per 64x64 batch of 64, `examples/op_profile.rs`):
-/// burn-flex builds an im2col matrix only 27 wide and computes the weight gradient as a
-/// convolution whose gemm is 9 columns wide, where this weight gradient is one gemm over
-/// batch x height x width. With many input channels the nine views cost more than they save.
-pub fn conv3x3_as_matmul(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
-    let [batch, channels, height, width] = x.dims();
-    let weight = conv.weight.val();
-    let out = weight.dims()[0];
-    let padded = x.pad(vec![(1, 1), (1, 1)], PadMode::Constant(0.0));
-    let shifted: Vec<Tensor<4>> = (0..9)
-        .map(|k| {
-            let (dy, dx) = (k / 3, k % 3);
-            padded.clone().slice([
-                0..batch,
-                0..channels,
-                dy..dy + height,
-                dx..dx + width,
-            ])
-        })
-        .collect();
-    // [batch, channels, 9, H*W]: rows ordered (channel, ky, kx), as the weight's [in, 3, 3].
-    let columns: Tensor<3> =
-        Tensor::stack::<5>(shifted, 2).reshape([batch, channels * 9, height * width]);
-    let y = weight
-        .reshape([1, out, channels * 9])
-        .matmul(columns)
-        .reshape([batch, out, height, width]);
-    match &conv.bias {
-        Some(bias) => y + bias.val().reshape([1, out, 1, 1]),
-        None => y,
-    }
-}
-
 #[derive(Module, Debug)]
 pub struct ConvBlock {
     pub convs: Vec<Conv2d>,
@@ -143,7 +103,7 @@ impl ConvBlock {
             } else {
                 conv.forward(x)
             };
-            x = norm.forward(y);
+            x = batch_norm(norm, y);
             if i < last {
                 x = relu(x);
             }

@@ -7,11 +7,13 @@
 mod classifier;
 mod cnn;
 mod config;
+mod fast_ops;
 mod mlp;
 mod probs;
 
 pub use classifier::Classifier;
-pub use cnn::{conv3x3_as_matmul, Cnn, CnnConfig, ConvBlock, MATMUL_CONV_MAX_CHANNELS};
+pub use cnn::{Cnn, CnnConfig, ConvBlock};
 pub use config::{ConfigError, ModelConfig};
+pub use fast_ops::{batch_norm, conv3x3_as_matmul, MATMUL_CONV_MAX_CHANNELS};
 pub use mlp::{Mlp, MlpConfig};
 pub use probs::{format_percent, format_probability, probabilities, softmax_row};
