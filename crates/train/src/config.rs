@@ -46,7 +46,7 @@ impl Default for TrainConfig {
             test: None,
             model: ModelConfig::Cnn(CnnConfig::default()),
             image_size: 48,
-            epochs: 14,
+            epochs: 16,
             batch_size: 64,
             optim: OptimConfig::default(),
             label_smoothing: 0.1,
