@@ -25,6 +25,16 @@ pub fn run(a: EvalArgs) -> Result<ExitCode, Failure> {
             a.data.display()
         )));
     }
+    // An unusable plot folder is refused before any work.
+    let plot_dir = (!a.no_plots).then(|| a.plots.clone().unwrap_or_else(|| a.model.clone()));
+    if let Some(dir) = &plot_dir {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            usage(anyhow::anyhow!(
+                "cannot create the plot folder {}: {e}",
+                dir.display()
+            ))
+        })?;
+    }
     let progress = if a.json {
         ProgressMode::Quiet
     } else {
@@ -55,26 +65,6 @@ pub fn run(a: EvalArgs) -> Result<ExitCode, Failure> {
         a.tta,
     )
     .context("evaluation failed")?;
-    let plots = if a.no_plots {
-        Vec::new()
-    } else {
-        let dir = a.plots.clone().unwrap_or_else(|| a.model.clone());
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("cannot create the plot folder {}", dir.display()))?;
-        let title = format!(
-            "{} images of {}",
-            e.images,
-            a.data
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| a.data.display().to_string())
-        );
-        let confusion = dir.join(CONFUSION_FILE);
-        let calibration = dir.join(CALIBRATION_FILE);
-        confusion_matrix(&e, &format!("Confusion matrix, {title}"), &confusion)?;
-        reliability_diagram(&e, &format!("Reliability, {title}"), &calibration)?;
-        vec![confusion, calibration]
-    };
     if a.json {
         let mut value = serde_json::to_value(&e)?;
         value["skipped"] = serde_json::to_value(&skipped)?;
@@ -87,9 +77,26 @@ pub fn run(a: EvalArgs) -> Result<ExitCode, Failure> {
             opened.name
         );
         print!("{}", e.render());
-        for p in &plots {
-            println!("wrote {}", p.display());
-        }
+    }
+    if let Some(dir) = plot_dir {
+        let title = format!(
+            "{} images of {}",
+            e.images,
+            a.data
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| a.data.display().to_string())
+        );
+        let confusion = dir.join(CONFUSION_FILE);
+        let calibration = dir.join(CALIBRATION_FILE);
+        confusion_matrix(&e, &format!("Confusion matrix, {title}"), &confusion)?;
+        reliability_diagram(&e, &format!("Reliability, {title}"), &calibration)?;
+        // Stderr, so `--json` output stays one JSON document.
+        eprintln!(
+            "wrote {} and {}",
+            confusion.display(),
+            calibration.display()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -26,7 +26,7 @@ pub enum ModelIoError {
     MissingFile { dir: PathBuf, file: &'static str },
     #[error("{path} is not a valid catdog config: {reason}")]
     BadConfig { path: PathBuf, reason: String },
-    #[error("cannot load weights {path}: {reason} (were they written by another architecture or class count?)")]
+    #[error("cannot load weights {path}: {reason}")]
     BadWeights { path: PathBuf, reason: String },
     #[error("cannot write {path}: {reason}")]
     Write { path: PathBuf, reason: String },
@@ -140,7 +140,9 @@ pub fn load_weights(
     device: &Device,
 ) -> Result<Classifier, ModelIoError> {
     load_into(config, path, device, |model| {
-        model.try_load_file(path).map_err(|e| e.to_string())
+        model.try_load_file(path).map_err(|e| {
+            format!("{e} (were they written for another architecture or class count?)")
+        })
     })
 }
 
@@ -170,23 +172,53 @@ pub fn load_safetensors(
         reason: e.to_string(),
     })?;
     load_into(config, path, device, |mut model| {
-        let result = model
-            .load_from(&mut pytorch_store(Some(bytes)))
-            .map_err(|e| e.to_string())?;
-        let unused: Vec<&str> = result
+        // Partial and unvalidated, so the mismatches come back as a list to report, not as
+        // burn-store's own advice on how to configure it.
+        let mut store = pytorch_store(Some(bytes))
+            .allow_partial(true)
+            .validate(false);
+        let result = model.load_from(&mut store).map_err(|e| e.to_string())?;
+        let unused: Vec<String> = result
             .unused
             .iter()
-            .map(|s| s.as_str())
             .filter(|name| !name.ends_with("num_batches_tracked"))
+            .cloned()
             .collect();
-        if !unused.is_empty() {
-            return Err(format!(
-                "tensors the model does not have: {}",
-                unused.join(", ")
-            ));
+        let missing: Vec<String> = result
+            .missing
+            .iter()
+            .map(|(path, _)| path.clone())
+            .collect();
+        let errors: Vec<String> = result.errors.iter().map(|e| e.to_string()).collect();
+        let mut problems = Vec::new();
+        for (what, items) in [
+            ("missing", &missing),
+            ("not in the model", &unused),
+            ("wrong", &errors),
+        ] {
+            if !items.is_empty() {
+                problems.push(format!("{what}: {}", abbreviated(items)));
+            }
         }
-        Ok(model)
+        if problems.is_empty() {
+            Ok(model)
+        } else {
+            Err(format!(
+                "its tensors do not match the model described by its config ({})",
+                problems.join("; ")
+            ))
+        }
     })
+}
+
+/// The first few items of a list and how many there are in all.
+fn abbreviated(items: &[String]) -> String {
+    const SHOWN: usize = 6;
+    let mut s = items[..items.len().min(SHOWN)].join(", ");
+    if items.len() > SHOWN {
+        s.push_str(&format!(", ... ({} in all)", items.len()));
+    }
+    s
 }
 
 /// Saves weights as safetensors in PyTorch convention, atomically.
