@@ -129,6 +129,23 @@ fn train_eval_predict_export() {
     assert!((0.0..=1.0).contains(&ece), "ECE {ece}");
     assert!(dir.join("evalplots/confusion.png").is_file());
     assert!(dir.join("evalplots/calibration.png").is_file());
+    // A plot folder under a file is refused before any work.
+    std::fs::write(dir.join("a-file"), b"").unwrap();
+    assert_usage_error(
+        &catdog(
+            &[
+                "eval",
+                "--model",
+                "run",
+                "--data",
+                "data",
+                "--plots",
+                "a-file/plots",
+            ],
+            dir,
+        ),
+        "cannot create the plot folder",
+    );
 
     // predict: probabilities are the softmax of the logits; a bad file does not stop the rest.
     std::fs::write(dir.join("broken.jpg"), b"").unwrap();
