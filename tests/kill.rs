@@ -120,6 +120,20 @@ fn sigkill_at_random_moments_then_resume_matches_uninterrupted_run() {
         a, b,
         "killed {kills} times and resumed: metrics differ from the uninterrupted run"
     );
+    // The resumed runs removed the partial files the killed ones left.
+    let mut partial = Vec::new();
+    let mut dirs = vec![run.clone()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if e.path().is_dir() {
+                dirs.push(e.path());
+            } else if name.contains(".tmp-") {
+                partial.push(e.path());
+            }
+        }
+    }
+    assert!(partial.is_empty(), "partial files left: {partial:?}");
     eprintln!(
         "survived {kills} SIGKILLs (uninterrupted run: {:.2}s)",
         full.as_secs_f64()

@@ -138,6 +138,13 @@ pub fn train(req: TrainRequest) -> Result<Summary, TrainError> {
     config.validate()?;
     check_writable(&out)?;
     let _lock = RunLock::acquire(&out)?;
+    // Holding the lock, no other process writes here: temporary files are a killed run's leftovers.
+    let removed = remove_partial_writes(&out);
+    if removed > 0 {
+        progress.say(&format!(
+            "removed {removed} partial file(s) left by an interrupted run"
+        ));
+    }
 
     let opened = config.backend.open(config.device_index)?;
     progress.say(&format!("device: {}", opened.name));
@@ -442,6 +449,27 @@ pub fn train(req: TrainRequest) -> Result<Summary, TrainError> {
     };
     write_json(&out.join("summary.json"), &summary)?;
     Ok(summary)
+}
+
+/// Deletes the temporary files of interrupted atomic writes (`.NAME.tmp-PID...`) in the run
+/// folder and its checkpoint folders; returns how many. Never touches a committed file.
+fn remove_partial_writes(out: &Path) -> usize {
+    let is_partial = |name: &str| name.starts_with('.') && name.contains(".tmp-");
+    let mut dirs = vec![out.to_path_buf()];
+    if let Ok(entries) = std::fs::read_dir(out.join(CHECKPOINTS)) {
+        dirs.push(out.join(CHECKPOINTS));
+        dirs.extend(entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+    }
+    let mut removed = 0;
+    for dir in dirs {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let partial = is_partial(&entry.file_name().to_string_lossy());
+            if partial && entry.path().is_file() && std::fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+    }
+    removed
 }
 
 fn write_error(path: &Path, e: std::io::Error) -> TrainError {
