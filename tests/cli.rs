@@ -237,6 +237,15 @@ fn train_eval_predict_export() {
     assert!(o.status.success(), "{}", stderr(&o));
     let d = catdog(&["predict", "--model", "imported", "--json", &img], dir);
     assert_eq!(stdout(&a), stdout(&d), "imported model");
+    // A safetensors bundle exports back to burnpack, keeping its card's metrics.
+    let o = catdog(&["export", "--model", "st", "--out", "st-bpk"], dir);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let e = catdog(&["predict", "--model", "st-bpk", "--json", &img], dir);
+    assert_eq!(stdout(&a), stdout(&e), "re-exported bundle");
+    let card: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("st-bpk/config.json")).unwrap())
+            .unwrap();
+    assert!(card["export"]["validation"]["accuracy"].is_f64(), "{card}");
     assert_usage_error(&catdog(&import, dir), "already holds a model");
     assert_usage_error(
         &catdog(

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     metrics::{ClassMetrics, Evaluation},
     model_io::{
-        load_safetensors, load_weights, read_config, read_config_file, save_safetensors,
+        load_model, load_safetensors, read_config, read_config_file, save_safetensors,
         save_weights, write_json, ModelIoError, CONFIG_FILE, SAFETENSORS_FILE, WEIGHTS_FILE,
     },
     RunConfig, Summary,
@@ -153,18 +153,14 @@ pub fn export(
     device: &Device,
 ) -> Result<ModelCard, ModelIoError> {
     let mut config = read_config(model_dir)?;
-    let weights = model_dir.join(WEIGHTS_FILE);
-    if !weights.is_file() {
-        return Err(ModelIoError::MissingFile {
-            dir: model_dir.to_path_buf(),
-            file: WEIGHTS_FILE,
-        });
-    }
+    // A bundle being re-exported keeps the metrics its card carried.
+    let previous = config.export.take();
+    let burnpack = model_dir.join(WEIGHTS_FILE);
     let target = out.join(format.file_name());
     let tensors = match format {
-        WeightsFormat::Burnpack => {
-            let bytes = std::fs::read(&weights).map_err(|e| ModelIoError::BadWeights {
-                path: weights.clone(),
+        WeightsFormat::Burnpack if burnpack.is_file() => {
+            let bytes = std::fs::read(&burnpack).map_err(|e| ModelIoError::BadWeights {
+                path: burnpack.clone(),
                 reason: e.to_string(),
             })?;
             write_atomic(&target, &bytes).map_err(|e| ModelIoError::Write {
@@ -173,10 +169,19 @@ pub fn export(
             })?;
             Vec::new()
         }
-        WeightsFormat::Safetensors => {
-            let model = load_weights(&config, &weights, device)?;
-            save_safetensors(&model, &target)?;
-            safetensors_tensors(&target)?
+        // Any model folder: a run (burnpack) or a safetensors bundle.
+        _ => {
+            let model = load_model(model_dir, device)?.model;
+            match format {
+                WeightsFormat::Burnpack => {
+                    save_weights(&model, &target)?;
+                    Vec::new()
+                }
+                WeightsFormat::Safetensors => {
+                    save_safetensors(&model, &target)?;
+                    safetensors_tensors(&target)?
+                }
+            }
         }
     };
     let summary: Option<Summary> = std::fs::read_to_string(model_dir.join("summary.json"))
@@ -197,10 +202,12 @@ pub fn export(
         held_out_test: summary
             .as_ref()
             .and_then(|s| s.test.as_ref())
-            .map(|e| HeldOutMetrics::new(e, test_dir)),
+            .map(|e| HeldOutMetrics::new(e, test_dir))
+            .or_else(|| previous.as_ref().and_then(|c| c.held_out_test.clone())),
         validation: summary
             .as_ref()
-            .map(|s| HeldOutMetrics::new(&s.validation, None)),
+            .map(|s| HeldOutMetrics::new(&s.validation, None))
+            .or_else(|| previous.and_then(|c| c.validation)),
     };
     config.export = Some(card.clone());
     write_json(&out.join(CONFIG_FILE), &config)?;
