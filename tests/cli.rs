@@ -129,6 +129,15 @@ fn train_eval_predict_export() {
     assert!((0.0..=1.0).contains(&ece), "ECE {ece}");
     assert!(dir.join("evalplots/confusion.png").is_file());
     assert!(dir.join("evalplots/calibration.png").is_file());
+    // Without --plots they go beside the model, per data folder, keeping the run's own plots.
+    let before = std::fs::read(dir.join("run/confusion.png")).unwrap();
+    let o = catdog(&["eval", "--model", "run", "--data", "data"], dir);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(dir.join("run/eval-data/calibration.png").is_file());
+    assert_eq!(
+        std::fs::read(dir.join("run/confusion.png")).unwrap(),
+        before
+    );
     // A plot folder under a file is refused before any work.
     std::fs::write(dir.join("a-file"), b"").unwrap();
     assert_usage_error(

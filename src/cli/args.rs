@@ -140,7 +140,7 @@ pub struct EvalArgs {
     pub cache_dir: Option<PathBuf>,
     #[arg(long)]
     pub no_cache: bool,
-    /// Folder for confusion.png and calibration.png (default: the model folder).
+    /// Folder for confusion.png and calibration.png (default: MODEL/eval-<data folder name>).
     #[arg(long)]
     pub plots: Option<PathBuf>,
     /// Do not draw the plots.

@@ -26,7 +26,17 @@ pub fn run(a: EvalArgs) -> Result<ExitCode, Failure> {
         )));
     }
     // An unusable plot folder is refused before any work.
-    let plot_dir = (!a.no_plots).then(|| a.plots.clone().unwrap_or_else(|| a.model.clone()));
+    // By default beside the model, per data folder, so the run's own held-out plots stay.
+    let data_name = a
+        .data
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "data".into());
+    let plot_dir = (!a.no_plots).then(|| {
+        a.plots
+            .clone()
+            .unwrap_or_else(|| a.model.join(format!("eval-{data_name}")))
+    });
     if let Some(dir) = &plot_dir {
         std::fs::create_dir_all(dir).map_err(|e| {
             usage(anyhow::anyhow!(
@@ -79,14 +89,7 @@ pub fn run(a: EvalArgs) -> Result<ExitCode, Failure> {
         print!("{}", e.render());
     }
     if let Some(dir) = plot_dir {
-        let title = format!(
-            "{} images of {}",
-            e.images,
-            a.data
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| a.data.display().to_string())
-        );
+        let title = format!("{} images of {data_name}", e.images);
         let confusion = dir.join(CONFUSION_FILE);
         let calibration = dir.join(CALIBRATION_FILE);
         confusion_matrix(&e, &format!("Confusion matrix, {title}"), &confusion)?;
