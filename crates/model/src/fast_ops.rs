@@ -3,7 +3,7 @@
 //! `examples/op_profile.rs`, per 64x64 batch of 64 on 2 cores).
 
 use burn::{
-    nn::{conv::Conv2d, BatchNorm},
+    nn::{conv::Conv2d, BatchNorm, PaddingConfig2d},
     tensor::{ops::PadMode, Tensor},
 };
 
@@ -20,7 +20,19 @@ pub const MATMUL_CONV_MAX_CHANNELS: usize = 4;
 /// burn-flex builds an im2col matrix only 27 wide and computes the weight gradient as a
 /// convolution whose gemm is 9 columns wide, where this weight gradient is one gemm over
 /// batch x height x width. With many input channels the nine views cost more than they save.
+///
+/// # Panics
+/// If `conv` is not 3x3, stride 1, dilation 1, padding 1, one group (a programming error: only
+/// `ConvBlock`'s convolutions come here).
 pub fn conv3x3_as_matmul(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    assert!(
+        conv.kernel_size == [3, 3]
+            && conv.stride == [1, 1]
+            && conv.dilation == [1, 1]
+            && conv.groups == 1
+            && conv.padding == PaddingConfig2d::Explicit(1, 1, 1, 1),
+        "conv3x3_as_matmul needs a 3x3, stride-1, padding-1 convolution"
+    );
     let [batch, channels, height, width] = x.dims();
     let weight = conv.weight.val();
     let out = weight.dims()[0];

@@ -110,3 +110,15 @@ fn batch_norm_matches_burns_in_training_and_inference() {
         theirs.forward(x).to_data(),
     );
 }
+
+#[test]
+#[should_panic(expected = "3x3, stride-1, padding-1")]
+fn other_convolutions_are_refused() {
+    let device = Device::flex();
+    let conv = Conv2dConfig::new([3, 4], [3, 3])
+        .with_stride([2, 2])
+        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+        .init(&device);
+    let x = Tensor::<4>::zeros([1, 3, 8, 8], &device);
+    let _ = conv3x3_as_matmul(&conv, x);
+}
