@@ -6,7 +6,6 @@
 //! any check is reported and rebuilt, never trusted.
 
 use std::{
-    io::Write,
     path::{Path, PathBuf},
     time::UNIX_EPOCH,
 };
@@ -119,21 +118,43 @@ pub(crate) fn write(
 /// Writes to a temporary file in the same folder, syncs, then renames: readers never see half a
 /// file, and a crash leaves the old file (or none).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomic_with(path, |tmp| std::fs::write(tmp, bytes))
+}
+
+/// [`write_atomic`] for writers that need a path of their own (burn's `save_file`): `write`
+/// fills the temporary file, which is then synced and renamed onto `path`. The temporary file
+/// keeps `path`'s extension (burn adds `.bpk` to a name without one) and is removed on failure;
+/// one left by a killed process is recognised by [`is_partial_write`].
+pub fn write_atomic_with(
+    path: &Path,
+    write: impl FnOnce(&Path) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path).inspect_err(|_| {
+    let extension = path
+        .extension()
+        .map(|e| format!(".{}", e.to_string_lossy()))
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}{PARTIAL}{}{extension}", std::process::id()));
+    let written = write(&tmp)
+        .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
         let _ = std::fs::remove_file(&tmp);
-    })
+    }
+    written
+}
+
+/// Marks the temporary files of [`write_atomic_with`]: `.NAME.tmp-PID[.EXT]`.
+const PARTIAL: &str = ".tmp-";
+
+/// Whether a file name is the temporary file of an atomic write that never completed.
+pub fn is_partial_write(name: &str) -> bool {
+    name.starts_with('.') && name.contains(PARTIAL)
 }
 
 /// Reads a cache file back; `Err` says why it cannot be trusted.

@@ -20,7 +20,9 @@ pub mod synth;
 
 pub use augment::Augment;
 pub use batcher::{epoch_plan, Batch, BatchItem, HostBatch, ImageBatcher, Prefetcher};
-pub use cache::{default_cache_dir, write_atomic, CacheStatus};
+pub use cache::{
+    default_cache_dir, is_partial_write, write_atomic, write_atomic_with, CacheStatus,
+};
 pub use decode::{decode_image, decode_image_bytes, DecodeError, MAX_IMAGE_SIDE};
 pub use discover::{discover, discover_files, Discovered, Layout, Sample, IMAGE_EXTENSIONS};
 pub use error::DataError;

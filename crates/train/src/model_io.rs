@@ -8,7 +8,7 @@ use burn::{
     store::{BurnToPyTorchAdapter, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore},
     tensor::Device,
 };
-use catdog_data::write_atomic;
+use catdog_data::{write_atomic, write_atomic_with};
 use catdog_model::Classifier;
 use serde::Serialize;
 
@@ -235,29 +235,17 @@ pub fn save_safetensors(model: &Classifier, path: &Path) -> Result<(), ModelIoEr
     write_atomic(path, &bytes).map_err(|e| err(e.to_string()))
 }
 
-/// Saves weights atomically: a temporary file in the same folder, then a rename.
+/// Saves weights atomically: a temporary file in the same folder, synced, then a rename.
 pub fn save_weights(model: &Classifier, path: &Path) -> Result<(), ModelIoError> {
-    let err = |reason: String| ModelIoError::Write {
+    write_atomic_with(path, |tmp| {
+        model
+            .clone()
+            .save_file(tmp)
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    })
+    .map_err(|e| ModelIoError::Write {
         path: path.to_path_buf(),
-        reason,
-    };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}.bpk", std::process::id()));
-    model
-        .clone()
-        .save_file(&tmp)
-        .map_err(|e| err(e.to_string()))?;
-    std::fs::File::open(&tmp)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| err(e.to_string()))?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        err(e.to_string())
+        reason: e.to_string(),
     })
 }
 

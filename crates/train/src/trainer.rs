@@ -16,8 +16,9 @@ use burn::{
     tensor::{Device, Int, Tensor},
 };
 use catdog_data::{
-    discover, epoch_plan, load, stratified_split, write_atomic, DataError, ImageBatcher,
-    LoadOptions, Loaded, Normalization, Prefetcher, Skipped, SplitMix64,
+    discover, epoch_plan, is_partial_write, load, stratified_split, write_atomic,
+    write_atomic_with, DataError, ImageBatcher, LoadOptions, Loaded, Normalization, Prefetcher,
+    Skipped, SplitMix64,
 };
 use catdog_model::Classifier;
 use serde::{Deserialize, Serialize};
@@ -451,10 +452,9 @@ pub fn train(req: TrainRequest) -> Result<Summary, TrainError> {
     Ok(summary)
 }
 
-/// Deletes the temporary files of interrupted atomic writes (`.NAME.tmp-PID...`) in the run
-/// folder and its checkpoint folders; returns how many. Never touches a committed file.
+/// Deletes the temporary files of interrupted atomic writes in the run folder and its checkpoint
+/// folders; returns how many. Never touches a committed file.
 fn remove_partial_writes(out: &Path) -> usize {
-    let is_partial = |name: &str| name.starts_with('.') && name.contains(".tmp-");
     let mut dirs = vec![out.to_path_buf()];
     if let Ok(entries) = std::fs::read_dir(out.join(CHECKPOINTS)) {
         dirs.push(out.join(CHECKPOINTS));
@@ -463,7 +463,7 @@ fn remove_partial_writes(out: &Path) -> usize {
     let mut removed = 0;
     for dir in dirs {
         for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let partial = is_partial(&entry.file_name().to_string_lossy());
+            let partial = is_partial_write(&entry.file_name().to_string_lossy());
             if partial && entry.path().is_file() && std::fs::remove_file(entry.path()).is_ok() {
                 removed += 1;
             }
@@ -575,11 +575,12 @@ fn save_checkpoint(
     std::fs::create_dir_all(&dir).map_err(|e| write_error(&dir, e))?;
     save_weights(model, &dir.join("model.bpk"))?;
     let optim_path = dir.join("optim.bpk");
-    let tmp = dir.join(format!(".optim.tmp-{}.bpk", std::process::id()));
-    optim
-        .save(&tmp)
-        .map_err(|e| write_error(&optim_path, std::io::Error::other(e.to_string())))?;
-    std::fs::rename(&tmp, &optim_path).map_err(|e| write_error(&optim_path, e))?;
+    write_atomic_with(&optim_path, |tmp| {
+        optim
+            .save(tmp)
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    })
+    .map_err(|e| write_error(&optim_path, e))?;
     // `latest.json` is the commit point: until it names the new folder, the old one is used.
     write_json(
         &root.join(LATEST),
