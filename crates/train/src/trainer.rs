@@ -24,7 +24,7 @@ use catdog_model::Classifier;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    evaluate::evaluate,
+    evaluate::{evaluate, evaluate_plain_and_flip_tta},
     lock::RunLock,
     metrics::{metrics_csv, timing_csv, EpochMetrics, Evaluation},
     model_io::{
@@ -396,9 +396,8 @@ pub fn train(req: TrainRequest) -> Result<Summary, TrainError> {
                 ))));
             }
             skipped.extend(loaded.skipped);
-            let set = Arc::new(loaded.set);
-            let e = evaluate(&best, set.clone(), &norm, &device, 128, false)?;
-            let tta = evaluate(&best, set, &norm, &device, 128, true)?;
+            let (e, tta) =
+                evaluate_plain_and_flip_tta(&best, Arc::new(loaded.set), &norm, &device, 128)?;
             progress.say(&format!(
                 "held-out test {}: accuracy {:.2}% ({} images), loss {:.4}; with flip TTA {:.2}%",
                 dir.display(),
