@@ -1,6 +1,8 @@
 use std::path::PathBuf;
 
-use catdog_train::{export::WeightsFormat, Backend, OptimizerKind, Schedule};
+use catdog_train::{
+    export::WeightsFormat, Backend, BackendError, OpenDevice, OptimizerKind, Schedule,
+};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
@@ -35,8 +37,7 @@ pub enum Arch {
 }
 
 fn parse_backend(s: &str) -> Result<Backend, String> {
-    s.parse()
-        .map_err(|e: catdog_train::BackendError| e.to_string())
+    s.parse().map_err(|e: BackendError| e.to_string())
 }
 
 #[derive(Debug, Args)]
@@ -47,6 +48,13 @@ pub struct BackendArgs {
     /// GPU adapter index for --backend wgpu, when there are several.
     #[arg(long = "device")]
     pub device_index: Option<usize>,
+}
+
+impl BackendArgs {
+    /// The chosen backend (flex when none is given), started.
+    pub fn open(&self) -> Result<OpenDevice, BackendError> {
+        self.backend.unwrap_or_default().open(self.device_index)
+    }
 }
 
 #[derive(Debug, Args)]

@@ -13,11 +13,7 @@ use catdog_train::{
 use super::{args::EvalArgs, usage, Failure};
 
 pub fn run(a: EvalArgs) -> Result<ExitCode, Failure> {
-    let opened = a
-        .backend
-        .backend
-        .unwrap_or_default()
-        .open(a.backend.device_index)?;
+    let opened = a.backend.open()?;
     let trained = load_model(&a.model, &opened.device).map_err(usage)?;
     if !a.data.is_dir() {
         return Err(usage(anyhow::anyhow!(

@@ -23,11 +23,7 @@ struct Prediction {
 }
 
 pub fn run(a: PredictArgs) -> Result<ExitCode, Failure> {
-    let opened = a
-        .backend
-        .backend
-        .unwrap_or_default()
-        .open(a.backend.device_index)?;
+    let opened = a.backend.open()?;
     let trained = load_model(&a.model, &opened.device).map_err(usage)?;
     let classes = &trained.config.classes;
     let size = trained.config.image_size;
