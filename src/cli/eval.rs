@@ -2,11 +2,7 @@ use std::{process::ExitCode, sync::Arc};
 
 use anyhow::Context;
 use catdog_train::{
-    evaluate::evaluate,
-    load_folder,
-    model_io::load_model,
-    pixel_cache,
-    plots::{confusion_matrix, reliability_diagram, CALIBRATION_FILE, CONFUSION_FILE},
+    evaluate::evaluate, load_folder, model_io::load_model, pixel_cache, plots::evaluation_plots,
     Progress, ProgressMode,
 };
 
@@ -21,8 +17,8 @@ pub fn run(a: EvalArgs) -> Result<ExitCode, Failure> {
             a.data.display()
         )));
     }
-    // An unusable plot folder is refused before any work.
-    // By default beside the model, per data folder, so the run's own held-out plots stay.
+    // Plots go beside the model by default, one folder per data folder, so the run's own
+    // held-out plots stay; an unusable folder is refused before any work.
     let data_name = a
         .data
         .file_name()
@@ -86,10 +82,7 @@ pub fn run(a: EvalArgs) -> Result<ExitCode, Failure> {
     }
     if let Some(dir) = plot_dir {
         let title = format!("{} images of {data_name}", e.images);
-        let confusion = dir.join(CONFUSION_FILE);
-        let calibration = dir.join(CALIBRATION_FILE);
-        confusion_matrix(&e, &format!("Confusion matrix, {title}"), &confusion)?;
-        reliability_diagram(&e, &format!("Reliability, {title}"), &calibration)?;
+        let [confusion, calibration] = evaluation_plots(&e, &title, &dir)?;
         // Stderr, so `--json` output stays one JSON document.
         eprintln!(
             "wrote {} and {}",

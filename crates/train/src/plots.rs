@@ -187,6 +187,19 @@ fn curve_panel(
     Ok(())
 }
 
+/// `dir/confusion.png` and `dir/calibration.png` of one evaluation, titled "Confusion matrix,
+/// {title}" and "Reliability, {title}"; returns their paths.
+pub fn evaluation_plots(
+    eval: &Evaluation,
+    title: &str,
+    dir: &Path,
+) -> Result<[std::path::PathBuf; 2], PlotError> {
+    let (confusion, calibration) = (dir.join(CONFUSION_FILE), dir.join(CALIBRATION_FILE));
+    confusion_matrix(eval, &format!("Confusion matrix, {title}"), &confusion)?;
+    reliability_diagram(eval, &format!("Reliability, {title}"), &calibration)?;
+    Ok([confusion, calibration])
+}
+
 /// `confusion.png`: counts per (true, predicted) class, shaded by the share of the true class.
 pub fn confusion_matrix(eval: &Evaluation, title: &str, path: &Path) -> Result<(), PlotError> {
     let k = eval.classes.len().max(1);

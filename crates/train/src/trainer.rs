@@ -30,10 +30,7 @@ use crate::{
     model_io::{
         self, read_config, save_weights, write_json, ModelIoError, CONFIG_FILE, WEIGHTS_FILE,
     },
-    plots::{
-        confusion_matrix, learning_curves, reliability_diagram, CALIBRATION_FILE, CONFUSION_FILE,
-        CURVES_FILE,
-    },
+    plots::{evaluation_plots, learning_curves, CURVES_FILE},
     progress::Progress,
     BackendError, InvalidSetting, Loss, ProgressMode, RunConfig, TrainConfig,
 };
@@ -415,21 +412,8 @@ pub fn train(req: TrainRequest) -> Result<Summary, TrainError> {
         None => (&validation, "validation split"),
     };
     let title = format!("{set_name}, best epoch {}", state.best_epoch);
-    for drawn in [
-        confusion_matrix(
-            shown,
-            &format!("Confusion matrix, {title}"),
-            &out.join(CONFUSION_FILE),
-        ),
-        reliability_diagram(
-            shown,
-            &format!("Reliability, {set_name}"),
-            &out.join(CALIBRATION_FILE),
-        ),
-    ] {
-        if let Err(e) = drawn {
-            progress.say(&format!("warning: {e}"));
-        }
+    if let Err(e) = evaluation_plots(shown, &title, &out) {
+        progress.say(&format!("warning: {e}"));
     }
     let summary = Summary {
         run_dir: out.clone(),
