@@ -155,13 +155,7 @@ impl TrainConfig {
 
     /// The pixel cache folder to use, `None` with `no_cache`.
     pub fn pixel_cache(&self) -> Option<PathBuf> {
-        if self.no_cache {
-            None
-        } else {
-            self.cache_dir
-                .clone()
-                .or_else(catdog_data::default_cache_dir)
-        }
+        pixel_cache(self.cache_dir.clone(), self.no_cache)
     }
 
     /// The model configuration for a data set with `num_classes` classes.
