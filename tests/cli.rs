@@ -179,18 +179,11 @@ fn train_eval_predict_export() {
     let preds: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     let preds = preds.as_array().unwrap();
     assert_eq!(preds.len(), 3);
-    let logits: Vec<f64> = preds[0]["logits"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect();
-    let probs: Vec<f64> = preds[0]["probabilities"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect();
+    let floats = |key: &str| -> Vec<f64> {
+        let values = preds[0][key].as_array().unwrap();
+        values.iter().map(|v| v.as_f64().unwrap()).collect()
+    };
+    let (logits, probs) = (floats("logits"), floats("probabilities"));
     let m = logits.iter().cloned().fold(f64::MIN, f64::max);
     let z: f64 = logits.iter().map(|l| (l - m).exp()).sum();
     for (l, p) in logits.iter().zip(&probs) {

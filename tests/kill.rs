@@ -128,7 +128,7 @@ fn sigkill_at_random_moments_then_resume_matches_uninterrupted_run() {
             let name = e.file_name().to_string_lossy().into_owned();
             if e.path().is_dir() {
                 dirs.push(e.path());
-            } else if name.contains(".tmp-") {
+            } else if catdog::data::is_partial_write(&name) {
                 partial.push(e.path());
             }
         }
