@@ -3,10 +3,7 @@ use std::{
     thread::JoinHandle,
 };
 
-use burn::{
-    data::dataloader::batcher::Batcher,
-    tensor::{Device, Int, Tensor, TensorData},
-};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::{
     augment::{write_chw, Transform},
@@ -101,12 +98,6 @@ impl ImageBatcher {
             indices: items.iter().map(|i| i.index).collect(),
             image_size: size,
         }
-    }
-}
-
-impl Batcher<BatchItem, Batch> for ImageBatcher {
-    fn batch(&self, items: Vec<BatchItem>, device: &Device) -> Batch {
-        self.assemble(&items).to_device(device)
     }
 }
 

@@ -1,6 +1,6 @@
 use std::{fmt, str::FromStr};
 
-use burn::tensor::{Device, DeviceKind};
+use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
 /// The compute backend, chosen at run time. One code path serves all three.
@@ -22,6 +22,16 @@ pub enum BackendError {
     Unknown(String),
     #[error("no GPU adapter found (Vulkan/Metal/DX12); use --backend flex ({0})")]
     NoAdapter(String),
+    #[error(
+        "this catdog was built without the GPU backend; build one with \
+         `cargo build --release --features wgpu` (or `cargo install --path . --features wgpu`)"
+    )]
+    NotBuilt,
+    #[error(
+        "--device {index} picks a GPU adapter, but the backend is {backend}: use --backend wgpu, \
+         or leave --device out"
+    )]
+    DeviceNeedsWgpu { backend: Backend, index: usize },
 }
 
 impl FromStr for Backend {
@@ -57,7 +67,14 @@ pub struct OpenDevice {
 
 impl Backend {
     /// Opens the device; for wgpu, `index` picks among several adapters (default: the best one).
+    /// An adapter index with a CPU backend is refused, not ignored.
     pub fn open(self, index: Option<usize>) -> Result<OpenDevice, BackendError> {
+        if let (Some(index), false) = (index, self == Backend::Wgpu) {
+            return Err(BackendError::DeviceNeedsWgpu {
+                backend: self,
+                index,
+            });
+        }
         match self {
             Backend::Flex => Ok(OpenDevice {
                 device: Device::flex(),
@@ -79,7 +96,14 @@ fn rayon_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+#[cfg(not(feature = "wgpu"))]
+fn open_wgpu(_index: Option<usize>) -> Result<OpenDevice, BackendError> {
+    Err(BackendError::NotBuilt)
+}
+
+#[cfg(feature = "wgpu")]
 fn open_wgpu(index: Option<usize>) -> Result<OpenDevice, BackendError> {
+    use burn::tensor::DeviceKind;
     let kind = match index {
         Some(i) => DeviceKind::DiscreteGpu(i),
         None => DeviceKind::DefaultDevice,
