@@ -11,12 +11,13 @@ fn main() -> ExitCode {
     let args = cli::Cli::parse();
     match cli::run(args) {
         Ok(code) => code,
+        // Errors quote file and class names: escaped, so they cannot drive the terminal.
         Err(cli::Failure::Usage(e)) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", catdog::model::printable(&format!("{e:#}")));
             ExitCode::from(2)
         }
         Err(cli::Failure::Runtime(e)) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", catdog::model::printable(&format!("{e:#}")));
             ExitCode::from(1)
         }
     }

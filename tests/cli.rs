@@ -248,7 +248,10 @@ fn train_eval_predict_export() {
         serde_json::from_str(&std::fs::read_to_string(dir.join("st-bpk/config.json")).unwrap())
             .unwrap();
     assert!(card["export"]["validation"]["accuracy"].is_f64(), "{card}");
-    assert_usage_error(&catdog(&import, dir), "already holds a model");
+    assert_usage_error(
+        &catdog(&import, dir),
+        "already holds a catdog imported model",
+    );
     assert_usage_error(
         &catdog(
             &["export", "--model", "run", "--out", "x", "--format", "onnx"],

@@ -5,6 +5,8 @@ use catdog_train::{
 };
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use super::{usage, Failure};
+
 #[derive(Debug, Parser)]
 #[command(
     name = "catdog",
@@ -46,14 +48,21 @@ pub struct BackendArgs {
     #[arg(long, value_parser = parse_backend)]
     pub backend: Option<Backend>,
     /// GPU adapter index for --backend wgpu, when there are several.
-    #[arg(long = "device")]
+    #[arg(long = "device", allow_negative_numbers = true)]
     pub device_index: Option<usize>,
 }
 
 impl BackendArgs {
-    /// The chosen backend (flex when none is given), started.
-    pub fn open(&self) -> Result<OpenDevice, BackendError> {
-        self.backend.unwrap_or_default().open(self.device_index)
+    /// The chosen backend (flex when none is given), started. A `--device` without a GPU
+    /// backend is the user's to fix (exit 2); a backend that cannot start is a runtime failure.
+    pub fn open(&self) -> Result<OpenDevice, Failure> {
+        self.backend
+            .unwrap_or_default()
+            .open(self.device_index)
+            .map_err(|e| match e {
+                BackendError::DeviceNeedsWgpu { .. } => usage(e),
+                e => Failure::Runtime(e.into()),
+            })
     }
 }
 
@@ -72,18 +81,22 @@ pub struct TrainArgs {
     /// Run folder (default: runs/<timestamp>).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Continue the run in this folder from its last checkpoint.
+    /// Continue the run in this folder from its last checkpoint (only --epochs, to raise the
+    /// count, and --test are taken from the command line).
     #[arg(long, conflicts_with = "out")]
     pub resume: Option<PathBuf>,
+    /// Start over in a folder that holds a catdog run (only catdog's own files are replaced).
+    #[arg(long, conflicts_with = "resume")]
+    pub force: bool,
     /// Architecture.
     #[arg(long, value_enum)]
     pub arch: Option<Arch>,
     /// Input images are resized to SIZE x SIZE.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub image_size: Option<usize>,
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub epochs: Option<usize>,
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub batch_size: Option<usize>,
     /// adam, adamw (default) or sgd.
     #[arg(long)]
@@ -94,23 +107,23 @@ pub struct TrainArgs {
     #[arg(long, allow_negative_numbers = true)]
     pub weight_decay: Option<f64>,
     /// SGD momentum (Nesterov).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub momentum: Option<f64>,
     /// constant or cosine (default).
     #[arg(long)]
     pub schedule: Option<Schedule>,
     /// Linear warm-up length in epochs.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub warmup_epochs: Option<f64>,
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub label_smoothing: Option<f32>,
     /// Stop after this many epochs without a better validation loss.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub patience: Option<usize>,
     /// Share of each class held out for validation.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub validation_fraction: Option<f64>,
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub seed: Option<u64>,
     /// Turn off training augmentation (flips and crops).
     #[arg(long)]
@@ -183,6 +196,9 @@ pub struct ExportArgs {
     /// layouts: Linear weights [out, in], BatchNorm running_mean/running_var).
     #[arg(long, default_value = "burnpack")]
     pub format: WeightsFormat,
+    /// Replace a bundle catdog exported there before (only catdog's own files are replaced).
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -196,4 +212,7 @@ pub struct ImportArgs {
     /// Model folder to write (config.json + model.bpk).
     #[arg(long)]
     pub out: PathBuf,
+    /// Replace a model folder catdog imported there before.
+    #[arg(long)]
+    pub force: bool,
 }

@@ -1,8 +1,14 @@
 use std::{process::ExitCode, sync::Arc};
 
 use anyhow::Context;
+use catdog_model::printable;
 use catdog_train::{
-    evaluate::evaluate, load_folder, model_io::load_model, pixel_cache, plots::evaluation_plots,
+    evaluate::{evaluate, match_classes, relabel},
+    load_folder,
+    metrics::Evaluation,
+    model_io::load_model,
+    pixel_cache,
+    plots::evaluation_plots,
     Progress, ProgressMode,
 };
 
@@ -14,7 +20,7 @@ pub fn run(a: EvalArgs) -> Result<ExitCode, Failure> {
     if !a.data.is_dir() {
         return Err(usage(anyhow::anyhow!(
             "--data {} is not a folder of images",
-            a.data.display()
+            printable(&a.data.to_string_lossy())
         )));
     }
     // Plots go beside the model by default, one folder per data folder, so the run's own
@@ -33,7 +39,7 @@ pub fn run(a: EvalArgs) -> Result<ExitCode, Failure> {
         std::fs::create_dir_all(dir).map_err(|e| {
             usage(anyhow::anyhow!(
                 "cannot create the plot folder {}: {e}",
-                dir.display()
+                printable(&dir.to_string_lossy())
             ))
         })?;
     }
@@ -50,20 +56,36 @@ pub fn run(a: EvalArgs) -> Result<ExitCode, Failure> {
         &Progress::new(progress),
     )?;
     let (set, skipped) = (loaded.set, loaded.skipped);
-    if set.classes != trained.config.classes {
+    let model_classes = &trained.config.classes;
+    let Some(mapping) = match_classes(&set.classes, model_classes) else {
         return Err(usage(anyhow::anyhow!(
             "{} has classes [{}] but the model was trained on [{}]",
-            a.data.display(),
-            set.classes.join(", "),
-            trained.config.classes.join(", ")
+            printable(&a.data.to_string_lossy()),
+            printable_list(&set.classes),
+            printable_list(model_classes)
         )));
+    };
+    if set.classes != *model_classes {
+        // Stderr, so `--json` output stays one JSON document.
+        eprintln!(
+            "note: matched data classes {} to the model's {}",
+            printable_list(&set.classes),
+            printable_list(
+                &mapping
+                    .iter()
+                    .map(|&i| model_classes[i].clone())
+                    .collect::<Vec<_>>()
+            )
+        );
     }
+    let set = relabel(set, &mapping, model_classes);
+    let batch_size = 128.min(trained.config.model.max_batch_size());
     let e = evaluate(
         &trained.model,
         Arc::new(set),
         &trained.config.normalization,
         &opened.device,
-        128,
+        batch_size,
         a.tta,
     )
     .context("evaluation failed")?;
@@ -74,11 +96,11 @@ pub fn run(a: EvalArgs) -> Result<ExitCode, Failure> {
     } else {
         println!(
             "model {} on {} ({})",
-            a.model.display(),
-            a.data.display(),
+            printable(&a.model.to_string_lossy()),
+            printable(&a.data.to_string_lossy()),
             opened.name
         );
-        print!("{}", e.render());
+        print!("{}", printable_evaluation(&e).render());
     }
     if let Some(dir) = plot_dir {
         let title = format!("{} images of {data_name}", e.images);
@@ -86,9 +108,34 @@ pub fn run(a: EvalArgs) -> Result<ExitCode, Failure> {
         // Stderr, so `--json` output stays one JSON document.
         eprintln!(
             "wrote {} and {}",
-            confusion.display(),
-            calibration.display()
+            printable(&confusion.to_string_lossy()),
+            printable(&calibration.to_string_lossy())
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `a, b, c` with every name made safe for a terminal.
+fn printable_list(names: &[String]) -> String {
+    let names: Vec<_> = names.iter().map(|n| printable(n)).collect();
+    names.join(", ")
+}
+
+/// The evaluation with its class names and file paths made safe for a terminal, for the
+/// human-readable report (`--json` keeps them exact).
+fn printable_evaluation(e: &Evaluation) -> Evaluation {
+    let text = |s: &str| printable(s).into_owned();
+    let mut e = e.clone();
+    for c in &mut e.classes {
+        *c = text(c);
+    }
+    for m in &mut e.per_class {
+        m.class = text(&m.class);
+    }
+    for v in e.least_sure.iter_mut().chain(&mut e.confidently_wrong) {
+        v.path = text(&v.path.to_string_lossy()).into();
+        v.label = text(&v.label);
+        v.predicted = text(&v.predicted);
+    }
+    e
 }

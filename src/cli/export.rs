@@ -21,7 +21,8 @@ fn classify(e: ModelIoError) -> Failure {
 
 pub fn export(a: ExportArgs) -> Result<ExitCode, Failure> {
     // Re-saving weights is a copy between files: the CPU is always there and always enough.
-    let card = bundle::export(&a.model, &a.out, a.format, &Device::flex()).map_err(classify)?;
+    let card =
+        bundle::export(&a.model, &a.out, a.format, a.force, &Device::flex()).map_err(classify)?;
     println!(
         "exported {} to {} ({}, {} + config.json)",
         a.model.display(),
@@ -44,8 +45,14 @@ pub fn export(a: ExportArgs) -> Result<ExitCode, Failure> {
 }
 
 pub fn import(a: ImportArgs) -> Result<ExitCode, Failure> {
-    let config = bundle::import(&a.weights, a.config.as_deref(), &a.out, &Device::flex())
-        .map_err(classify)?;
+    let config = bundle::import(
+        &a.weights,
+        a.config.as_deref(),
+        &a.out,
+        a.force,
+        &Device::flex(),
+    )
+    .map_err(classify)?;
     println!(
         "imported {} into {} ({} model, classes {})",
         a.weights.display(),

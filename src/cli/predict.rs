@@ -1,7 +1,7 @@
 use std::{path::PathBuf, process::ExitCode, sync::Arc};
 
 use catdog_data::{decode_image, discover_files, ImageSet};
-use catdog_model::{format_percent, softmax_row};
+use catdog_model::{format_percent, printable, softmax_row};
 use catdog_train::{evaluate::infer_logits, model_io::load_model};
 use serde::Serialize;
 
@@ -9,6 +9,7 @@ use super::{args::PredictArgs, usage, Failure};
 
 #[derive(Serialize)]
 struct Prediction {
+    #[serde(serialize_with = "catdog_data::lossy_path::serialize")]
     path: PathBuf,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
@@ -64,7 +65,7 @@ pub fn run(a: PredictArgs) -> Result<ExitCode, Failure> {
             Arc::new(set),
             &trained.config.normalization,
             &opened.device,
-            64,
+            64.min(trained.config.model.max_batch_size()),
             false,
         )?;
         for (row, &p) in logits.chunks_exact(classes.len()).zip(&ok_rows) {
@@ -81,19 +82,22 @@ pub fn run(a: PredictArgs) -> Result<ExitCode, Failure> {
     if a.json {
         println!("{}", serde_json::to_string_pretty(&predictions)?);
     } else {
+        // File and class names are untrusted: printed with terminal controls escaped.
         for p in &predictions {
+            let path = p.path.to_string_lossy();
             match (&p.error, &p.predicted) {
-                (Some(e), _) => eprintln!("{}  error: {e}", p.path.display()),
+                (Some(e), _) => eprintln!("{}  error: {}", printable(&path), printable(e)),
                 (None, Some(class)) => {
                     let logits: Vec<String> = classes
                         .iter()
                         .zip(&p.logits)
-                        .map(|(c, l)| format!("{c} {l:.2}"))
+                        .map(|(c, l)| format!("{} {l:.2}", printable(c)))
                         .collect();
                     println!(
-                        "{}  logits {}  ->  {class} {}",
-                        p.path.display(),
+                        "{}  logits {}  ->  {} {}",
+                        printable(&path),
                         logits.join(" "),
+                        printable(class),
                         format_percent(p.confidence.unwrap_or(0.0))
                     );
                 }

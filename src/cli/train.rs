@@ -6,7 +6,7 @@ use std::{
 
 use anyhow::Context;
 use catdog_model::{CnnConfig, MlpConfig, ModelConfig};
-use catdog_train::{train, ProgressMode, TrainConfig, TrainRequest};
+use catdog_train::{train, ProgressMode, TrainConfig, TrainError, TrainRequest};
 
 use super::{
     args::{Arch, TrainArgs},
@@ -28,7 +28,16 @@ pub fn run(a: TrainArgs) -> Result<ExitCode, Failure> {
         config,
         out,
         resume,
+        force: a.force,
         progress,
+    })
+    .map_err(|e| match e {
+        // Refused before any training: the user's to fix.
+        TrainError::Setting(_)
+        | TrainError::Folder(_)
+        | TrainError::Resume { .. }
+        | TrainError::Data(_) => usage(e),
+        e => Failure::Runtime(e.into()),
     })?;
     println!(
         "\nrun folder: {}\nvalidation accuracy: {:.2}% ({} images)",
@@ -58,6 +67,28 @@ pub fn run(a: TrainArgs) -> Result<ExitCode, Failure> {
 
 /// The training settings: defaults, then `--config`, then flags; all checked before any work.
 fn settings(a: &TrainArgs) -> Result<(TrainConfig, PathBuf, bool), Failure> {
+    if let Some(dir) = &a.resume {
+        let ignored = ignored_on_resume(a);
+        if !ignored.is_empty() {
+            eprintln!(
+                "warning: --resume continues with the run's own settings; ignored: {}",
+                ignored.join(", ")
+            );
+        }
+        // Only a raised epoch count and a held-out folder are taken from the command line.
+        let mut c = TrainConfig {
+            epochs: 0,
+            test: a.test.clone(),
+            ..TrainConfig::default()
+        };
+        if let Some(epochs) = a.epochs {
+            c.epochs = epochs;
+        }
+        if let Some(t) = &c.test {
+            check_folder("--test", t, false)?;
+        }
+        return Ok((c, dir.clone(), true));
+    }
     let mut c = match &a.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -122,20 +153,6 @@ fn settings(a: &TrainArgs) -> Result<(TrainConfig, PathBuf, bool), Failure> {
     c.no_cache |= a.no_cache;
     c.validate().map_err(usage)?;
 
-    let out = a.resume.clone().or_else(|| a.out.clone());
-    if let Some(pid) = out.as_deref().and_then(catdog_train::lock_holder) {
-        return Err(usage(anyhow::anyhow!(
-            "{} is in use by another catdog training process (pid {pid}); wait for it or choose another --out",
-            out.unwrap_or_default().display()
-        )));
-    }
-    if let Some(dir) = &a.resume {
-        catdog_train::model_io::read_config(dir)
-            .with_context(|| format!("cannot resume {}", dir.display()))
-            .map_err(usage)?;
-        // Only a raised epoch count is taken from the command line on resume.
-        return Ok((c, dir.clone(), true));
-    }
     check_folder(
         "--data",
         &c.data,
@@ -148,14 +165,37 @@ fn settings(a: &TrainArgs) -> Result<(TrainConfig, PathBuf, bool), Failure> {
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("runs").join(timestamp()));
-    if out.join(catdog_train::model_io::CONFIG_FILE).exists() {
-        return Err(usage(anyhow::anyhow!(
-            "{} already holds a run: continue it with --resume {}, or choose another --out",
-            out.display(),
-            out.display()
-        )));
-    }
     Ok((c, out, false))
+}
+
+/// The flags given with --resume that it does not take (it keeps the run's own settings).
+fn ignored_on_resume(a: &TrainArgs) -> Vec<&'static str> {
+    let given = [
+        ("--config", a.config.is_some()),
+        ("--data", a.data.is_some()),
+        ("--arch", a.arch.is_some()),
+        ("--image-size", a.image_size.is_some()),
+        ("--batch-size", a.batch_size.is_some()),
+        ("--optimizer", a.optimizer.is_some()),
+        ("--lr", a.lr.is_some()),
+        ("--weight-decay", a.weight_decay.is_some()),
+        ("--momentum", a.momentum.is_some()),
+        ("--schedule", a.schedule.is_some()),
+        ("--warmup-epochs", a.warmup_epochs.is_some()),
+        ("--label-smoothing", a.label_smoothing.is_some()),
+        ("--patience", a.patience.is_some()),
+        ("--validation-fraction", a.validation_fraction.is_some()),
+        ("--seed", a.seed.is_some()),
+        ("--no-augment", a.no_augment),
+        ("--backend", a.backend.backend.is_some()),
+        ("--device", a.backend.device_index.is_some()),
+        ("--cache-dir", a.cache_dir.is_some()),
+        ("--no-cache", a.no_cache),
+    ];
+    given
+        .into_iter()
+        .filter_map(|(flag, set)| set.then_some(flag))
+        .collect()
 }
 
 fn check_folder(flag: &str, path: &Path, is_default: bool) -> Result<(), Failure> {

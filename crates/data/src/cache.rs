@@ -124,7 +124,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// [`write_atomic`] for writers that need a path of their own (burn's `save_file`): `write`
 /// fills the temporary file, which is then synced and renamed onto `path`. The temporary file
 /// keeps `path`'s extension (burn adds `.bpk` to a name without one) and is removed on failure;
-/// one left by a killed process is recognised by [`is_partial_write`].
+/// one left by a killed process is recognised by [`is_partial_write`] and carries this
+/// process's [`write_token`].
 pub fn write_atomic_with(
     path: &Path,
     write: impl FnOnce(&Path) -> std::io::Result<()>,
@@ -139,7 +140,7 @@ pub fn write_atomic_with(
         .extension()
         .map(|e| format!(".{}", e.to_string_lossy()))
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}{PARTIAL}{}{extension}", std::process::id()));
+    let tmp = dir.join(format!(".{name}{PARTIAL}{}{extension}", write_token()));
     let written = write(&tmp)
         .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
         .and_then(|()| std::fs::rename(&tmp, path));
@@ -149,12 +150,40 @@ pub fn write_atomic_with(
     written
 }
 
-/// Marks the temporary files of [`write_atomic_with`]: `.NAME.tmp-PID[.EXT]`.
+/// Marks the temporary files of [`write_atomic_with`]: `.NAME.tmp-TOKEN[.EXT]`.
 const PARTIAL: &str = ".tmp-";
 
-/// Whether a file name is the temporary file of an atomic write that never completed.
+/// A random token naming this process's temporary files (16 hex digits, fixed for the
+/// process). A folder that records the tokens of the processes writing into it can later
+/// remove exactly their leftovers, and never a file that merely looks like one.
+pub fn write_token() -> &'static str {
+    static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TOKEN.get_or_init(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let stack = &nanos as *const u64 as u64; // differs between processes (ASLR)
+        let seed = nanos ^ (u64::from(std::process::id()) << 32) ^ stack.rotate_left(17);
+        format!(
+            "{:016x}",
+            crate::SplitMix64::derive(seed, 0x5eed).next_u64()
+        )
+    })
+}
+
+/// Whether a file name looks like the temporary file of an atomic write that never completed.
 pub fn is_partial_write(name: &str) -> bool {
-    name.starts_with('.') && name.contains(PARTIAL)
+    partial_write_token(name).is_some()
+}
+
+/// The writer's token in the name of an unfinished atomic write (`.NAME.tmp-TOKEN[.EXT]`).
+pub fn partial_write_token(name: &str) -> Option<&str> {
+    if !name.starts_with('.') {
+        return None;
+    }
+    let (_, rest) = name.rsplit_once(PARTIAL)?;
+    let token = rest.split('.').next().unwrap_or_default();
+    (token.len() == 16 && token.bytes().all(|b| b.is_ascii_hexdigit())).then_some(token)
 }
 
 /// Reads a cache file back; `Err` says why it cannot be trusted.

@@ -1,6 +1,7 @@
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeSet, HashMap, HashSet},
     fmt,
+    fs::Metadata,
     path::{Path, PathBuf},
 };
 
@@ -80,35 +81,108 @@ fn kaggle_class(path: &Path) -> Option<String> {
         .then(|| class.to_string())
 }
 
-fn read_dir_sorted(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>), DataError> {
-    let io = |source| DataError::Io {
-        path: dir.to_path_buf(),
-        source,
-    };
-    let mut files = Vec::new();
-    let mut dirs = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(io)? {
-        let entry = entry.map_err(io)?;
-        let path = entry.path();
-        // Follow symlinks: data/fetch.sh may link to an existing copy.
-        match std::fs::metadata(&path) {
-            Ok(m) if m.is_dir() => dirs.push(path),
-            Ok(m) if m.is_file() && is_image(&path) => files.push(path),
-            _ => {}
-        }
-    }
-    files.sort();
-    dirs.sort();
-    Ok((files, dirs))
+/// What a file or folder is, whichever path (or link) reaches it.
+#[cfg(unix)]
+type FileId = (u64, u64);
+#[cfg(not(unix))]
+type FileId = PathBuf;
+
+#[cfg(unix)]
+fn file_id(_path: &Path, meta: &Metadata) -> FileId {
+    use std::os::unix::fs::MetadataExt;
+    (meta.dev(), meta.ino())
 }
 
-fn collect_images(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), DataError> {
-    let (files, dirs) = read_dir_sorted(dir)?;
-    out.extend(files);
-    for d in dirs {
-        collect_images(&d, out)?;
+#[cfg(not(unix))]
+fn file_id(path: &Path, _meta: &Metadata) -> FileId {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// One folder's images and sub-folders, each sorted by path.
+struct Listing {
+    files: Vec<(PathBuf, FileId)>,
+    dirs: Vec<(PathBuf, FileId)>,
+}
+
+/// Walks folders following symbolic links (data/fetch.sh may link to a copy elsewhere), but enters
+/// each folder once and yields each file once, however many paths reach them: a link back to a
+/// parent folder would otherwise be walked forever, and a linked file counted twice.
+#[derive(Default)]
+struct Walker {
+    entered: HashSet<FileId>,
+    yielded: HashSet<FileId>,
+}
+
+impl Walker {
+    /// Marks a folder as walked; `false` when it was walked before, through another path.
+    fn enter(&mut self, id: FileId) -> bool {
+        self.entered.insert(id)
     }
-    Ok(())
+
+    /// Marks a file as yielded; `false` when it was yielded before, through another path.
+    fn first_visit(&mut self, id: FileId) -> bool {
+        self.yielded.insert(id)
+    }
+
+    /// The images and the not yet walked sub-folders of `dir`.
+    fn list(&self, dir: &Path) -> Result<Listing, DataError> {
+        let io = |source| DataError::Io {
+            path: dir.to_path_buf(),
+            source,
+        };
+        let mut files = Vec::new();
+        let mut dirs = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(io)? {
+            let path = entry.map_err(io)?.path();
+            // `metadata` follows links; a dangling link or a link loop (ELOOP) is skipped.
+            match std::fs::metadata(&path) {
+                Ok(m) if m.is_dir() => {
+                    let id = file_id(&path, &m);
+                    if !self.entered.contains(&id) {
+                        dirs.push((path, id));
+                    }
+                }
+                // Regular files only: a FIFO or device with an image name is no image.
+                Ok(m) if m.is_file() && is_image(&path) => {
+                    let id = file_id(&path, &m);
+                    files.push((path, id));
+                }
+                _ => {}
+            }
+        }
+        files.sort();
+        dirs.sort();
+        // Two links here to one folder are one sub-folder (the first by name).
+        let mut ids = HashSet::new();
+        let first: Vec<bool> = dirs.iter().map(|(_, id)| ids.insert(id)).collect();
+        let mut first = first.into_iter();
+        dirs.retain(|_| first.next().unwrap_or(false));
+        Ok(Listing { files, dirs })
+    }
+
+    /// Appends the images under `dir` (already entered) not yielded before, depth first: a
+    /// folder's images in name order, then its sub-folders in name order. Returns how many images
+    /// it met, those yielded before included.
+    fn collect(&mut self, dir: &Path, out: &mut Vec<PathBuf>) -> Result<usize, DataError> {
+        let mut met = 0;
+        // A stack rather than recursion: how deep folders nest is up to the data.
+        let mut stack = vec![(dir.to_path_buf(), None)];
+        while let Some((d, id)) = stack.pop() {
+            // Entered when reached, as in a recursive walk: the first path in name order wins.
+            if id.is_some_and(|id| !self.enter(id)) {
+                continue;
+            }
+            let listing = self.list(&d)?;
+            met += listing.files.len();
+            for (path, id) in listing.files {
+                if self.first_visit(id) {
+                    out.push(path);
+                }
+            }
+            stack.extend(listing.dirs.into_iter().rev().map(|(p, id)| (p, Some(id))));
+        }
+        Ok(met)
+    }
 }
 
 /// Finds labelled images under `root`, detecting the layout.
@@ -116,39 +190,95 @@ fn collect_images(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), DataError> {
 /// A folder holding no images and exactly one sub-folder is descended into, so both
 /// `dogs-vs-cats/` and `dogs-vs-cats/train/` work. Flat folders whose image names all look like
 /// `<class>.<id>.<ext>` are Kaggle; otherwise each sub-folder holding images is a class.
+/// Symbolic links are followed, but each folder is walked once and each file counted once (under
+/// its first path in discovery order), however many links reach it.
 pub fn discover(root: &Path) -> Result<Discovered, DataError> {
     let meta = std::fs::metadata(root).map_err(|_| DataError::NotFound(root.to_path_buf()))?;
     if !meta.is_dir() {
         return Err(DataError::NotADirectory(root.to_path_buf()));
     }
+    let mut walk = Walker::default();
+    walk.enter(file_id(root, &meta));
     let mut dir = root.to_path_buf();
-    let (mut files, mut dirs) = read_dir_sorted(&dir)?;
-    while files.is_empty() && dirs.len() == 1 {
-        dir = dirs.remove(0);
-        (files, dirs) = read_dir_sorted(&dir)?;
+    let mut listing = walk.list(&dir)?;
+    let mut descended = false;
+    while listing.files.is_empty() && listing.dirs.len() == 1 {
+        let (sub, id) = listing.dirs.remove(0);
+        walk.enter(id);
+        dir = sub;
+        descended = true;
+        listing = walk.list(&dir)?;
     }
+    let Listing { files, dirs } = listing;
 
-    let kaggle: Option<Vec<String>> = files.iter().map(|p| kaggle_class(p)).collect();
+    let kaggle: Option<Vec<String>> = files.iter().map(|(p, _)| kaggle_class(p)).collect();
     let (layout, labelled): (Layout, Vec<(PathBuf, String)>) = match kaggle {
         Some(classes) if !files.is_empty() => {
-            (Layout::Kaggle, files.into_iter().zip(classes).collect())
+            let mut labelled = Vec::new();
+            for ((path, id), class) in files.iter().cloned().zip(classes) {
+                if walk.first_visit(id) {
+                    labelled.push((path, class));
+                }
+            }
+            (Layout::Kaggle, labelled)
         }
         _ => {
+            // Every class folder is entered before any is walked, so a link from one class into
+            // another is not followed: its images keep their own class.
+            let class_dirs: Vec<PathBuf> = dirs
+                .into_iter()
+                .filter_map(|(path, id)| walk.enter(id).then_some(path))
+                .collect();
             let mut labelled = Vec::new();
-            for d in &dirs {
+            let mut names: HashMap<String, &Path> = HashMap::new();
+            for d in &class_dirs {
+                let mut images = Vec::new();
+                walk.collect(d, &mut images)?;
+                if images.is_empty() {
+                    continue;
+                }
                 let class = d
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default();
-                let mut images = Vec::new();
-                collect_images(d, &mut images)?;
+                // Two folder names can only meet once non-UTF-8 bytes are replaced.
+                if let Some(other) = names.insert(class.clone(), d) {
+                    return Err(DataError::Invalid(format!(
+                        "class folders {} and {} have the same name once their non-UTF-8 \
+                         bytes are replaced; rename one",
+                        other.display(),
+                        d.display()
+                    )));
+                }
                 labelled.extend(images.into_iter().map(|p| (p, class.clone())));
             }
             (Layout::ImageFolder, labelled)
         }
     };
     if labelled.is_empty() {
-        return Err(DataError::NoImages(dir));
+        // Loose images that are not `<class>.<id>.<ext>` and no class folders with images.
+        return Err(
+            match files.iter().find(|(p, _)| kaggle_class(p).is_none()) {
+                // Reached by descending through single sub-folders: that folder is the one class.
+                Some(_) if descended => DataError::TooFewClasses {
+                    path: root.to_path_buf(),
+                    found: 1,
+                    classes: dir
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                },
+                Some((example, _)) => DataError::Unlabelled {
+                    path: root.to_path_buf(),
+                    images: files.len(),
+                    example: example
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                },
+                None => DataError::NoImages(root.to_path_buf()),
+            },
+        );
     }
     let classes: Vec<String> = labelled
         .iter()
@@ -158,7 +288,7 @@ pub fn discover(root: &Path) -> Result<Discovered, DataError> {
         .collect();
     if classes.len() < 2 {
         return Err(DataError::TooFewClasses {
-            path: dir,
+            path: root.to_path_buf(),
             found: classes.len(),
             classes: classes.join(", "),
         });
@@ -179,24 +309,33 @@ pub fn discover(root: &Path) -> Result<Discovered, DataError> {
 }
 
 /// Unlabelled images for prediction: each argument is an image file or a folder searched
-/// recursively. Missing paths are kept, so the caller reports them per file.
+/// recursively (following links, each folder and file once, as in [`discover`]). File arguments
+/// are kept as given, missing ones too, so the caller reports them per file.
 pub fn discover_files(paths: &[PathBuf]) -> Result<Discovered, DataError> {
+    let mut walk = Walker::default();
     let mut samples = Vec::new();
     for p in paths {
-        if p.is_dir() {
-            let mut images = Vec::new();
-            collect_images(p, &mut images)?;
-            if images.is_empty() {
-                // Kept so the caller reports the folder instead of silently skipping it.
-                images.push(p.clone());
-            }
-            samples.extend(images.into_iter().map(|path| Sample { path, label: None }));
-        } else {
+        let folder = std::fs::metadata(p)
+            .ok()
+            .filter(Metadata::is_dir)
+            .map(|m| file_id(p, &m));
+        let Some(id) = folder else {
             samples.push(Sample {
                 path: p.clone(),
                 label: None,
             });
+            continue;
+        };
+        if !walk.enter(id) {
+            // The same folder again (or one inside a folder already given): listed already.
+            continue;
         }
+        let mut images = Vec::new();
+        if walk.collect(p, &mut images)? == 0 {
+            // Kept so the caller reports the folder instead of silently skipping it.
+            images.push(p.clone());
+        }
+        samples.extend(images.into_iter().map(|path| Sample { path, label: None }));
     }
     Ok(Discovered {
         root: PathBuf::from("."),

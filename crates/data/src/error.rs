@@ -1,6 +1,8 @@
 use std::path::PathBuf;
 
 /// Why a data folder cannot be used at all (single bad images are [`crate::Skipped`], not errors).
+///
+/// Paths name the folder the user gave, not a sub-folder discovery descended into.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
     #[error("data folder {0} does not exist (run data/fetch.sh, or pass --data DIR)")]
@@ -22,6 +24,16 @@ pub enum DataError {
         path: PathBuf,
         found: usize,
         classes: String,
+    },
+    #[error(
+        "{path} has {images} image(s) but no labels: `{example}` is not named `<class>.<id>.<ext>` \
+         and there are no class sub-folders; use `cat.1.jpg`-style names or one sub-folder per class"
+    )]
+    Unlabelled {
+        path: PathBuf,
+        images: usize,
+        /// One image name that is not `<class>.<id>.<ext>`, shown lossily.
+        example: String,
     },
     #[error("none of the {total} images in {path} could be decoded (first problem: {first})")]
     NothingDecoded {

@@ -21,13 +21,16 @@ pub mod synth;
 pub use augment::Augment;
 pub use batcher::{epoch_plan, Batch, BatchItem, HostBatch, ImageBatcher, Prefetcher};
 pub use cache::{
-    default_cache_dir, is_partial_write, write_atomic, write_atomic_with, CacheStatus,
+    default_cache_dir, is_partial_write, partial_write_token, write_atomic, write_atomic_with,
+    write_token, CacheStatus,
 };
-pub use decode::{decode_image, decode_image_bytes, DecodeError, MAX_IMAGE_SIDE};
+pub use decode::{
+    decode_image, decode_image_bytes, DecodeError, MAX_DECODE_BYTES, MAX_FILE_BYTES, MAX_IMAGE_SIDE,
+};
 pub use discover::{discover, discover_files, Discovered, Layout, Sample, IMAGE_EXTENSIONS};
 pub use error::DataError;
 pub use imageset::ImageSet;
-pub use load::{load, LoadOptions, Loaded, Skipped};
+pub use load::{load, lossy_path, LoadOptions, Loaded, Skipped};
 pub use normalize::Normalization;
 pub use rng::SplitMix64;
 pub use split::stratified_split;

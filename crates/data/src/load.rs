@@ -36,8 +36,27 @@ impl Default for LoadOptions {
 /// An image that could not be used, and why.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Skipped {
+    /// Written lossily: a name that is not UTF-8 is shown, never a reason to fail.
+    #[serde(with = "lossy_path")]
     pub path: PathBuf,
     pub reason: String,
+}
+
+/// Serde for paths that are only shown: written as text with bytes that are not UTF-8 replaced
+/// by U+FFFD (Linux allows any bytes in a name; JSON holds text), read back as written. Use as
+/// `#[serde(with = "catdog_data::lossy_path")]` on a `PathBuf` field.
+pub mod lossy_path {
+    use std::path::{Path, PathBuf};
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<P: AsRef<Path>, S: Serializer>(path: P, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&path.as_ref().to_string_lossy())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {
+        PathBuf::deserialize(d)
+    }
 }
 
 #[derive(Debug)]
@@ -162,12 +181,19 @@ fn assemble(
         });
     }
     if found.layout != crate::Layout::Unlabelled {
-        let present = set.class_counts().iter().filter(|&&c| c > 0).count();
-        if present < 2 {
+        // Name the classes that are left, not those discovered.
+        let present: Vec<&str> = set
+            .class_counts()
+            .iter()
+            .zip(&found.classes)
+            .filter(|(&n, _)| n > 0)
+            .map(|(_, c)| c.as_str())
+            .collect();
+        if present.len() < 2 {
             return Err(DataError::TooFewClasses {
                 path: found.root.clone(),
-                found: present,
-                classes: found.classes.join(", "),
+                found: present.len(),
+                classes: present.join(", "),
             });
         }
     }

@@ -8,7 +8,10 @@ use burn::{
     tensor::{activation::relu, Device, Tensor},
 };
 
-use crate::fast_ops::{batch_norm, conv3x3_as_matmul, MATMUL_CONV_MAX_CHANNELS};
+use crate::{
+    config::{mul, LayerParams},
+    fast_ops::{batch_norm, conv3x3_as_matmul, MATMUL_CONV_MAX_CHANNELS},
+};
 use serde::{Deserialize, Serialize};
 
 /// Convolutional classifier: blocks of `Conv3x3 -> BatchNorm -> ReLU -> MaxPool2`, global
@@ -44,6 +47,61 @@ impl CnnConfig {
     /// Side of the feature map after the last block (0 means the config is unusable).
     pub fn output_size(&self) -> usize {
         self.channels.iter().fold(self.image_size, |s, _| s / 2)
+    }
+
+    /// Each block's convolutions and BatchNorms, the hidden and the output layer, named by the
+    /// field that sizes them. Saturating, like every size computed from a config file.
+    pub(crate) fn layer_params(&self) -> Vec<LayerParams> {
+        let convs = self.convs_per_block.max(1);
+        let mut layers = Vec::with_capacity(self.channels.len() + 2);
+        let mut c_in = 3;
+        for (i, &c_out) in self.channels.iter().enumerate() {
+            // First conv from c_in, the others from c_out, no conv bias; each BatchNorm's gamma,
+            // beta and running mean and variance (burn's `num_params` counts all four).
+            let weights = mul(&[9, c_in, c_out])
+                .saturating_add(mul(&[convs - 1, 9, c_out, c_out]))
+                .saturating_add(mul(&[convs, 4, c_out]));
+            layers.push(LayerParams {
+                name: format!("channels[{i}] ({convs} conv(s) of {c_out} channels)"),
+                params: weights,
+            });
+            c_in = c_out;
+        }
+        if let Some(h) = self.hidden {
+            layers.push(LayerParams {
+                name: format!("hidden ({c_in} inputs x {h})"),
+                params: mul(&[c_in, h]).saturating_add(h),
+            });
+            c_in = h;
+        }
+        layers.push(LayerParams {
+            name: format!("the output layer ({c_in} inputs x {})", self.num_classes),
+            params: mul(&[c_in, self.num_classes]).saturating_add(self.num_classes),
+        });
+        layers
+    }
+
+    /// Per block and side `s`: each conv's nine shifted (unfolded) inputs, its output, the
+    /// BatchNorm and ReLU outputs, then the pooled map; then the pooled features, the hidden
+    /// layer and the logits. An estimate for memory bounds, not an exact count.
+    pub(crate) fn activations_per_image(&self) -> usize {
+        let convs = self.convs_per_block.max(1);
+        let mut side = self.image_size;
+        let mut sum = mul(&[3, side, side]);
+        let mut c_in = 3;
+        for &c_out in &self.channels {
+            let per_pixel = mul(&[9, c_in])
+                .saturating_add(mul(&[3, c_out]))
+                .saturating_add(mul(&[convs - 1, 12, c_out]));
+            sum = sum.saturating_add(mul(&[side, side, per_pixel]));
+            side /= 2;
+            sum = sum.saturating_add(mul(&[side, side, c_out]));
+            c_in = c_out;
+        }
+        let hidden = self.hidden.map_or(0, |h| mul(&[2, h]));
+        sum.saturating_add(c_in)
+            .saturating_add(hidden)
+            .saturating_add(self.num_classes)
     }
 
     pub fn init(&self, device: &Device) -> Cnn {

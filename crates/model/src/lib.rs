@@ -10,10 +10,15 @@ mod config;
 mod fast_ops;
 mod mlp;
 mod probs;
+mod text;
 
 pub use classifier::Classifier;
 pub use cnn::{Cnn, CnnConfig, ConvBlock};
-pub use config::{ConfigError, ModelConfig};
+pub use config::{
+    ConfigError, ModelConfig, IMAGE_SIZE, MAX_BATCH_ACTIVATIONS, MAX_IMAGE_ACTIVATIONS,
+    MAX_PARAMETERS,
+};
 pub use fast_ops::{batch_norm, conv3x3_as_matmul, MATMUL_CONV_MAX_CHANNELS};
 pub use mlp::{Mlp, MlpConfig};
 pub use probs::{format_percent, format_probability, probabilities, softmax_row};
+pub use text::printable;

@@ -5,6 +5,8 @@ use burn::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::config::{mul, LayerParams};
+
 /// Multi-layer perceptron on flattened pixels: `[Linear -> ReLU (-> Dropout)] x N -> Linear`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -29,8 +31,37 @@ impl Default for MlpConfig {
 }
 
 impl MlpConfig {
+    /// Saturating: the size comes from a config file and is validated after this is called.
     pub fn input_features(&self) -> usize {
-        3 * self.image_size * self.image_size
+        mul(&[3, self.image_size, self.image_size])
+    }
+
+    /// Each `Linear`'s weights and biases, named by the field that sizes it.
+    pub(crate) fn layer_params(&self) -> Vec<LayerParams> {
+        let mut width = self.input_features();
+        let mut layers = Vec::with_capacity(self.hidden.len() + 1);
+        for (i, &next) in self.hidden.iter().enumerate() {
+            layers.push(LayerParams {
+                name: format!("hidden[{i}] ({width} inputs x {next})"),
+                params: mul(&[width, next]).saturating_add(next),
+            });
+            width = next;
+        }
+        layers.push(LayerParams {
+            name: format!("the output layer ({width} inputs x {})", self.num_classes),
+            params: mul(&[width, self.num_classes]).saturating_add(self.num_classes),
+        });
+        layers
+    }
+
+    /// The input, each hidden layer's output, ReLU and dropout, and the logits.
+    pub(crate) fn activations_per_image(&self) -> usize {
+        self.hidden
+            .iter()
+            .fold(self.input_features(), |sum, &h| {
+                sum.saturating_add(mul(&[3, h]))
+            })
+            .saturating_add(self.num_classes)
     }
 
     pub fn init(&self, device: &Device) -> Mlp {

@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 
 use catdog_data::{Augment, Normalization};
-use catdog_model::{CnnConfig, ModelConfig};
+use catdog_model::{printable, CnnConfig, ConfigError, ModelConfig, IMAGE_SIZE};
 use serde::{Deserialize, Serialize};
 
 use crate::{Backend, OptimConfig};
@@ -137,7 +137,9 @@ impl TrainConfig {
                 "use a share between 0 and 0.9 (e.g. 0.1)",
             );
         }
-        if !(8..=1024).contains(&self.image_size) {
+        // The one image-size rule (`catdog_model::IMAGE_SIZE`); the text is tied to it below.
+        const _: () = assert!(*IMAGE_SIZE.start() == 8 && *IMAGE_SIZE.end() == 1024);
+        if !IMAGE_SIZE.contains(&self.image_size) {
             return bad(
                 "image-size",
                 self.image_size.to_string(),
@@ -147,10 +149,35 @@ impl TrainConfig {
         if self.patience == Some(0) {
             return bad("patience", "0".into(), "use at least 1, or leave it out");
         }
+        if let Some(index) = self.device_index {
+            if self.backend != Backend::Wgpu {
+                return bad(
+                    "device",
+                    format!("{index} with --backend {}", self.backend),
+                    "--device picks a GPU adapter: use it with --backend wgpu, or leave it out",
+                );
+            }
+        }
+        // The model with the final image size: the same validator that checks a loaded model
+        // folder, memory bounds included.
         let model = self.model_for(2);
         model
             .validate()
-            .or_else(|e| bad("model", e.to_string(), "change the architecture settings"))
+            .or_else(|e| bad("model", e.to_string(), "change the architecture settings"))?;
+        let max_batch = model.max_batch_size();
+        if self.batch_size > max_batch {
+            return bad(
+                "batch-size",
+                format!(
+                    "{} (at most {max_batch} fits for this {} on {s}x{s} images)",
+                    self.batch_size,
+                    model.name(),
+                    s = self.image_size
+                ),
+                "a batch's activations would need more than 4 GiB; use a smaller batch or image size",
+            );
+        }
+        Ok(())
     }
 
     /// The pixel cache folder to use, `None` with `no_cache`.
@@ -175,6 +202,28 @@ impl TrainConfig {
     }
 }
 
+/// Why a run's or export's `config.json` cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum RunConfigError {
+    #[error("model: {0}")]
+    Model(#[from] ConfigError),
+    #[error("image_size is {image_size} but model.image_size is {model}; they must be equal")]
+    ImageSizeMismatch { image_size: usize, model: usize },
+    #[error("{names} class names but the model has {outputs} outputs")]
+    ClassCount { names: usize, outputs: usize },
+    #[error("classes[{index}] is an empty name")]
+    EmptyClass { index: usize },
+    #[error("classes[{index}] repeats \"{}\": class names must be unique", printable(.name))]
+    DuplicateClass { index: usize, name: String },
+    #[error("normalization.{field}[{channel}] = {value}: {fix}")]
+    Normalization {
+        field: &'static str,
+        channel: usize,
+        value: f32,
+        fix: &'static str,
+    },
+}
+
 /// `config.json` of a run or export: all that is needed to rebuild the model and preprocess an
 /// image exactly as in training.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -190,4 +239,70 @@ pub struct RunConfig {
     /// The model card of an exported bundle.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub export: Option<crate::export::ModelCard>,
+}
+
+impl RunConfig {
+    /// Refuses a config that cannot rebuild its model or preprocess an image exactly: the model
+    /// section (through the same validator as training: image-size range, memory bounds), a
+    /// top-level image size that disagrees with it, class names that do not match the outputs
+    /// one to one, and a normalisation that would turn pixels into NaN or infinity.
+    ///
+    /// The `train` section is checked when it is used (on resume), so a model trained with
+    /// settings this version no longer accepts still loads for inference.
+    pub fn validate(&self) -> Result<(), RunConfigError> {
+        self.model.validate()?;
+        if self.image_size != self.model.image_size() {
+            return Err(RunConfigError::ImageSizeMismatch {
+                image_size: self.image_size,
+                model: self.model.image_size(),
+            });
+        }
+        if self.classes.len() != self.model.num_classes() {
+            return Err(RunConfigError::ClassCount {
+                names: self.classes.len(),
+                outputs: self.model.num_classes(),
+            });
+        }
+        for (index, name) in self.classes.iter().enumerate() {
+            if name.is_empty() {
+                return Err(RunConfigError::EmptyClass { index });
+            }
+            if self.classes[..index].contains(name) {
+                return Err(RunConfigError::DuplicateClass {
+                    index,
+                    name: name.clone(),
+                });
+            }
+        }
+        let norm = &self.normalization;
+        let bad = |field, channel, value, fix| {
+            Err(RunConfigError::Normalization {
+                field,
+                channel,
+                value,
+                fix,
+            })
+        };
+        for c in 0..3 {
+            if !norm.mean[c].is_finite() {
+                return bad("mean", c, norm.mean[c], "must be a finite number");
+            }
+            if !(norm.std[c].is_finite() && norm.std[c] > 0.0) {
+                return bad("std", c, norm.std[c], "must be a positive, finite number");
+            }
+        }
+        // A positive but tiny std (or a huge mean) can still overflow: check what the model
+        // would actually be fed.
+        for (c, table) in norm.lookup_table().iter().enumerate() {
+            if !table.iter().all(|v| v.is_finite()) {
+                return bad(
+                    "std",
+                    c,
+                    norm.std[c],
+                    "too small for this mean: normalised pixels overflow to infinity",
+                );
+            }
+        }
+        Ok(())
+    }
 }

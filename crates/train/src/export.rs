@@ -14,6 +14,7 @@ use crate::{
         load_model, load_safetensors, read_config, read_config_file, save_safetensors,
         save_weights, write_json, ModelIoError, CONFIG_FILE, SAFETENSORS_FILE, WEIGHTS_FILE,
     },
+    run_dir::{FolderKind, OwnedDir},
     RunConfig, Summary,
 };
 
@@ -146,13 +147,23 @@ fn preprocessing(config: &RunConfig) -> String {
 ///
 /// `device` holds the model while it is re-saved as safetensors; burnpack weights are copied
 /// byte for byte.
+///
+/// `out` must be new, empty, or a bundle catdog exported before (replaced only with `force`,
+/// and then only catdog's own files).
 pub fn export(
     model_dir: &Path,
     out: &Path,
     format: WeightsFormat,
+    force: bool,
     device: &Device,
 ) -> Result<ModelCard, ModelIoError> {
     let mut config = read_config(model_dir)?;
+    let out = OwnedDir::claim(out, FolderKind::Bundle, force)?;
+    // A weights file of the other format would outlive this export and be read instead of it.
+    for format in [WeightsFormat::Burnpack, WeightsFormat::Safetensors] {
+        out.remove_own_file(format.file_name())?;
+    }
+    let out = out.path();
     // A bundle being re-exported keeps the metrics its card carried.
     let previous = config.export.take();
     let burnpack = model_dir.join(WEIGHTS_FILE);
@@ -244,6 +255,7 @@ pub fn import(
     weights: &Path,
     config: Option<&Path>,
     out: &Path,
+    force: bool,
     device: &Device,
 ) -> Result<RunConfig, ModelIoError> {
     let config_path = match config {
@@ -257,10 +269,9 @@ pub fn import(
         });
     }
     let mut run_config = read_config_file(&config_path)?;
-    if out.join(CONFIG_FILE).exists() || out.join(WEIGHTS_FILE).exists() {
-        return Err(ModelIoError::AlreadyExists(out.to_path_buf()));
-    }
     let model = load_safetensors(&run_config, weights, device)?;
+    let out = OwnedDir::claim(out, FolderKind::Model, force)?;
+    let out = out.path();
     save_weights(&model, &out.join(WEIGHTS_FILE))?;
     // The card described the exported file; the imported folder holds burnpack weights.
     run_config.export = None;

@@ -15,12 +15,14 @@ pub mod model_io;
 mod optim;
 pub mod plots;
 mod progress;
+pub mod run_dir;
 mod trainer;
 
 pub use backend::{Backend, BackendError, OpenDevice};
-pub use config::{pixel_cache, InvalidSetting, RunConfig, TrainConfig};
+pub use config::{pixel_cache, InvalidSetting, RunConfig, RunConfigError, TrainConfig};
 pub use lock::{lock_holder, LockError, RunLock};
 pub use loss::Loss;
 pub use optim::{OptimConfig, OptimizerKind, Schedule};
 pub use progress::{Progress, ProgressMode};
+pub use run_dir::{FolderError, FolderKind, OwnedDir, RunDir};
 pub use trainer::{load_folder, report_skipped, train, Summary, TrainError, TrainRequest};

@@ -13,14 +13,27 @@ pub struct RunLock {
     path: PathBuf,
 }
 
-/// The live process holding `dir`'s lock, if any. A lock left by a dead process is stale.
+/// The live process holding `dir`'s lock, if any. A lock left by a dead process is stale, and
+/// so is one whose PID now belongs to another program (its start time differs).
 pub fn lock_holder(dir: &Path) -> Option<u32> {
-    let pid: u32 = std::fs::read_to_string(dir.join(LOCK_FILE))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    (pid != std::process::id() && process_alive(pid)).then_some(pid)
+    let text = std::fs::read_to_string(dir.join(LOCK_FILE)).ok()?;
+    let mut fields = text.split_whitespace();
+    let pid: u32 = fields.next()?.parse().ok()?;
+    let started: Option<u64> = fields.next().and_then(|s| s.parse().ok());
+    let same_process = match (started, process_start_time(pid)) {
+        (Some(recorded), Some(now)) => recorded == now,
+        _ => true,
+    };
+    (pid != std::process::id() && process_alive(pid) && same_process).then_some(pid)
+}
+
+/// When `pid` started, in clock ticks since boot (field 22 of `/proc/PID/stat`); `None` where
+/// there is no procfs. Together with the PID it names one process: PIDs are reused.
+fn process_start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: fields resume after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
 }
 
 fn process_alive(pid: u32) -> bool {
@@ -51,7 +64,11 @@ impl RunLock {
                 .open(&path)
             {
                 Ok(mut f) => {
-                    let _ = write!(f, "{}", std::process::id());
+                    let pid = std::process::id();
+                    let _ = match process_start_time(pid) {
+                        Some(t) => write!(f, "{pid} {t}"),
+                        None => write!(f, "{pid}"),
+                    };
                     let _ = f.sync_all();
                     return Ok(RunLock { path });
                 }

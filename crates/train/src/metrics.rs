@@ -57,6 +57,7 @@ pub struct ClassMetrics {
 /// One image's prediction, for the "least sure" and "confidently wrong" lists.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ImageVerdict {
+    #[serde(with = "catdog_data::lossy_path")]
     pub path: PathBuf,
     pub label: String,
     pub predicted: String,

@@ -9,7 +9,7 @@ use burn::{
     tensor::Device,
 };
 use catdog_data::{write_atomic, write_atomic_with};
-use catdog_model::Classifier;
+use catdog_model::{printable, Classifier};
 use serde::Serialize;
 
 use crate::RunConfig;
@@ -30,8 +30,8 @@ pub enum ModelIoError {
     BadWeights { path: PathBuf, reason: String },
     #[error("cannot write {path}: {reason}")]
     Write { path: PathBuf, reason: String },
-    #[error("{0} already holds a model; choose another folder")]
-    AlreadyExists(PathBuf),
+    #[error(transparent)]
+    Folder(#[from] crate::run_dir::FolderError),
 }
 
 /// A model folder loaded for inference.
@@ -69,25 +69,14 @@ fn parse_config(path: &Path, text: &str) -> Result<RunConfig, ModelIoError> {
     let config: RunConfig =
         serde_path_to_error::deserialize(&mut json).map_err(|e| ModelIoError::BadConfig {
             path: path.clone(),
-            reason: e.to_string(),
+            // serde quotes the offending value, which may hold terminal escapes.
+            reason: printable(&e.to_string()).into_owned(),
         })?;
-    config
-        .model
-        .validate()
-        .map_err(|e| ModelIoError::BadConfig {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
-    if config.classes.len() != config.model.num_classes() {
-        return Err(ModelIoError::BadConfig {
-            path,
-            reason: format!(
-                "{} class names but the model has {} outputs",
-                config.classes.len(),
-                config.model.num_classes()
-            ),
-        });
-    }
+    // Everything `config.json` says is checked before anything is built or allocated from it.
+    config.validate().map_err(|e| ModelIoError::BadConfig {
+        path,
+        reason: e.to_string(),
+    })?;
     Ok(config)
 }
 

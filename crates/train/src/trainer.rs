@@ -12,32 +12,25 @@ use std::{
 
 use burn::{
     module::Module,
-    optim::{GradientsParams, ModuleOptimizer},
-    tensor::{Device, Int, Tensor},
+    optim::GradientsParams,
+    tensor::{Int, Tensor},
 };
 use catdog_data::{
-    discover, epoch_plan, is_partial_write, load, stratified_split, write_atomic,
-    write_atomic_with, DataError, ImageBatcher, LoadOptions, Loaded, Normalization, Prefetcher,
-    Skipped, SplitMix64,
+    discover, epoch_plan, load, stratified_split, DataError, ImageBatcher, LoadOptions, Loaded,
+    Normalization, Prefetcher, Skipped, SplitMix64,
 };
-use catdog_model::Classifier;
+use catdog_model::{printable, Classifier};
 use serde::{Deserialize, Serialize};
 
 use crate::{
     evaluate::{evaluate, evaluate_plain_and_flip_tta},
-    lock::RunLock,
     metrics::{metrics_csv, timing_csv, EpochMetrics, Evaluation},
-    model_io::{
-        self, read_config, save_weights, write_json, ModelIoError, CONFIG_FILE, WEIGHTS_FILE,
-    },
-    plots::{evaluation_plots, learning_curves, CURVES_FILE},
+    model_io::{self, save_weights, write_json, ModelIoError},
+    plots::{evaluation_plots, learning_curves},
     progress::Progress,
+    run_dir::{FolderError, Resumed, RunDir, TrainState},
     BackendError, InvalidSetting, Loss, ProgressMode, RunConfig, TrainConfig,
 };
-
-pub const BEST_FILE: &str = "best.bpk";
-const CHECKPOINTS: &str = "checkpoints";
-const LATEST: &str = "latest.json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
@@ -61,10 +54,15 @@ pub enum TrainError {
         loss: f32,
         lr: f64,
     },
+    #[error(
+        "validation loss became {loss} after epoch {epoch} (learning rate {lr:.3e}); training \
+         stopped and the last good checkpoint was kept: try a lower --lr"
+    )]
+    NonFiniteValidation { epoch: usize, loss: f64, lr: f64 },
     #[error("cannot resume from {path}: {reason}")]
     Resume { path: PathBuf, reason: String },
     #[error(transparent)]
-    Lock(#[from] crate::lock::LockError),
+    Folder(#[from] FolderError),
     #[error("cannot start a worker thread: {0}")]
     Thread(std::io::Error),
 }
@@ -91,17 +89,6 @@ pub struct Summary {
     pub skipped: Vec<Skipped>,
 }
 
-/// Progress of a run, saved with every checkpoint.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct TrainState {
-    /// Epochs completed.
-    epoch: usize,
-    best_epoch: usize,
-    best_val_loss: f64,
-    epochs_since_best: usize,
-    history: Vec<EpochMetrics>,
-}
-
 /// What to run and where.
 #[derive(Debug, Clone)]
 pub struct TrainRequest {
@@ -109,40 +96,25 @@ pub struct TrainRequest {
     /// The run folder.
     pub out: PathBuf,
     /// Continue from `out`'s last checkpoint (its `config.json` wins over `config`, except
-    /// `epochs`, which may be raised).
+    /// `epochs`, which may be raised, and `test`, which replaces the stored one when given).
     pub resume: bool,
+    /// Start over in a folder that holds one of catdog's runs (only its own files are replaced).
+    pub force: bool,
     pub progress: ProgressMode,
 }
 
 /// Trains a model end to end and writes the run folder. See the crate docs for its layout.
 pub fn train(req: TrainRequest) -> Result<Summary, TrainError> {
     let started = Instant::now();
-    let mut config = req.config.clone();
-    let out = req.out.clone();
     let mut progress = Progress::new(req.progress);
-    let resumed = if req.resume {
-        Some(resume_point(&out)?)
-    } else {
-        None
-    };
-    if let Some((run, _)) = &resumed {
-        let epochs = config.epochs;
-        config = run.train.clone().ok_or_else(|| TrainError::Resume {
-            path: out.clone(),
-            reason: "config.json has no training settings".into(),
-        })?;
-        config.epochs = config.epochs.max(epochs);
-    }
-    config.validate()?;
-    check_writable(&out)?;
-    let _lock = RunLock::acquire(&out)?;
-    // Holding the lock, no other process writes here: temporary files are a killed run's leftovers.
-    let removed = remove_partial_writes(&out);
-    if removed > 0 {
+    let (run, config, resumed) = open_run(&req)?;
+    if run.swept > 0 {
         progress.say(&format!(
-            "removed {removed} partial file(s) left by an interrupted run"
+            "removed {} partial file(s) left by an interrupted run",
+            run.swept
         ));
     }
+    let out = run.path().to_path_buf();
 
     let opened = config.backend.open(config.device_index)?;
     progress.say(&format!("device: {}", opened.name));
@@ -155,6 +127,7 @@ pub fn train(req: TrainRequest) -> Result<Summary, TrainError> {
     let device = opened.device;
     let ad = device.clone().autodiff();
 
+    // Every input is checked before the first step: the data, the split and the held-out folder.
     // Data: decode once (cached), split by seed, normalise with training statistics only.
     let loaded = load_folder(
         &config.data,
@@ -165,12 +138,39 @@ pub fn train(req: TrainRequest) -> Result<Summary, TrainError> {
     let classes = loaded.set.classes.clone();
     let (train_idx, valid_idx) =
         stratified_split(&loaded.set.labels, config.validation_fraction, config.seed);
+    if train_idx.is_empty() || valid_idx.is_empty() {
+        return Err(TrainError::Data(DataError::Invalid(format!(
+            "{} usable images in {} are too few to train on {} and hold out {} for validation \
+             (--validation-fraction {}): add images",
+            loaded.set.len(),
+            config.data.display(),
+            train_idx.len(),
+            valid_idx.len(),
+            config.validation_fraction
+        ))));
+    }
     let train_set = Arc::new(loaded.set.subset(&train_idx));
     let valid_set = Arc::new(loaded.set.subset(&valid_idx));
     let mut skipped = loaded.skipped;
     drop(loaded.set);
+    let test_set = match &config.test {
+        Some(dir) => {
+            let loaded = load_folder(dir, config.image_size, config.pixel_cache(), &progress)?;
+            if loaded.set.classes != classes {
+                return Err(TrainError::Data(DataError::Invalid(format!(
+                    "test folder {} has classes [{}] but the training data has [{}]",
+                    dir.display(),
+                    loaded.set.classes.join(", "),
+                    classes.join(", ")
+                ))));
+            }
+            skipped.extend(loaded.skipped);
+            Some((dir.clone(), Arc::new(loaded.set)))
+        }
+        None => None,
+    };
     let norm = match &resumed {
-        Some((run, _)) => run.normalization,
+        Some(r) => r.config.normalization,
         None => Normalization::from_images(&train_set),
     };
     progress.say(&format!(
@@ -190,15 +190,20 @@ pub fn train(req: TrainRequest) -> Result<Summary, TrainError> {
         train: Some(config.clone()),
         export: None,
     };
-    if let Some((previous, _)) = &resumed {
-        if previous.model != model_config || previous.classes != classes {
+    if let Some(previous) = &resumed {
+        if previous.config.model != model_config || previous.config.classes != classes {
             return Err(TrainError::Resume {
                 path: out.clone(),
                 reason: "the data's classes no longer match the run's model".into(),
             });
         }
     }
-    write_json(&out.join(CONFIG_FILE), &run_config)?;
+    run_config.validate().map_err(|e| InvalidSetting {
+        field: "model",
+        value: e.to_string(),
+        fix: "change the architecture settings",
+    })?;
+    write_json(&run.config_file(), &run_config)?;
 
     ad.seed(config.seed);
     let mut model = Classifier::new(&model_config, &ad).map_err(|e| InvalidSetting {
@@ -207,27 +212,26 @@ pub fn train(req: TrainRequest) -> Result<Summary, TrainError> {
         fix: "change the architecture settings",
     })?;
     let mut optim = config.optim.build();
-    let mut state = TrainState {
-        epoch: 0,
-        best_epoch: 0,
-        best_val_loss: f64::INFINITY,
-        epochs_since_best: 0,
-        history: Vec::new(),
-    };
-    match &resumed {
-        Some((_, Some(checkpoint))) => {
-            (model, optim, state) = load_checkpoint(&out, checkpoint, &run_config, &ad, optim)?;
-            progress.say(&format!(
-                "resumed {} after epoch {}",
-                out.display(),
-                state.epoch
-            ));
+    let mut state = TrainState::new();
+    if let Some(resumed) = &resumed {
+        match run.load_checkpoint(resumed, &ad, optim)? {
+            Some((m, o)) => {
+                (model, optim) = (m, o);
+                state = resumed.state.clone().unwrap_or_default();
+                progress.say(&format!(
+                    "resumed {} after epoch {}",
+                    out.display(),
+                    state.epoch
+                ));
+            }
+            None => {
+                optim = config.optim.build();
+                progress.say(&format!(
+                    "{}: no checkpoint yet, starting over",
+                    out.display()
+                ));
+            }
         }
-        Some((_, None)) => progress.say(&format!(
-            "{}: no checkpoint yet, starting over",
-            out.display()
-        )),
-        None => {}
     }
     let parameters = model.num_params();
     progress.say(&format!(
@@ -236,7 +240,7 @@ pub fn train(req: TrainRequest) -> Result<Summary, TrainError> {
         parameters,
         config.image_size,
         config.image_size,
-        classes.join(", ")
+        printable(&classes.join(", "))
     ));
 
     let loss_fn = Loss::new(config.label_smoothing, &ad);
@@ -339,26 +343,29 @@ pub fn train(req: TrainRequest) -> Result<Summary, TrainError> {
             data_wait: wait.as_secs_f64() / train_secs,
         };
         progress.end_epoch(&metrics, config.epochs);
+        // Weights that give a non-finite validation loss have diverged: they are never kept.
+        if !val.loss.is_finite() {
+            return Err(TrainError::NonFiniteValidation {
+                epoch,
+                loss: val.loss,
+                lr,
+            });
+        }
         state.epoch = epoch;
         state.history.push(metrics);
-        if val.loss < state.best_val_loss {
-            state.best_val_loss = val.loss;
+        if state.best_val_loss.is_none_or(|best| val.loss < best) {
+            state.best_val_loss = Some(val.loss);
             state.best_epoch = epoch;
             state.epochs_since_best = 0;
-            save_weights(&model, &out.join(BEST_FILE))?;
+            save_weights(&model, &run.best_file())?;
         } else {
             state.epochs_since_best += 1;
         }
-        for (name, text) in [
-            ("metrics.csv", metrics_csv(&state.history)),
-            ("timing.csv", timing_csv(&state.history)),
-        ] {
-            write_atomic(&out.join(name), text.as_bytes())
-                .map_err(|e| write_error(&out.join(name), e))?;
-        }
-        save_checkpoint(&out, &model, &optim, &state)?;
+        run.write_text(&run.metrics_file(), &metrics_csv(&state.history))?;
+        run.write_text(&run.timing_file(), &timing_csv(&state.history))?;
+        run.save_checkpoint(&model, &optim, &state)?;
         // The curves are a view of metrics.csv: a failure to draw them is reported, not fatal.
-        if let Err(e) = learning_curves(&state.history, &train_note, &out.join(CURVES_FILE)) {
+        if let Err(e) = learning_curves(&state.history, &train_note, &run.curves_file()) {
             progress.say(&format!("warning: {e}"));
         }
     }
@@ -371,8 +378,8 @@ pub fn train(req: TrainRequest) -> Result<Summary, TrainError> {
     }
 
     // The best epoch's weights become the run's model.
-    let best = model_io::load_weights(&run_config, &out.join(BEST_FILE), &device)?.valid();
-    save_weights(&best, &out.join(WEIGHTS_FILE))?;
+    let best = model_io::load_weights(&run_config, &run.best_file(), &device)?.valid();
+    save_weights(&best, &run.weights_file())?;
     let validation = evaluate(&best, valid_set, &norm, &device, 128, false)?;
     progress.say(&format!(
         "best epoch {}: validation accuracy {:.2}% ({} images), loss {:.4}",
@@ -381,20 +388,9 @@ pub fn train(req: TrainRequest) -> Result<Summary, TrainError> {
         validation.images,
         validation.loss
     ));
-    let (test, test_flip_tta) = match &config.test {
-        Some(dir) => {
-            let loaded = load_folder(dir, config.image_size, config.pixel_cache(), &progress)?;
-            if loaded.set.classes != classes {
-                return Err(TrainError::Data(DataError::Invalid(format!(
-                    "test folder {} has classes [{}] but training had [{}]",
-                    dir.display(),
-                    loaded.set.classes.join(", "),
-                    classes.join(", ")
-                ))));
-            }
-            skipped.extend(loaded.skipped);
-            let (e, tta) =
-                evaluate_plain_and_flip_tta(&best, Arc::new(loaded.set), &norm, &device, 128)?;
+    let (test, test_flip_tta) = match test_set {
+        Some((dir, set)) => {
+            let (e, tta) = evaluate_plain_and_flip_tta(&best, set, &norm, &device, 128)?;
             progress.say(&format!(
                 "held-out test {}: accuracy {:.2}% ({} images), loss {:.4}; with flip TTA {:.2}%",
                 dir.display(),
@@ -431,35 +427,8 @@ pub fn train(req: TrainRequest) -> Result<Summary, TrainError> {
         skipped_count: skipped.len(),
         skipped,
     };
-    write_json(&out.join("summary.json"), &summary)?;
+    write_json(&run.summary_file(), &summary)?;
     Ok(summary)
-}
-
-/// Deletes the temporary files of interrupted atomic writes in the run folder and its checkpoint
-/// folders; returns how many. Never touches a committed file.
-fn remove_partial_writes(out: &Path) -> usize {
-    let mut dirs = vec![out.to_path_buf()];
-    if let Ok(entries) = std::fs::read_dir(out.join(CHECKPOINTS)) {
-        dirs.push(out.join(CHECKPOINTS));
-        dirs.extend(entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
-    }
-    let mut removed = 0;
-    for dir in dirs {
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let partial = is_partial_write(&entry.file_name().to_string_lossy());
-            if partial && entry.path().is_file() && std::fs::remove_file(entry.path()).is_ok() {
-                removed += 1;
-            }
-        }
-    }
-    removed
-}
-
-fn write_error(path: &Path, e: std::io::Error) -> TrainError {
-    TrainError::ModelIo(ModelIoError::Write {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })
 }
 
 /// Decodes (or reads from the cache) a labelled folder and reports skipped files.
@@ -477,11 +446,11 @@ pub fn load_folder(
         .classes
         .iter()
         .zip(&counts)
-        .map(|(c, n)| format!("{n} {c}"))
+        .map(|(c, n)| format!("{n} {}", printable(c)))
         .collect();
     progress.say(&format!(
         "data: {} ({}): {} images, {}",
-        found.root.display(),
+        printable(&found.root.to_string_lossy()),
         found.layout,
         found.samples.len(),
         per_class.join(", ")
@@ -507,7 +476,11 @@ pub fn report_skipped(skipped: &[Skipped]) {
     }
     eprintln!("skipped {} unusable image(s):", skipped.len());
     for s in skipped.iter().take(5) {
-        eprintln!("  {}: {}", s.path.display(), s.reason);
+        eprintln!(
+            "  {}: {}",
+            printable(&s.path.to_string_lossy()),
+            printable(&s.reason)
+        );
     }
     if skipped.len() > 5 {
         eprintln!(
@@ -529,91 +502,77 @@ fn count_correct(logits: Tensor<2>, targets: Tensor<1, Int>) -> usize {
         .unwrap_or(0) as usize
 }
 
-fn check_writable(out: &Path) -> Result<(), TrainError> {
-    let err = |e: std::io::Error| TrainError::NotWritable {
-        path: out.to_path_buf(),
-        reason: e.to_string(),
-    };
-    std::fs::create_dir_all(out.join(CHECKPOINTS)).map_err(err)?;
-    let probe = out.join(format!(".write-test-{}", std::process::id()));
-    std::fs::write(&probe, b"ok").map_err(err)?;
-    std::fs::remove_file(&probe).map_err(err)
+/// Opens the run folder (new, or resumed) and settles the run's settings: on resume the stored
+/// ones, with a raised epoch count or a new held-out folder from the request.
+fn open_run(req: &TrainRequest) -> Result<(RunDir, TrainConfig, Option<Resumed>), TrainError> {
+    if !req.resume {
+        req.config.validate()?;
+        check_out_outside_data(&req.out, &req.config)?;
+        return Ok((
+            RunDir::create(&req.out, req.force)?,
+            req.config.clone(),
+            None,
+        ));
+    }
+    let (run, resumed) = RunDir::resume(&req.out)?;
+    let mut config = resumed
+        .config
+        .train
+        .clone()
+        .ok_or_else(|| TrainError::Resume {
+            path: req.out.clone(),
+            reason: "config.json has no training settings".into(),
+        })?;
+    config.epochs = config.epochs.max(req.config.epochs);
+    if req.config.test.is_some() {
+        config.test = req.config.test.clone();
+    }
+    config.validate()?;
+    check_out_outside_data(&req.out, &config)?;
+    Ok((run, config, Some(resumed)))
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Latest {
-    dir: String,
-    state: TrainState,
-}
-
-fn save_checkpoint(
-    out: &Path,
-    model: &Classifier,
-    optim: &ModuleOptimizer,
-    state: &TrainState,
-) -> Result<(), TrainError> {
-    let root = out.join(CHECKPOINTS);
-    let name = format!("epoch-{:04}", state.epoch);
-    let dir = root.join(&name);
-    std::fs::create_dir_all(&dir).map_err(|e| write_error(&dir, e))?;
-    save_weights(model, &dir.join("model.bpk"))?;
-    let optim_path = dir.join("optim.bpk");
-    write_atomic_with(&optim_path, |tmp| {
-        optim
-            .save(tmp)
-            .map_err(|e| std::io::Error::other(e.to_string()))
-    })
-    .map_err(|e| write_error(&optim_path, e))?;
-    // `latest.json` is the commit point: until it names the new folder, the old one is used.
-    write_json(
-        &root.join(LATEST),
-        &Latest {
-            dir: name.clone(),
-            state: state.clone(),
-        },
-    )?;
-    if let Ok(entries) = std::fs::read_dir(&root) {
-        for e in entries.flatten() {
-            let n = e.file_name().to_string_lossy().into_owned();
-            if n.starts_with("epoch-") && n != name {
-                let _ = std::fs::remove_dir_all(e.path());
-            }
+/// A run folder inside the data folder would become part of the data (its plots a new class).
+fn check_out_outside_data(out: &Path, config: &TrainConfig) -> Result<(), TrainError> {
+    let out_abs = absolute(out);
+    for (flag, data) in [
+        ("--data", Some(&config.data)),
+        ("--test", config.test.as_ref()),
+    ] {
+        let Some(data) = data else { continue };
+        let data_abs = absolute(data);
+        if out_abs.starts_with(&data_abs) {
+            return Err(TrainError::Setting(InvalidSetting {
+                field: "out",
+                value: out.display().to_string(),
+                fix: if flag == "--data" {
+                    "the run folder must not be inside the --data folder: choose another --out"
+                } else {
+                    "the run folder must not be inside the --test folder: choose another --out"
+                },
+            }));
         }
     }
     Ok(())
 }
 
-/// The run's config and its last committed checkpoint (`None` when the run was stopped before
-/// its first one: it starts over).
-fn resume_point(out: &Path) -> Result<(RunConfig, Option<Latest>), TrainError> {
-    let fail = |reason: String| TrainError::Resume {
-        path: out.to_path_buf(),
-        reason,
-    };
-    let run = read_config(out).map_err(|e| fail(e.to_string()))?;
-    let latest = out.join(CHECKPOINTS).join(LATEST);
-    let Ok(text) = std::fs::read_to_string(&latest) else {
-        return Ok((run, None));
-    };
-    let latest: Latest =
-        serde_json::from_str(&text).map_err(|e| fail(format!("{}: {e}", latest.display())))?;
-    Ok((run, Some(latest)))
-}
-
-fn load_checkpoint(
-    out: &Path,
-    latest: &Latest,
-    run: &RunConfig,
-    ad: &Device,
-    optim: ModuleOptimizer,
-) -> Result<(Classifier, ModuleOptimizer, TrainState), TrainError> {
-    let dir = out.join(CHECKPOINTS).join(&latest.dir);
-    let model = model_io::load_weights(run, &dir.join("model.bpk"), ad)?;
-    let optim = optim
-        .load(dir.join("optim.bpk"))
-        .map_err(|e| TrainError::Resume {
-            path: out.to_path_buf(),
-            reason: format!("optimiser state: {e}"),
-        })?;
-    Ok((model, optim, latest.state.clone()))
+/// `path` made absolute and resolved through symlinks as far as it exists.
+fn absolute(path: &Path) -> PathBuf {
+    let mut missing = Vec::new();
+    let mut p = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    loop {
+        if let Ok(real) = p.canonicalize() {
+            return missing
+                .into_iter()
+                .rev()
+                .fold(real, |acc, part| acc.join(part));
+        }
+        match (p.file_name().map(|n| n.to_os_string()), p.parent()) {
+            (Some(name), Some(parent)) => {
+                missing.push(name);
+                p = parent.to_path_buf();
+            }
+            _ => return p,
+        }
+    }
 }

@@ -40,6 +40,7 @@ fn run(config: TrainConfig, out: &Path, resume: bool) -> catdog_train::Summary {
         config,
         out: out.to_path_buf(),
         resume,
+        force: false,
         progress: ProgressMode::Quiet,
     })
     .unwrap()
@@ -139,7 +140,7 @@ fn export_and_import_round_trips_give_identical_logits() {
 
     for format in [WeightsFormat::Burnpack, WeightsFormat::Safetensors] {
         let bundle = tmp.path().join(format!("bundle-{format:?}"));
-        let card = export(&out, &bundle, format, &device).unwrap();
+        let card = export(&out, &bundle, format, false, &device).unwrap();
         assert!(bundle.join(format.file_name()).is_file());
         let held_out = card.held_out_test.as_ref().expect("the run had a test set");
         assert!(held_out.images > 0 && held_out.ece >= 0.0);
@@ -175,14 +176,28 @@ fn export_and_import_round_trips_give_identical_logits() {
 
     // Back into a catdog model folder: same logits, burnpack weights.
     let imported = tmp.path().join("imported");
-    import(&bundle.join("model.safetensors"), None, &imported, &device).unwrap();
+    import(
+        &bundle.join("model.safetensors"),
+        None,
+        &imported,
+        false,
+        &device,
+    )
+    .unwrap();
     assert!(imported.join("model.bpk").is_file());
     let (imported_config, logits) = logits_of(&imported, &device);
     assert_eq!(imported_config.export, None);
     assert_eq!(logits, original, "import: bit-identical logits");
     // A second import into the same folder is refused, the first left as it was.
     let before = std::fs::read(imported.join("model.bpk")).unwrap();
-    assert!(import(&bundle.join("model.safetensors"), None, &imported, &device).is_err());
+    assert!(import(
+        &bundle.join("model.safetensors"),
+        None,
+        &imported,
+        false,
+        &device
+    )
+    .is_err());
     assert_eq!(std::fs::read(imported.join("model.bpk")).unwrap(), before);
 }
 
@@ -201,7 +216,7 @@ fn safetensors_for_another_architecture_is_refused() {
     run(config, &out, false);
     let device = Device::flex();
     let bundle = tmp.path().join("bundle");
-    export(&out, &bundle, WeightsFormat::Safetensors, &device).unwrap();
+    export(&out, &bundle, WeightsFormat::Safetensors, false, &device).unwrap();
     // The same weights read with a config that has one more hidden layer: missing tensors.
     let mut text = std::fs::read_to_string(bundle.join("config.json")).unwrap();
     text = text.replacen("\"hidden\": [\n      16\n    ]", "\"hidden\": [16, 16]", 1);
@@ -212,6 +227,7 @@ fn safetensors_for_another_architecture_is_refused() {
         &bundle.join("model.safetensors"),
         Some(&other),
         &tmp.path().join("imported"),
+        false,
         &device,
     )
     .unwrap_err()
@@ -247,6 +263,7 @@ fn non_finite_loss_stops_and_keeps_the_last_good_checkpoint() {
         config,
         out: tmp.path().join("run2"),
         resume: false,
+        force: false,
         progress: ProgressMode::Quiet,
     })
     .unwrap_err()

@@ -1,0 +1,586 @@
+//! Folders catdog writes into: who owns them, and the run folder's files, lock, checkpoints and
+//! resume.
+//!
+//! catdog writes only into a folder it created, an empty one, or one that holds its manifest
+//! (`.catdog.json`, written when it claimed the folder). The manifest records the kind of folder
+//! and the write token of every process that wrote into it ([`catdog_data::write_token`]), so
+//! the sweep after a killed run removes exactly the temporary files those processes left and
+//! never a user's file that merely looks like one.
+
+use std::path::{Path, PathBuf};
+
+use burn::{optim::ModuleOptimizer, tensor::Device};
+use catdog_data::{partial_write_token, write_atomic, write_atomic_with, write_token};
+use catdog_model::Classifier;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    lock::{LockError, RunLock},
+    metrics::EpochMetrics,
+    model_io::{self, save_weights, write_json, ModelIoError, CONFIG_FILE, WEIGHTS_FILE},
+    plots::{CALIBRATION_FILE, CONFUSION_FILE, CURVES_FILE},
+    RunConfig,
+};
+
+/// The manifest that marks a folder as catdog's.
+pub const MANIFEST_FILE: &str = ".catdog.json";
+const BEST_FILE: &str = "best.bpk";
+const METRICS_FILE: &str = "metrics.csv";
+const TIMING_FILE: &str = "timing.csv";
+const SUMMARY_FILE: &str = "summary.json";
+const CHECKPOINTS: &str = "checkpoints";
+const LATEST: &str = "latest.json";
+const CHECKPOINT_MODEL: &str = "model.bpk";
+const CHECKPOINT_OPTIM: &str = "optim.bpk";
+
+/// What a catdog folder holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FolderKind {
+    /// A training run (`catdog train`).
+    Run,
+    /// An exported bundle (`catdog export`).
+    Bundle,
+    /// A model folder made by `catdog import`.
+    Model,
+    /// Plots of `catdog eval`.
+    Eval,
+}
+
+impl FolderKind {
+    fn name(self) -> &'static str {
+        match self {
+            FolderKind::Run => "run",
+            FolderKind::Bundle => "export bundle",
+            FolderKind::Model => "imported model",
+            FolderKind::Eval => "evaluation",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Manifest {
+    kind: FolderKind,
+    /// Write tokens of the processes that wrote here: their unfinished temporary files may be
+    /// removed.
+    writers: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FolderError {
+    #[error(
+        "{path} is not empty and was not made by catdog (it holds {found}); catdog writes only \
+         into a new or empty folder or one of its own: choose another folder"
+    )]
+    NotOurs { path: PathBuf, found: String },
+    #[error("{path} already holds a catdog {}: {hint}", .kind.name())]
+    Exists {
+        path: PathBuf,
+        kind: FolderKind,
+        hint: String,
+    },
+    #[error("{path} holds a catdog {}, not a {}", .found.name(), .wanted.name())]
+    WrongKind {
+        path: PathBuf,
+        found: FolderKind,
+        wanted: FolderKind,
+    },
+    #[error("{path} is not a catdog run folder: {reason}")]
+    NotARun { path: PathBuf, reason: String },
+    #[error("{path} is not writable: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Lock(#[from] LockError),
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> FolderError + '_ {
+    move |source| FolderError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Who owns a folder that catdog is asked to write into.
+enum Ownership {
+    /// Missing or empty: free to claim.
+    Free,
+    Ours(Manifest),
+    /// A run folder written before catdog kept manifests (its `config.json` has training
+    /// settings): resumable, never overwritten.
+    LegacyRun,
+    /// Someone else's: a short description of what is there.
+    Foreign(String),
+}
+
+fn inspect(path: &Path) -> Result<Ownership, FolderError> {
+    let entries = match std::fs::read_dir(path) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Ownership::Free),
+        Err(e) => return Err(io_error(path)(e)),
+    };
+    let mut names: Vec<String> = entries
+        .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect::<Result<_, _>>()
+        .map_err(io_error(path))?;
+    if names.is_empty() {
+        return Ok(Ownership::Free);
+    }
+    if names.iter().any(|n| n == MANIFEST_FILE) {
+        let text = std::fs::read_to_string(path.join(MANIFEST_FILE)).map_err(io_error(path))?;
+        return match serde_json::from_str::<Manifest>(&text) {
+            Ok(m) => Ok(Ownership::Ours(m)),
+            Err(e) => Ok(Ownership::Foreign(format!(
+                "a {MANIFEST_FILE} catdog cannot read: {e}"
+            ))),
+        };
+    }
+    let legacy = model_io::read_config(path).is_ok_and(|c| c.train.is_some());
+    if legacy {
+        return Ok(Ownership::LegacyRun);
+    }
+    names.sort();
+    let shown = names
+        .iter()
+        .take(3)
+        .map(|n| catdog_model::printable(n).into_owned())
+        .collect::<Vec<_>>()
+        .join(", ");
+    Ok(Ownership::Foreign(match names.len() {
+        n if n > 3 => format!("{shown} and {} more", n - 3),
+        _ => shown,
+    }))
+}
+
+fn write_manifest(path: &Path, manifest: &Manifest) -> Result<(), FolderError> {
+    let text = serde_json::to_string_pretty(manifest).map_err(std::io::Error::other);
+    text.and_then(|t| write_atomic(&path.join(MANIFEST_FILE), t.as_bytes()))
+        .map_err(io_error(path))
+}
+
+/// An output folder catdog may write into: created or found empty (and marked as `kind`), or
+/// already marked as `kind`.
+#[derive(Debug)]
+pub struct OwnedDir {
+    path: PathBuf,
+    /// It held a folder of this kind before this claim.
+    pub existed: bool,
+}
+
+impl OwnedDir {
+    /// Claims `path` for writing a folder of `kind`. An existing folder of the same kind is
+    /// taken only when `replace` is true; anything else that is not empty is refused.
+    pub fn claim(path: &Path, kind: FolderKind, replace: bool) -> Result<OwnedDir, FolderError> {
+        let existed = match inspect(path)? {
+            Ownership::Free => false,
+            Ownership::Ours(m) if m.kind != kind => {
+                return Err(FolderError::WrongKind {
+                    path: path.to_path_buf(),
+                    found: m.kind,
+                    wanted: kind,
+                })
+            }
+            Ownership::Ours(_) if replace => true,
+            Ownership::Ours(_) => {
+                return Err(FolderError::Exists {
+                    path: path.to_path_buf(),
+                    kind,
+                    hint: "add --force to replace it (only catdog's own files are replaced), \
+                           or choose another folder"
+                        .into(),
+                })
+            }
+            Ownership::LegacyRun => {
+                return Err(FolderError::NotOurs {
+                    path: path.to_path_buf(),
+                    found: "a run of an older catdog".into(),
+                })
+            }
+            Ownership::Foreign(found) => {
+                return Err(FolderError::NotOurs {
+                    path: path.to_path_buf(),
+                    found,
+                })
+            }
+        };
+        std::fs::create_dir_all(path).map_err(io_error(path))?;
+        let dir = OwnedDir {
+            path: path.to_path_buf(),
+            existed,
+        };
+        dir.record_writer(kind)?;
+        Ok(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Adds this process's write token to the manifest (creating it).
+    fn record_writer(&self, kind: FolderKind) -> Result<(), FolderError> {
+        let mut manifest = match inspect(&self.path)? {
+            Ownership::Ours(m) => m,
+            _ => Manifest {
+                kind,
+                writers: Vec::new(),
+            },
+        };
+        if !manifest.writers.iter().any(|w| w == write_token()) {
+            manifest.writers.push(write_token().to_string());
+        }
+        write_manifest(&self.path, &manifest)
+    }
+
+    /// Removes `name` if it is there: only for names catdog itself writes into this folder.
+    pub fn remove_own_file(&self, name: &str) -> Result<(), FolderError> {
+        let path = self.path.join(name);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_error(&path)(e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Deletes the temporary files that recorded writers left in `dirs` (inside this folder);
+    /// returns how many.
+    fn sweep_partial_writes(&self, dirs: &[PathBuf]) -> usize {
+        let writers = match inspect(&self.path) {
+            Ok(Ownership::Ours(m)) => m.writers,
+            _ => return 0,
+        };
+        let mut removed = 0;
+        for dir in dirs {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let name = entry.file_name();
+                let ours = partial_write_token(&name.to_string_lossy())
+                    .is_some_and(|t| writers.iter().any(|w| w == t));
+                let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+                if ours && is_file && std::fs::remove_file(entry.path()).is_ok() {
+                    removed += 1;
+                }
+            }
+        }
+        removed
+    }
+}
+
+/// Progress of a run, saved with every checkpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainState {
+    /// Epochs completed.
+    pub epoch: usize,
+    pub best_epoch: usize,
+    /// The best validation loss so far (`None` before the first epoch). JSON has no infinity,
+    /// so "none yet" is not written as one.
+    #[serde(default)]
+    pub best_val_loss: Option<f64>,
+    pub epochs_since_best: usize,
+    pub history: Vec<EpochMetrics>,
+}
+
+impl TrainState {
+    pub fn new() -> Self {
+        TrainState {
+            epoch: 0,
+            best_epoch: 0,
+            best_val_loss: None,
+            epochs_since_best: 0,
+            history: Vec::new(),
+        }
+    }
+}
+
+impl Default for TrainState {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// `checkpoints/latest.json`: the commit point of the last checkpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Latest {
+    dir: String,
+    state: TrainState,
+}
+
+/// A run folder, claimed and locked by this process: the only place that names its files.
+///
+/// Layout: `config.json`, `model.bpk` (the best epoch's weights), `best.bpk`, `metrics.csv`,
+/// `timing.csv`, `summary.json`, the plots, and `checkpoints/epoch-NNNN/{model,optim}.bpk`
+/// committed by `checkpoints/latest.json`.
+#[derive(Debug)]
+pub struct RunDir {
+    dir: OwnedDir,
+    _lock: RunLock,
+    /// Partial files of interrupted writes removed when the folder was opened.
+    pub swept: usize,
+}
+
+/// What a run folder opened to continue it holds.
+#[derive(Debug)]
+pub struct Resumed {
+    pub config: RunConfig,
+    /// The last committed checkpoint's progress; `None` when the run stopped before its first
+    /// checkpoint (it starts over).
+    pub state: Option<TrainState>,
+    checkpoint: Option<String>,
+}
+
+impl RunDir {
+    /// Claims `path` for a new run. A folder holding one of catdog's runs is refused unless
+    /// `force` (or the run never reached its first checkpoint, e.g. it failed on bad data); then
+    /// only the run's own files are replaced.
+    pub fn create(path: &Path, force: bool) -> Result<RunDir, FolderError> {
+        let unfinished =
+            path.join(CHECKPOINTS).join(LATEST).exists() || path.join(SUMMARY_FILE).exists();
+        let claimed = OwnedDir::claim(path, FolderKind::Run, true)?;
+        if claimed.existed && unfinished && !force {
+            return Err(FolderError::Exists {
+                path: path.to_path_buf(),
+                kind: FolderKind::Run,
+                hint: format!(
+                    "continue it with --resume {p}, start it over with --force (only catdog's own \
+                     files are replaced), or choose another --out",
+                    p = path.display()
+                ),
+            });
+        }
+        let run = RunDir::lock(claimed)?;
+        // Starting over: nothing of the previous run may be mistaken for this one's.
+        for name in [
+            CONFIG_FILE,
+            WEIGHTS_FILE,
+            BEST_FILE,
+            METRICS_FILE,
+            TIMING_FILE,
+            SUMMARY_FILE,
+            CURVES_FILE,
+            CONFUSION_FILE,
+            CALIBRATION_FILE,
+        ] {
+            run.dir.remove_own_file(name)?;
+        }
+        run.clear_checkpoints()?;
+        Ok(run)
+    }
+
+    /// Opens the run in `path` to continue it: its config and last checkpoint.
+    pub fn resume(path: &Path) -> Result<(RunDir, Resumed), FolderError> {
+        let not_a_run = |reason: String| FolderError::NotARun {
+            path: path.to_path_buf(),
+            reason,
+        };
+        match inspect(path)? {
+            Ownership::Ours(m) if m.kind == FolderKind::Run => {}
+            Ownership::Ours(m) => {
+                return Err(FolderError::WrongKind {
+                    path: path.to_path_buf(),
+                    found: m.kind,
+                    wanted: FolderKind::Run,
+                })
+            }
+            // Adopted: it gets a manifest, so from now on it is provably ours.
+            Ownership::LegacyRun => {}
+            Ownership::Free => return Err(not_a_run("it is empty or missing".into())),
+            Ownership::Foreign(found) => {
+                return Err(not_a_run(format!("no {MANIFEST_FILE} (it holds {found})")))
+            }
+        }
+        let config = model_io::read_config(path).map_err(|e| not_a_run(e.to_string()))?;
+        if config.train.is_none() {
+            return Err(not_a_run("config.json has no training settings".into()));
+        }
+        let dir = OwnedDir {
+            path: path.to_path_buf(),
+            existed: true,
+        };
+        let run = RunDir::lock(dir)?;
+        let latest_path = run.checkpoints().join(LATEST);
+        let latest: Option<Latest> = match std::fs::read_to_string(&latest_path) {
+            Ok(text) => Some(
+                serde_json::from_str(&text)
+                    .map_err(|e| not_a_run(format!("{}: {e}", latest_path.display())))?,
+            ),
+            Err(_) => None,
+        };
+        let resumed = Resumed {
+            config,
+            state: latest.as_ref().map(|l| l.state.clone()),
+            checkpoint: latest.map(|l| l.dir),
+        };
+        Ok((run, resumed))
+    }
+
+    /// Takes the lock, records this process as a writer and sweeps the partial writes of
+    /// earlier ones: holding the lock, no other process writes here.
+    fn lock(dir: OwnedDir) -> Result<RunDir, FolderError> {
+        let lock = RunLock::acquire(dir.path())?;
+        dir.record_writer(FolderKind::Run)?;
+        let checkpoints = dir.path.join(CHECKPOINTS);
+        std::fs::create_dir_all(&checkpoints).map_err(io_error(&checkpoints))?;
+        let mut dirs = vec![dir.path.clone(), checkpoints.clone()];
+        for entry in std::fs::read_dir(&checkpoints)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                dirs.push(entry.path());
+            }
+        }
+        let swept = dir.sweep_partial_writes(&dirs);
+        Ok(RunDir {
+            dir,
+            _lock: lock,
+            swept,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+    pub fn config_file(&self) -> PathBuf {
+        self.path().join(CONFIG_FILE)
+    }
+    /// The run's model: the best epoch's weights, written at the end.
+    pub fn weights_file(&self) -> PathBuf {
+        self.path().join(WEIGHTS_FILE)
+    }
+    /// The best epoch's weights so far, written during training.
+    pub fn best_file(&self) -> PathBuf {
+        self.path().join(BEST_FILE)
+    }
+    pub fn metrics_file(&self) -> PathBuf {
+        self.path().join(METRICS_FILE)
+    }
+    pub fn timing_file(&self) -> PathBuf {
+        self.path().join(TIMING_FILE)
+    }
+    pub fn summary_file(&self) -> PathBuf {
+        self.path().join(SUMMARY_FILE)
+    }
+    pub fn curves_file(&self) -> PathBuf {
+        self.path().join(CURVES_FILE)
+    }
+    fn checkpoints(&self) -> PathBuf {
+        self.path().join(CHECKPOINTS)
+    }
+
+    fn clear_checkpoints(&self) -> Result<(), FolderError> {
+        let root = self.checkpoints();
+        for entry in std::fs::read_dir(&root).map_err(io_error(&root))?.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+            if name == LATEST {
+                std::fs::remove_file(entry.path()).map_err(io_error(&entry.path()))?;
+            } else if is_dir && is_checkpoint_dir(&name) {
+                std::fs::remove_dir_all(entry.path()).map_err(io_error(&entry.path()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `text` to a file of the run atomically.
+    pub fn write_text(&self, path: &Path, text: &str) -> Result<(), ModelIoError> {
+        write_atomic(path, text.as_bytes()).map_err(|e| ModelIoError::Write {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Saves the model and optimiser after an epoch; `latest.json` commits it, then older
+    /// checkpoints are removed.
+    pub fn save_checkpoint(
+        &self,
+        model: &Classifier,
+        optim: &ModuleOptimizer,
+        state: &TrainState,
+    ) -> Result<(), ModelIoError> {
+        let root = self.checkpoints();
+        let name = format!("epoch-{:04}", state.epoch);
+        let dir = root.join(&name);
+        let write_error = |path: &Path, e: std::io::Error| ModelIoError::Write {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| write_error(&dir, e))?;
+        save_weights(model, &dir.join(CHECKPOINT_MODEL))?;
+        let optim_path = dir.join(CHECKPOINT_OPTIM);
+        write_atomic_with(&optim_path, |tmp| {
+            optim
+                .save(tmp)
+                .map_err(|e| std::io::Error::other(e.to_string()))
+        })
+        .map_err(|e| write_error(&optim_path, e))?;
+        write_json(
+            &root.join(LATEST),
+            &Latest {
+                dir: name.clone(),
+                state: state.clone(),
+            },
+        )?;
+        for entry in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+            let n = entry.file_name().to_string_lossy().into_owned();
+            if is_checkpoint_dir(&n) && n != name {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+        Ok(())
+    }
+}
+
+fn is_checkpoint_dir(name: &str) -> bool {
+    name.strip_prefix("epoch-")
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+impl RunDir {
+    /// Loads the last checkpoint's model and optimiser state, if there is one.
+    pub fn load_checkpoint(
+        &self,
+        resumed: &Resumed,
+        ad: &Device,
+        optim: ModuleOptimizer,
+    ) -> Result<Option<(Classifier, ModuleOptimizer)>, ModelIoError> {
+        let Some(name) = &resumed.checkpoint else {
+            return Ok(None);
+        };
+        let dir = self.checkpoints().join(name);
+        let model = model_io::load_weights(&resumed.config, &dir.join(CHECKPOINT_MODEL), ad)?;
+        let optim_path = dir.join(CHECKPOINT_OPTIM);
+        let optim = optim
+            .load(&optim_path)
+            .map_err(|e| ModelIoError::BadWeights {
+                path: optim_path,
+                reason: format!("optimiser state: {e}"),
+            })?;
+        Ok(Some((model, optim)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn best_loss_round_trips_before_the_first_epoch() {
+        let text = serde_json::to_string(&TrainState::new()).unwrap();
+        let back: TrainState = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.best_val_loss, None);
+        // latest.json of older builds wrote the infinite start value as null.
+        let old =
+            r#"{"epoch":1,"best_epoch":0,"best_val_loss":null,"epochs_since_best":1,"history":[]}"#;
+        let state: TrainState = serde_json::from_str(old).unwrap();
+        assert_eq!((state.epoch, state.best_val_loss), (1, None));
+    }
+
+    #[test]
+    fn checkpoint_dir_names() {
+        assert!(is_checkpoint_dir("epoch-0003"));
+        assert!(!is_checkpoint_dir("epoch-"));
+        assert!(!is_checkpoint_dir("epoch-notes"));
+        assert!(!is_checkpoint_dir("my-epoch-0001"));
+    }
+}

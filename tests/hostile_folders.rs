@@ -1,0 +1,320 @@
+//! Hostile and careless use of output folders: catdog never deletes or overwrites a file it did
+//! not write, keeps no diverged weights, and checks every input before the first step.
+
+mod common;
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    process::Output,
+};
+
+use common::catdog;
+
+use catdog::data::{synth::write_synth_set, Layout};
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn refused(o: &Output, code: i32, needle: &str) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(code), "stderr: {err}");
+    assert!(err.contains(needle), "expected `{needle}` in: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+fn ok(o: &Output) {
+    assert!(o.status.success(), "{}", stderr(o));
+}
+
+/// Every file under `dir` with its bytes.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else {
+                files.insert(e.path(), std::fs::read(e.path()).unwrap());
+            }
+        }
+    }
+    files
+}
+
+const TRAIN: [&str; 9] = [
+    "train",
+    "--data",
+    "data",
+    "--epochs",
+    "1",
+    "--image-size",
+    "16",
+    "--arch",
+    "mlp",
+];
+
+fn train_into(dir: &Path, out: &str, extra: &[&str]) -> Output {
+    let args: Vec<&str> = TRAIN.iter().copied().chain(["--out", out]).collect();
+    catdog(&[&args[..], extra].concat(), dir)
+}
+
+fn data_set(dir: &Path) {
+    write_synth_set(&dir.join("data"), &["cat", "dog"], 6, 16, Layout::Kaggle, 1).unwrap();
+}
+
+#[test]
+fn a_folder_of_the_users_files_is_never_touched() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    data_set(dir);
+    let mine = dir.join("mine");
+    std::fs::create_dir_all(mine.join("checkpoints")).unwrap();
+    for (name, text) in [
+        ("notes.txt", "my notes"),
+        (".draft.tmp-42", "a draft"),
+        (".bashrc-backup.tmp-1.txt", "backup"),
+        (
+            ".x.tmp-0123456789abcdef",
+            "looks exactly like a temporary name",
+        ),
+        ("metrics.csv", "my,metrics"),
+        ("summary.json", "{}"),
+        ("checkpoints/latest.json", "mine"),
+    ] {
+        std::fs::write(mine.join(name), text).unwrap();
+    }
+    let before = snapshot(&mine);
+    for force in [false, true] {
+        let extra: &[&str] = if force { &["--force"] } else { &[] };
+        refused(&train_into(dir, "mine", extra), 2, "was not made by catdog");
+        assert_eq!(snapshot(&mine), before, "the user's files are unchanged");
+    }
+    // Nor as a resume, nor as an export or import target.
+    refused(
+        &catdog(&["train", "--resume", "mine"], dir),
+        2,
+        "not a catdog run folder",
+    );
+    ok(&train_into(dir, "run", &[]));
+    for format in ["burnpack", "safetensors"] {
+        let args = [
+            "export", "--model", "run", "--out", "mine", "--format", format, "--force",
+        ];
+        refused(&catdog(&args, dir), 2, "was not made by catdog");
+    }
+    assert_eq!(snapshot(&mine), before, "the user's files are unchanged");
+}
+
+#[test]
+fn a_finished_run_is_replaced_only_with_force_and_only_its_own_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    data_set(dir);
+    ok(&train_into(dir, "run", &[]));
+    std::fs::write(dir.join("run/notes.txt"), "kept").unwrap();
+    // A file named like a temporary file but not written by a recorded catdog process.
+    std::fs::write(dir.join("run/.plot.tmp-0123456789abcdef.png"), "kept").unwrap();
+    refused(&train_into(dir, "run", &[]), 2, "--resume");
+    ok(&train_into(dir, "run", &["--force", "--seed", "7"]));
+    assert_eq!(std::fs::read(dir.join("run/notes.txt")).unwrap(), b"kept");
+    assert!(dir.join("run/.plot.tmp-0123456789abcdef.png").is_file());
+    let config = std::fs::read_to_string(dir.join("run/config.json")).unwrap();
+    assert!(
+        config.contains("\"seed\": 7"),
+        "the new run's config: {config}"
+    );
+}
+
+#[test]
+fn a_run_that_failed_before_training_can_be_retried_in_the_same_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    data_set(dir);
+    // An empty --test folder fails the run before the first step.
+    std::fs::create_dir(dir.join("empty")).unwrap();
+    let o = train_into(dir, "run", &["--test", "empty"]);
+    refused(&o, 2, "no images");
+    assert!(!dir.join("run/metrics.csv").exists(), "no epoch ran");
+    assert!(!dir.join("run/.lock").exists(), "the lock was released");
+    ok(&train_into(dir, "run", &[]));
+}
+
+#[test]
+fn a_bad_test_folder_is_found_before_training_and_resume_takes_a_corrected_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    data_set(dir);
+    write_synth_set(
+        &dir.join("other"),
+        &["ant", "bee"],
+        3,
+        16,
+        Layout::Kaggle,
+        2,
+    )
+    .unwrap();
+    write_synth_set(&dir.join("test"), &["cat", "dog"], 3, 16, Layout::Kaggle, 3).unwrap();
+    let o = train_into(dir, "run", &["--test", "other"]);
+    refused(&o, 2, "has classes [ant, bee]");
+    assert!(!dir.join("run/metrics.csv").exists(), "no epoch ran");
+
+    // A run whose stored --test went bad after it started: --resume --test replaces it.
+    ok(&train_into(dir, "run2", &["--test", "test"]));
+    let config = dir.join("run2/config.json");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("\"test\": \"test\"", "\"test\": \"other\""),
+    )
+    .unwrap();
+    std::fs::remove_file(dir.join("run2/summary.json")).unwrap();
+    refused(
+        &catdog(&["train", "--resume", "run2", "--epochs", "2"], dir),
+        2,
+        "has classes [ant, bee]",
+    );
+    let o = catdog(
+        &[
+            "train", "--resume", "run2", "--epochs", "2", "--test", "test", "--lr", "0.1",
+        ],
+        dir,
+    );
+    ok(&o);
+    assert!(
+        stderr(&o).contains("ignored: --lr"),
+        "resume names the flags it ignores: {}",
+        stderr(&o)
+    );
+    let summary = std::fs::read_to_string(dir.join("run2/summary.json")).unwrap();
+    assert!(summary.contains("\"epochs_run\": 2"), "{summary}");
+}
+
+#[test]
+fn a_diverging_run_keeps_no_diverged_weights_and_stays_resumable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    data_set(dir);
+    for epochs in ["1", "2"] {
+        let out = format!("run{epochs}");
+        let args: Vec<&str> = [
+            "train",
+            "--data",
+            "data",
+            "--image-size",
+            "16",
+            "--arch",
+            "mlp",
+            "--lr",
+            "1e30",
+            "--epochs",
+            epochs,
+            "--out",
+            &out,
+        ]
+        .to_vec();
+        let o = catdog(&args, dir);
+        refused(&o, 1, "try a lower --lr");
+        assert!(
+            !stderr(&o).contains("cannot load weights"),
+            "{}",
+            stderr(&o)
+        );
+        // Whatever was committed has finite metrics and reads back.
+        let latest = dir.join(&out).join("checkpoints/latest.json");
+        if let Ok(text) = std::fs::read_to_string(&latest) {
+            assert!(!text.contains("NaN") && !text.contains("null"), "{text}");
+        }
+        let resumed = catdog(&["train", "--resume", &out], dir);
+        assert!(
+            !stderr(&resumed).contains("invalid type"),
+            "{}",
+            stderr(&resumed)
+        );
+    }
+}
+
+#[test]
+fn export_replaces_its_own_bundle_only_with_force() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    data_set(dir);
+    ok(&train_into(dir, "run", &[]));
+    ok(&catdog(
+        &["export", "--model", "run", "--out", "bundle"],
+        dir,
+    ));
+    std::fs::write(dir.join("bundle/README.txt"), "mine").unwrap();
+    let before = snapshot(&dir.join("bundle"));
+    let to_safetensors = [
+        "export",
+        "--model",
+        "run",
+        "--out",
+        "bundle",
+        "--format",
+        "safetensors",
+    ];
+    refused(&catdog(&to_safetensors, dir), 2, "--force");
+    assert_eq!(snapshot(&dir.join("bundle")), before);
+    ok(&catdog(&[&to_safetensors[..], &["--force"]].concat(), dir));
+    // The old burnpack weights are gone: predict cannot prefer them over the new export.
+    assert!(!dir.join("bundle/model.bpk").exists());
+    assert!(dir.join("bundle/model.safetensors").is_file());
+    assert_eq!(
+        std::fs::read(dir.join("bundle/README.txt")).unwrap(),
+        b"mine"
+    );
+    // A run folder is not a bundle: exporting over one is refused.
+    refused(
+        &catdog(
+            &["export", "--model", "run", "--out", "run", "--force"],
+            dir,
+        ),
+        2,
+        "holds a catdog run",
+    );
+}
+
+#[test]
+fn a_stale_lock_whose_pid_was_reused_is_taken_over() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    data_set(dir);
+    ok(&train_into(dir, "run", &[]));
+    std::fs::remove_file(dir.join("run/summary.json")).unwrap();
+    // A live process that is not catdog now has the PID the lock names.
+    let mut other = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    std::fs::write(dir.join("run/.lock"), format!("{} 1", other.id())).unwrap();
+    let o = catdog(&["train", "--resume", "run", "--epochs", "2"], dir);
+    other.kill().ok();
+    other.wait().ok();
+    ok(&o);
+}
+
+#[test]
+fn the_run_folder_cannot_be_inside_the_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    data_set(dir);
+    refused(&train_into(dir, "data", &[]), 2, "inside the --data folder");
+    refused(
+        &train_into(dir, "data/run", &[]),
+        2,
+        "inside the --data folder",
+    );
+    assert!(!dir.join("data/run").exists());
+}
+
+#[test]
+fn one_image_per_class_is_refused_clearly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write_synth_set(&dir.join("data"), &["cat", "dog"], 1, 16, Layout::Kaggle, 1).unwrap();
+    refused(&train_into(dir, "run", &[]), 2, "too few");
+}
