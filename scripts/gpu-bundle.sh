@@ -22,8 +22,9 @@ done
 test_src="$src"
 [ -f data/dogs-vs-cats/test/cat.9000.jpg ] && [ "$src" = data/dogs-vs-cats/train ] && test_src=data/dogs-vs-cats/test
 
-# The test build makes both binaries with one feature set (the one CI caches).
-cargo test --workspace --release --no-run >/dev/null 2>&1
+# Both binaries with the GPU backend (the feature set CI's wgpu test caches).
+cargo build --release --features wgpu >/dev/null 2>&1
+cargo test --release -p catdog-train --features wgpu --test wgpu_parity --no-run >/dev/null 2>&1
 parity="$(ls -t "$CARGO_TARGET_DIR"/release/deps/wgpu_parity-* | grep -v '\.d$' | head -1)"
 
 rm -rf gpu-bundle

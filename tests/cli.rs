@@ -153,7 +153,23 @@ fn train_eval_predict_export() {
             ],
             dir,
         ),
-        "cannot create the plot folder",
+        "cannot use the plot folder",
+    );
+    // Nor is a folder of the user's own files, whose pictures stay as they were.
+    std::fs::create_dir(dir.join("photos")).unwrap();
+    std::fs::write(dir.join("photos/confusion.png"), b"my picture").unwrap();
+    assert_usage_error(
+        &catdog(
+            &[
+                "eval", "--model", "run", "--data", "data", "--plots", "photos",
+            ],
+            dir,
+        ),
+        "was not made by catdog",
+    );
+    assert_eq!(
+        std::fs::read(dir.join("photos/confusion.png")).unwrap(),
+        b"my picture"
     );
 
     // predict: probabilities are the softmax of the logits; a bad file does not stop the rest.

@@ -9,7 +9,7 @@ use catdog_train::{
     model_io::load_model,
     pixel_cache,
     plots::evaluation_plots,
-    Progress, ProgressMode,
+    FolderKind, OwnedDir, Progress, ProgressMode,
 };
 
 use super::{args::EvalArgs, usage, Failure};
@@ -35,10 +35,12 @@ pub fn run(a: EvalArgs) -> Result<ExitCode, Failure> {
             .clone()
             .unwrap_or_else(|| a.model.join(format!("eval-{data_name}")))
     });
+    // Only a new or empty folder, or one of catdog's own evaluation folders (whose plots are
+    // redrawn), takes the plots: never a folder of the user's files.
     if let Some(dir) = &plot_dir {
-        std::fs::create_dir_all(dir).map_err(|e| {
+        OwnedDir::claim(dir, FolderKind::Eval, true).map_err(|e| {
             usage(anyhow::anyhow!(
-                "cannot create the plot folder {}: {e}",
+                "cannot use the plot folder {}: {e}",
                 printable(&dir.to_string_lossy())
             ))
         })?;
