@@ -32,7 +32,6 @@ import tempfile
 import zlib
 
 import numpy as np
-from safetensors.numpy import load_file
 
 BATCH_NORM_EPS = 1e-5
 
@@ -252,6 +251,8 @@ def main():
     ap.add_argument("--count", type=int, default=16)
     ap.add_argument("--tolerance", type=float, default=1e-4)
     args = ap.parse_args()
+    # Imported here, so that check_onnx.py can reuse this file's helpers without safetensors.
+    from safetensors.numpy import load_file
 
     with open(os.path.join(args.bundle, "config.json")) as f:
         config = json.load(f)
