@@ -8,7 +8,7 @@ use std::{path::PathBuf, sync::Arc};
 
 use catdog::data::{
     discover, epoch_plan, load, synth::write_synth_set, Augment, Discovered, ImageBatcher, Layout,
-    LoadOptions, Normalization,
+    LoadOptions, Normalization, Order,
 };
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
@@ -68,7 +68,7 @@ fn bench(c: &mut Criterion) {
     let set = Arc::new(loaded.set);
     let norm = Normalization::from_images(&set);
     let batcher = ImageBatcher::new(set.clone(), &norm, Some(Augment::default()));
-    let plan = epoch_plan(set.len(), 64, Some((1, 1)), true);
+    let plan = epoch_plan(set.len(), 64, Order::Shuffled { seed: 1, epoch: 1 });
     g.throughput(Throughput::Elements(64));
     g.bench_function("assemble_batch_64_augmented", |b| {
         let mut i = 0;

@@ -12,9 +12,11 @@ use burn::{
     tensor::{Distribution, Int, Tensor, TensorData},
 };
 use catdog::{
+    infer::Backend,
     model::{Classifier, CnnConfig, MlpConfig, ModelConfig},
-    train::{Backend, Loss},
+    train::Loss,
 };
+use clap::ValueEnum;
 
 fn main() -> anyhow::Result<()> {
     catdog::tune_allocator();
@@ -30,7 +32,8 @@ fn main() -> anyhow::Result<()> {
         .filter(|a| !a.starts_with("--"))
         .cloned()
         .unwrap_or_else(|| "cnn".into());
-    let backend: Backend = flag("--backend").unwrap_or_else(|| "flex".into()).parse()?;
+    let backend = Backend::from_str(&flag("--backend").unwrap_or_else(|| "flex".into()), true)
+        .map_err(anyhow::Error::msg)?;
     let batch: usize = flag("--batch").map_or(Ok(64), |v| v.parse())?;
     let size: usize = flag("--image-size").map_or(Ok(64), |v| v.parse())?;
     let steps: usize = flag("--steps").map_or(Ok(20), |v| v.parse())?;

@@ -42,7 +42,7 @@ fn invalid_values_are_refused_with_exit_code_2() {
     assert_usage_error(&catdog(&with(&["--batch-size", "0"]), dir), "batch");
     assert_usage_error(
         &catdog(&with(&["--backend", "tpu"]), dir),
-        "unknown backend `tpu`",
+        "[possible values: flex, ndarray, wgpu]",
     );
     assert_usage_error(
         &catdog(&["train", "--data", "missing", "--out", "run"], dir),
@@ -268,12 +268,25 @@ fn train_eval_predict_export() {
         &catdog(&import, dir),
         "already holds a catdog imported model",
     );
+    let o = catdog(
+        &[
+            "export", "--model", "run", "--out", "onnx", "--format", "onnx",
+        ],
+        dir,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(dir.join("onnx/model.onnx").is_file());
+    assert!(dir.join("onnx/config.json").is_file());
     assert_usage_error(
         &catdog(
-            &["export", "--model", "run", "--out", "x", "--format", "onnx"],
+            &["export", "--model", "run", "--out", "x", "--probabilities"],
             dir,
         ),
-        "onnx",
+        "use it with --format onnx",
+    );
+    assert!(
+        !dir.join("x").exists(),
+        "nothing written for a refused export"
     );
 }
 

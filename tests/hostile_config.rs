@@ -10,11 +10,11 @@ use std::{path::Path, process::Output};
 use burn::tensor::Device;
 use catdog::{
     data::{synth::write_synth_set, Layout, Normalization},
-    model::{Classifier, MlpConfig, ModelConfig},
-    train::{
+    infer::{
         model_io::{save_weights, write_json},
-        RunConfig,
+        ModelSpec,
     },
+    model::{Classifier, MlpConfig, ModelConfig},
 };
 use common::catdog;
 use serde_json::{json, Value};
@@ -50,20 +50,16 @@ fn refused(o: &Output, needle: &str) {
 
 /// A model folder with fresh weights for a tiny MLP on 16x16 images; returns its config as JSON.
 fn write_model(dir: &Path, classes: &[&str]) -> Value {
-    let config = RunConfig {
-        catdog_version: "test".into(),
-        model: ModelConfig::Mlp(MlpConfig {
+    let config = ModelSpec::new(
+        ModelConfig::Mlp(MlpConfig {
             num_classes: classes.len(),
             image_size: 16,
             hidden: vec![8],
             dropout: 0.0,
         }),
-        classes: classes.iter().map(|c| c.to_string()).collect(),
-        image_size: 16,
-        normalization: Normalization::default(),
-        train: None,
-        export: None,
-    };
+        classes.iter().map(|c| c.to_string()).collect(),
+        Normalization::default(),
+    );
     std::fs::create_dir_all(dir).unwrap();
     let model = Classifier::new(&config.model, &Device::flex()).unwrap();
     save_weights(&model, &dir.join("model.bpk")).unwrap();

@@ -1,8 +1,7 @@
 use std::path::PathBuf;
 
-use catdog_train::{
-    export::WeightsFormat, Backend, BackendError, OpenDevice, OptimizerKind, Schedule,
-};
+use catdog_infer::{Backend, BackendError, OpenDevice};
+use catdog_train::{export::ExportFormat, OptimizerKind, Schedule};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use super::{usage, Failure};
@@ -38,14 +37,10 @@ pub enum Arch {
     Cnn,
 }
 
-fn parse_backend(s: &str) -> Result<Backend, String> {
-    s.parse().map_err(|e: BackendError| e.to_string())
-}
-
 #[derive(Debug, Args)]
 pub struct BackendArgs {
-    /// Compute backend: flex (CPU, default), ndarray (CPU) or wgpu (GPU).
-    #[arg(long, value_parser = parse_backend)]
+    /// Compute backend (default: flex).
+    #[arg(long, value_enum, ignore_case = true)]
     pub backend: Option<Backend>,
     /// GPU adapter index for --backend wgpu, when there are several.
     #[arg(long = "device", allow_negative_numbers = true)]
@@ -98,8 +93,8 @@ pub struct TrainArgs {
     pub epochs: Option<usize>,
     #[arg(long, allow_negative_numbers = true)]
     pub batch_size: Option<usize>,
-    /// adam, adamw (default) or sgd.
-    #[arg(long)]
+    /// Optimiser (default: adamw).
+    #[arg(long, value_enum, ignore_case = true)]
     pub optimizer: Option<OptimizerKind>,
     /// Peak learning rate.
     #[arg(long, allow_negative_numbers = true)]
@@ -109,8 +104,8 @@ pub struct TrainArgs {
     /// SGD momentum (Nesterov).
     #[arg(long, allow_negative_numbers = true)]
     pub momentum: Option<f64>,
-    /// constant or cosine (default).
-    #[arg(long)]
+    /// Learning-rate schedule (default: cosine).
+    #[arg(long, value_enum, ignore_case = true)]
     pub schedule: Option<Schedule>,
     /// Linear warm-up length in epochs.
     #[arg(long, allow_negative_numbers = true)]
@@ -192,10 +187,14 @@ pub struct ExportArgs {
     /// Bundle folder to write.
     #[arg(long)]
     pub out: PathBuf,
-    /// burnpack (model.bpk, default) or safetensors (model.safetensors, PyTorch names and
-    /// layouts: Linear weights [out, in], BatchNorm running_mean/running_var).
-    #[arg(long, default_value = "burnpack")]
-    pub format: WeightsFormat,
+    /// What to write beside config.json: model.bpk; model.safetensors with PyTorch names and
+    /// layouts (Linear weights [out, in], BatchNorm running_mean/running_var); or model.onnx,
+    /// one graph from RGB pixels in 0..1 ([batch, 3, S, S]) to raw logits, for onnxruntime.
+    #[arg(long, value_enum, default_value_t = ExportFormat::Burnpack)]
+    pub format: ExportFormat,
+    /// With --format onnx: a second graph output `probabilities` (softmax of the logits).
+    #[arg(long)]
+    pub probabilities: bool,
     /// Replace a bundle catdog exported there before (only catdog's own files are replaced).
     #[arg(long)]
     pub force: bool,

@@ -1,15 +1,15 @@
 use std::{process::ExitCode, sync::Arc};
 
 use anyhow::Context;
+use catdog_infer::{load_model, Tta};
 use catdog_model::printable;
 use catdog_train::{
-    evaluate::{evaluate, match_classes, relabel},
-    load_folder,
+    dataset::load_folder,
+    evaluate::{evaluate, match_classes, relabel, EVAL_BATCH},
     metrics::Evaluation,
-    model_io::load_model,
     pixel_cache,
     plots::evaluation_plots,
-    FolderKind, OwnedDir, Progress, ProgressMode,
+    EvalPlotFiles, FolderKind, OwnedDir, Progress, ProgressMode,
 };
 
 use super::{args::EvalArgs, usage, Failure};
@@ -37,14 +37,17 @@ pub fn run(a: EvalArgs) -> Result<ExitCode, Failure> {
     });
     // Only a new or empty folder, or one of catdog's own evaluation folders (whose plots are
     // redrawn), takes the plots: never a folder of the user's files.
-    if let Some(dir) = &plot_dir {
-        OwnedDir::claim(dir, FolderKind::Eval, true).map_err(|e| {
-            usage(anyhow::anyhow!(
-                "cannot use the plot folder {}: {e}",
-                printable(&dir.to_string_lossy())
-            ))
-        })?;
-    }
+    let plot_files = match &plot_dir {
+        Some(dir) => Some(EvalPlotFiles::in_folder(
+            &OwnedDir::claim(dir, FolderKind::Eval, true).map_err(|e| {
+                usage(anyhow::Error::new(e).context(format!(
+                    "cannot use the plot folder {}",
+                    printable(&dir.to_string_lossy())
+                )))
+            })?,
+        )),
+        None => None,
+    };
     let progress = if a.json {
         ProgressMode::Quiet
     } else {
@@ -53,12 +56,12 @@ pub fn run(a: EvalArgs) -> Result<ExitCode, Failure> {
     let cache_dir = pixel_cache(a.cache_dir.clone(), a.no_cache);
     let loaded = load_folder(
         &a.data,
-        trained.config.image_size,
+        trained.spec.image_size,
         cache_dir,
         &Progress::new(progress),
     )?;
     let (set, skipped) = (loaded.set, loaded.skipped);
-    let model_classes = &trained.config.classes;
+    let model_classes = &trained.spec.classes;
     let Some(mapping) = match_classes(&set.classes, model_classes) else {
         return Err(usage(anyhow::anyhow!(
             "{} has classes [{}] but the model was trained on [{}]",
@@ -81,14 +84,15 @@ pub fn run(a: EvalArgs) -> Result<ExitCode, Failure> {
         );
     }
     let set = relabel(set, &mapping, model_classes);
-    let batch_size = 128.min(trained.config.model.max_batch_size());
+    let batch_size = EVAL_BATCH.min(trained.spec.model.max_batch_size());
+    let tta = if a.tta { Tta::Flip } else { Tta::Off };
     let e = evaluate(
         &trained.model,
         Arc::new(set),
-        &trained.config.normalization,
+        &trained.spec.normalization,
         &opened.device,
         batch_size,
-        a.tta,
+        tta,
     )
     .context("evaluation failed")?;
     if a.json {
@@ -104,9 +108,10 @@ pub fn run(a: EvalArgs) -> Result<ExitCode, Failure> {
         );
         print!("{}", printable_evaluation(&e).render());
     }
-    if let Some(dir) = plot_dir {
+    if let Some(files) = plot_files {
         let title = format!("{} images of {data_name}", e.images);
-        let [confusion, calibration] = evaluation_plots(&e, &title, &dir)?;
+        evaluation_plots(&e, &title, &files)?;
+        let (confusion, calibration) = (files.confusion, files.calibration);
         // Stderr, so `--json` output stays one JSON document.
         eprintln!(
             "wrote {} and {}",

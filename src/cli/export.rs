@@ -1,10 +1,8 @@
 use std::process::ExitCode;
 
 use burn::tensor::Device;
-use catdog_train::{
-    export::{self as bundle, WeightsFormat},
-    model_io::ModelIoError,
-};
+use catdog_infer::ModelIoError;
+use catdog_train::export::{self as bundle, ExportError, ExportFormat, ExportOptions};
 
 use super::{
     args::{ExportArgs, ImportArgs},
@@ -12,24 +10,31 @@ use super::{
 };
 
 /// A bad model or file is the user's to fix (exit 2); a failed write is a runtime failure (1).
-fn classify(e: ModelIoError) -> Failure {
+fn classify(e: ExportError) -> Failure {
     match e {
-        ModelIoError::Write { .. } => Failure::Runtime(e.into()),
+        ExportError::ModelIo(ModelIoError::Write { .. }) => Failure::Runtime(e.into()),
         other => usage(other),
     }
 }
 
 pub fn export(a: ExportArgs) -> Result<ExitCode, Failure> {
     // Re-saving weights is a copy between files: the CPU is always there and always enough.
-    let card =
-        bundle::export(&a.model, &a.out, a.format, a.force, &Device::flex()).map_err(classify)?;
+    let opts = ExportOptions {
+        format: a.format,
+        probabilities: a.probabilities,
+        force: a.force,
+    };
+    let card = bundle::export(&a.model, &a.out, &opts, &Device::flex()).map_err(classify)?;
     println!(
         "exported {} to {} ({}, {} + config.json)",
         a.model.display(),
         a.out.display(),
         match a.format {
-            WeightsFormat::Burnpack => "burnpack",
-            WeightsFormat::Safetensors => "safetensors, PyTorch names and layouts",
+            ExportFormat::Burnpack => "burnpack",
+            ExportFormat::Safetensors => "safetensors, PyTorch names and layouts",
+            ExportFormat::Onnx if a.probabilities =>
+                "ONNX opset 17, outputs logits and probabilities",
+            ExportFormat::Onnx => "ONNX opset 17, output logits",
         },
         card.weights_file
     );
@@ -57,8 +62,8 @@ pub fn import(a: ImportArgs) -> Result<ExitCode, Failure> {
         "imported {} into {} ({} model, classes {})",
         a.weights.display(),
         a.out.display(),
-        config.model.name(),
-        config.classes.join(", ")
+        config.spec.model.name(),
+        config.spec.classes.join(", ")
     );
     Ok(ExitCode::SUCCESS)
 }

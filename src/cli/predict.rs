@@ -1,8 +1,8 @@
 use std::{path::PathBuf, process::ExitCode, sync::Arc};
 
 use catdog_data::{decode_image, discover_files, ImageSet};
+use catdog_infer::{infer_logits, load_model, Tta};
 use catdog_model::{format_percent, printable, softmax_row};
-use catdog_train::{evaluate::infer_logits, model_io::load_model};
 use serde::Serialize;
 
 use super::{args::PredictArgs, usage, Failure};
@@ -26,8 +26,8 @@ struct Prediction {
 pub fn run(a: PredictArgs) -> Result<ExitCode, Failure> {
     let opened = a.backend.open()?;
     let trained = load_model(&a.model, &opened.device).map_err(usage)?;
-    let classes = &trained.config.classes;
-    let size = trained.config.image_size;
+    let classes = &trained.spec.classes;
+    let size = trained.spec.image_size;
     let files = discover_files(&a.images)?;
 
     // Each file on its own: one bad file is reported and the others are still predicted.
@@ -63,10 +63,10 @@ pub fn run(a: PredictArgs) -> Result<ExitCode, Failure> {
         let logits = infer_logits(
             &trained.model,
             Arc::new(set),
-            &trained.config.normalization,
+            &trained.spec.normalization,
             &opened.device,
-            64.min(trained.config.model.max_batch_size()),
-            false,
+            64.min(trained.spec.model.max_batch_size()),
+            Tta::Off,
         )?;
         for (row, &p) in logits.chunks_exact(classes.len()).zip(&ok_rows) {
             let probs = softmax_row(row);

@@ -1,11 +1,11 @@
 use std::{
     path::{Path, PathBuf},
     process::ExitCode,
-    time::{SystemTime, UNIX_EPOCH},
 };
 
 use anyhow::Context;
-use catdog_model::{CnnConfig, MlpConfig, ModelConfig};
+use catdog_infer::model_io::WEIGHTS_FILE;
+use catdog_model::{Architecture, CnnArch, MlpArch};
 use catdog_train::{train, ProgressMode, TrainConfig, TrainError, TrainRequest};
 
 use super::{
@@ -57,10 +57,7 @@ pub fn run(a: TrainArgs) -> Result<ExitCode, Failure> {
         summary.epochs_run,
         summary.wall_seconds,
         summary.train_images_per_sec,
-        summary
-            .run_dir
-            .join(catdog_train::model_io::WEIGHTS_FILE)
-            .display()
+        summary.run_dir.join(WEIGHTS_FILE).display()
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -110,11 +107,11 @@ fn settings(a: &TrainArgs) -> Result<(TrainConfig, PathBuf, bool), Failure> {
         c.test = Some(PathBuf::from(DEFAULT_TEST));
     }
     match a.arch {
-        Some(Arch::Mlp) if !matches!(c.model, ModelConfig::Mlp(_)) => {
-            c.model = ModelConfig::Mlp(MlpConfig::default());
+        Some(Arch::Mlp) if !matches!(c.model, Architecture::Mlp(_)) => {
+            c.model = Architecture::Mlp(MlpArch::default());
         }
-        Some(Arch::Cnn) if !matches!(c.model, ModelConfig::Cnn(_)) => {
-            c.model = ModelConfig::Cnn(CnnConfig::default());
+        Some(Arch::Cnn) if !matches!(c.model, Architecture::Cnn(_)) => {
+            c.model = Architecture::Cnn(CnnArch::default());
         }
         _ => {}
     }
@@ -217,24 +214,5 @@ fn check_folder(flag: &str, path: &Path, is_default: bool) -> Result<(), Failure
 
 /// `YYYYmmdd-HHMMSS` in UTC, for default run folder names.
 fn timestamp() -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    chrono::Utc::now().format("%Y%m%d-%H%M%S").to_string()
 }

@@ -7,7 +7,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::{
     augment::{write_chw, Transform},
-    Augment, ImageSet, Normalization, SplitMix64,
+    Augment, DataError, ImageSet, Normalization, SplitMix64,
 };
 
 /// One image of a batch: its index in the set and the seed of its augmentation draw.
@@ -101,40 +101,41 @@ impl ImageBatcher {
     }
 }
 
+/// The order in which an epoch visits a set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// The set's own order, every image once; the last batch may be short (evaluation).
+    Sequential,
+    /// A seeded permutation for this epoch with an augmentation seed per item; a final partial
+    /// batch is dropped, since a batch of one upsets BatchNorm (training). The same seed and
+    /// epoch always give the same plan.
+    Shuffled { seed: u64, epoch: u64 },
+}
+
 /// The batches of one epoch over `n` images.
-///
-/// With `shuffle = Some((seed, epoch))` the order is a seeded permutation for that epoch and
-/// every item gets its own augmentation seed; the same arguments always give the same plan.
-/// `drop_last` drops a final partial batch (training, where a batch of one upsets BatchNorm).
-pub fn epoch_plan(
-    n: usize,
-    batch_size: usize,
-    shuffle: Option<(u64, u64)>,
-    drop_last: bool,
-) -> Vec<Vec<BatchItem>> {
+pub fn epoch_plan(n: usize, batch_size: usize, order: Order) -> Vec<Vec<BatchItem>> {
     let batch_size = batch_size.max(1);
-    let mut order: Vec<usize> = (0..n).collect();
-    let mut seeds = SplitMix64::new(0);
-    if let Some((seed, epoch)) = shuffle {
-        SplitMix64::derive(seed, epoch).shuffle(&mut order);
-        seeds = SplitMix64::derive(seed ^ 0xA5A5_A5A5, epoch);
-    }
-    let mut plan: Vec<Vec<BatchItem>> = order
+    let mut indices: Vec<usize> = (0..n).collect();
+    let mut seeds = match order {
+        Order::Sequential => None,
+        Order::Shuffled { seed, epoch } => {
+            SplitMix64::derive(seed, epoch).shuffle(&mut indices);
+            Some(SplitMix64::derive(seed ^ 0xA5A5_A5A5, epoch))
+        }
+    };
+    let mut plan: Vec<Vec<BatchItem>> = indices
         .chunks(batch_size)
         .map(|chunk| {
             chunk
                 .iter()
                 .map(|&index| BatchItem {
                     index,
-                    seed: if shuffle.is_some() {
-                        seeds.next_u64()
-                    } else {
-                        0
-                    },
+                    seed: seeds.as_mut().map_or(0, |s| s.next_u64()),
                 })
                 .collect()
         })
         .collect();
+    let drop_last = matches!(order, Order::Shuffled { .. });
     if drop_last && plan.len() > 1 && plan.last().is_some_and(|b| b.len() < batch_size) {
         plan.pop();
     }
@@ -143,6 +144,10 @@ pub fn epoch_plan(
 
 /// Assembles batches on a background thread, `depth` ahead of the consumer, so the model never
 /// waits for data while the next batch is being prepared.
+///
+/// Iterating yields the batches in plan order and ends after the last one, or early when the
+/// batch thread failed (panicked): call [`Prefetcher::finish`] after the loop to tell the two
+/// apart.
 pub struct Prefetcher {
     rx: Option<mpsc::Receiver<HostBatch>>,
     handle: Option<JoinHandle<()>>,
@@ -169,6 +174,26 @@ impl Prefetcher {
             handle: Some(handle),
         })
     }
+
+    /// Ends the stream and reports how it ended: a batch thread that panicked (a stream cut
+    /// short) is [`DataError::Worker`] with the panic's message, never a quietly shorter epoch.
+    /// Call after the last batch; called before, it stops the thread and returns `Ok`.
+    pub fn finish(mut self) -> Result<(), DataError> {
+        self.rx.take();
+        match self.handle.take().map(JoinHandle::join) {
+            Some(Err(panic)) => Err(DataError::Worker(panic_message(panic.as_ref()))),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The message of a panic payload (`panic!` with a string, or a formatted one).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
 }
 
 impl Iterator for Prefetcher {

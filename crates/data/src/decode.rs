@@ -4,6 +4,7 @@ use std::{
     path::Path,
 };
 
+use crate::budget::{decode_budget, Reservation};
 use image::{
     imageops, imageops::FilterType, ColorType, DynamicImage, ImageDecoder, ImageFormat,
     ImageReader, Limits, RgbImage,
@@ -16,8 +17,8 @@ pub const MAX_FILE_BYTES: u64 = 128 << 20;
 pub const MAX_IMAGE_SIDE: u32 = 16_384;
 /// Most memory one image may need from its bytes to its resized pixels: the file, the decoder's
 /// buffers, the decoded pixels, their RGB8 copy and the resize buffer, estimated from the header
-/// before anything is decoded. Two decoding threads stay within about 1 GiB; a 50-megapixel
-/// photo fits.
+/// before anything is decoded; a 50-megapixel photo fits. Concurrent decodes share
+/// [`crate::DECODE_BUDGET_BYTES`] between them (see [`crate::decode_budget`]).
 pub const MAX_DECODE_BYTES: u64 = 512 << 20;
 /// Bytes read to recognise the format before the rest of a file is read.
 const SIGNATURE_BYTES: u64 = 16;
@@ -47,9 +48,15 @@ pub enum DecodeError {
 ///
 /// Only regular files are opened (a FIFO would block, a device never end), at most
 /// [`MAX_FILE_BYTES`] are read, and only once the first bytes are a JPEG or PNG signature.
+/// The file and the decode are reserved in the shared [`decode_budget`] first (waiting while
+/// other threads' decodes hold it).
 pub fn decode_image(path: &Path, size: u32) -> Result<Vec<u8>, DecodeError> {
-    let bytes = read_image_file(path)?;
-    decode_image_bytes(&bytes, size)
+    let (bytes, mut reservation) = read_image_file(path)?;
+    let decoded = decode_within(&bytes, size, &mut reservation);
+    // The file goes before its reservation does.
+    drop(bytes);
+    drop(reservation);
+    decoded
 }
 
 fn io(e: std::io::Error) -> DecodeError {
@@ -92,7 +99,8 @@ fn describe(kind: std::fs::FileType) -> &'static str {
     }
 }
 
-fn read_image_file(path: &Path) -> Result<Vec<u8>, DecodeError> {
+/// The file's bytes and their reservation in the [`decode_budget`].
+fn read_image_file(path: &Path) -> Result<(Vec<u8>, Reservation<'static>), DecodeError> {
     // `metadata`, not `open`: opening a FIFO blocks until a writer comes.
     check_file(&std::fs::metadata(path).map_err(io)?)?;
     let mut file = File::open(path).map_err(io)?;
@@ -108,6 +116,7 @@ fn read_image_file(path: &Path) -> Result<Vec<u8>, DecodeError> {
         return Err(DecodeError::Empty);
     }
     image_format(&bytes)?;
+    let reservation = decode_budget().start(header_stage_cost(meta.len()));
     bytes.reserve_exact((meta.len() as usize).saturating_sub(bytes.len()));
     // One byte over the limit tells a file that grew after the check.
     let rest = MAX_FILE_BYTES + 1 - bytes.len() as u64;
@@ -115,7 +124,13 @@ fn read_image_file(path: &Path) -> Result<Vec<u8>, DecodeError> {
     if bytes.len() as u64 > MAX_FILE_BYTES {
         return Err(DecodeError::FileTooLarge(bytes.len() as u64));
     }
-    Ok(bytes)
+    Ok((bytes, reservation))
+}
+
+/// Bytes held before the header gives the real estimate: the file and the copy of it that the
+/// JPEG decoder makes while it reads the header.
+fn header_stage_cost(file_bytes: u64) -> u64 {
+    file_bytes.saturating_mul(2)
 }
 
 /// JPEG or PNG, from the signature at the start of `bytes`.
@@ -132,8 +147,27 @@ fn image_format(bytes: &[u8]) -> Result<ImageFormat, DecodeError> {
 ///
 /// The memory the whole path needs is estimated from the header and refused above
 /// [`MAX_DECODE_BYTES`] before any pixel is decoded: a few hundred kilobytes of PNG can claim
-/// gigabytes of pixels.
+/// gigabytes of pixels. The estimate is reserved in the shared [`decode_budget`] while the
+/// image is decoded, so concurrent decodes together stay within it.
 pub fn decode_image_bytes(bytes: &[u8], size: u32) -> Result<Vec<u8>, DecodeError> {
+    if bytes.is_empty() {
+        return Err(DecodeError::Empty);
+    }
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(DecodeError::FileTooLarge(bytes.len() as u64));
+    }
+    image_format(bytes)?;
+    let mut reservation = decode_budget().start(header_stage_cost(bytes.len() as u64));
+    decode_within(bytes, size, &mut reservation)
+}
+
+/// [`decode_image_bytes`] with the header stage already reserved in `reservation`, which grows
+/// to the header's estimate before the pixels are decoded.
+fn decode_within(
+    bytes: &[u8],
+    size: u32,
+    reservation: &mut Reservation<'_>,
+) -> Result<Vec<u8>, DecodeError> {
     if bytes.is_empty() {
         return Err(DecodeError::Empty);
     }
@@ -172,6 +206,7 @@ pub fn decode_image_bytes(bytes: &[u8], size: u32) -> Result<Vec<u8>, DecodeErro
             MAX_DECODE_BYTES >> 20
         )));
     }
+    reservation.grow_to(needed);
     let image = DynamicImage::from_decoder(decoder).map_err(image_error)?;
     let rgb = image.into_rgb8();
     Ok(center_square_resize(&rgb, size).into_raw())

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 /// Paths name the folder the user gave, not a sub-folder discovery descended into.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
+    #[error("the batch thread failed: {0}")]
+    Worker(String),
     #[error("data folder {0} does not exist (run data/fetch.sh, or pass --data DIR)")]
     NotFound(PathBuf),
     #[error("{0} is a file, not a folder of images")]
@@ -40,6 +42,19 @@ pub enum DataError {
         path: PathBuf,
         total: usize,
         first: String,
+    },
+    #[error(
+        "class `{class}` has {count} usable image(s): too few to train on at least one and \
+         validate on at least one with validation fraction {validation_fraction}; it needs at \
+         least {needed} (add images to it, or remove it)"
+    )]
+    ClassTooSmall {
+        /// The class name as found (shown escaped by the command line).
+        class: String,
+        count: usize,
+        /// The smallest image count that this validation fraction splits.
+        needed: usize,
+        validation_fraction: f64,
     },
     #[error("{0}")]
     Invalid(String),

@@ -7,6 +7,7 @@
 
 mod augment;
 mod batcher;
+mod budget;
 mod cache;
 mod decode;
 mod discover;
@@ -19,7 +20,8 @@ mod split;
 pub mod synth;
 
 pub use augment::Augment;
-pub use batcher::{epoch_plan, Batch, BatchItem, HostBatch, ImageBatcher, Prefetcher};
+pub use batcher::{epoch_plan, Batch, BatchItem, HostBatch, ImageBatcher, Order, Prefetcher};
+pub use budget::{decode_budget, ByteBudget, Reservation, DECODE_BUDGET_BYTES};
 pub use cache::{
     default_cache_dir, is_partial_write, partial_write_token, write_atomic, write_atomic_with,
     write_token, CacheStatus,
@@ -33,4 +35,4 @@ pub use imageset::ImageSet;
 pub use load::{load, lossy_path, LoadOptions, Loaded, Skipped};
 pub use normalize::Normalization;
 pub use rng::SplitMix64;
-pub use split::stratified_split;
+pub use split::{check_splittable, stratified_split};

@@ -2,7 +2,7 @@ use std::{path::Path, sync::Arc};
 
 use catdog_data::{
     decode_image, discover, epoch_plan, load, stratified_split, synth::write_synth_set, Augment,
-    CacheStatus, DataError, ImageBatcher, Layout, LoadOptions, Normalization, Prefetcher,
+    CacheStatus, DataError, ImageBatcher, Layout, LoadOptions, Normalization, Order, Prefetcher,
 };
 use image::{DynamicImage, ImageBuffer, ImageFormat, Luma, Rgba};
 
@@ -288,7 +288,7 @@ fn batches_are_normalised_and_augmentation_is_deterministic() {
     let set = Arc::new(loaded.set);
     let norm = Normalization::from_images(&set);
     let plain = ImageBatcher::new(set.clone(), &norm, None);
-    let all = epoch_plan(set.len(), 16, None, false);
+    let all = epoch_plan(set.len(), 16, Order::Sequential);
     let b = plain.assemble(&all[0]);
     assert_eq!(b.images.len(), 16 * 3 * 16 * 16);
     // Normalised with the set's own statistics: mean ~0 and std ~1 per channel.
@@ -306,9 +306,9 @@ fn batches_are_normalised_and_augmentation_is_deterministic() {
     }
 
     let aug = ImageBatcher::new(set.clone(), &norm, Some(Augment::default()));
-    let p1 = epoch_plan(set.len(), 8, Some((9, 1)), true);
-    let p1b = epoch_plan(set.len(), 8, Some((9, 1)), true);
-    let p2 = epoch_plan(set.len(), 8, Some((9, 2)), true);
+    let p1 = epoch_plan(set.len(), 8, Order::Shuffled { seed: 9, epoch: 1 });
+    let p1b = epoch_plan(set.len(), 8, Order::Shuffled { seed: 9, epoch: 1 });
+    let p2 = epoch_plan(set.len(), 8, Order::Shuffled { seed: 9, epoch: 2 });
     assert_eq!(p1, p1b);
     assert_ne!(p1, p2, "each epoch has its own order");
     assert_eq!(aug.assemble(&p1[0]).images, aug.assemble(&p1b[0]).images);

@@ -1,4 +1,4 @@
-use std::{fmt, str::FromStr};
+use std::fmt;
 
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 /// The compute backend, chosen at run time. One code path serves all three.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Backend {
     /// burn-flex: multi-threaded, SIMD CPU backend (the default).
     #[default]
@@ -13,13 +14,12 @@ pub enum Backend {
     /// burn-ndarray: the older CPU backend, kept selectable.
     Ndarray,
     /// burn-wgpu: GPUs through Vulkan, Metal or DX12.
+    #[cfg_attr(feature = "clap", value(alias = "gpu"))]
     Wgpu,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
-    #[error("unknown backend `{0}`: use flex, ndarray or wgpu")]
-    Unknown(String),
     #[error("no GPU adapter found (Vulkan/Metal/DX12); use --backend flex ({0})")]
     NoAdapter(String),
     #[error(
@@ -32,18 +32,6 @@ pub enum BackendError {
          or leave --device out"
     )]
     DeviceNeedsWgpu { backend: Backend, index: usize },
-}
-
-impl FromStr for Backend {
-    type Err = BackendError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "flex" => Ok(Backend::Flex),
-            "ndarray" => Ok(Backend::Ndarray),
-            "wgpu" | "gpu" => Ok(Backend::Wgpu),
-            _ => Err(BackendError::Unknown(s.to_string())),
-        }
-    }
 }
 
 impl fmt::Display for Backend {

@@ -4,19 +4,22 @@
 use std::path::{Path, PathBuf};
 
 use burn::{
-    module::Module,
+    module::{Module, ModuleVisitor, Param},
     store::{BurnToPyTorchAdapter, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore},
-    tensor::Device,
+    tensor::{Device, Tensor},
 };
 use catdog_data::{write_atomic, write_atomic_with};
-use catdog_model::{printable, Classifier};
-use serde::Serialize;
+use catdog_model::{printable, Classifier, ModelConfig};
+use serde::{de::DeserializeOwned, Serialize};
 
-use crate::RunConfig;
+use crate::ModelSpec;
 
 pub const CONFIG_FILE: &str = "config.json";
 pub const WEIGHTS_FILE: &str = "model.bpk";
 pub const SAFETENSORS_FILE: &str = "model.safetensors";
+
+/// The underlying failure of a model file operation (an I/O error, a decoder's message).
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelIoError {
@@ -24,80 +27,109 @@ pub enum ModelIoError {
     NotFound(PathBuf),
     #[error("{dir} is not a catdog model folder: {file} is missing")]
     MissingFile { dir: PathBuf, file: &'static str },
-    #[error("{path} is not a valid catdog config: {reason}")]
-    BadConfig { path: PathBuf, reason: String },
-    #[error("cannot load weights {path}: {reason}")]
-    BadWeights { path: PathBuf, reason: String },
-    #[error("cannot write {path}: {reason}")]
-    Write { path: PathBuf, reason: String },
-    #[error(transparent)]
-    Folder(#[from] crate::run_dir::FolderError),
+    #[error("{path} is not a valid catdog config")]
+    BadConfig {
+        path: PathBuf,
+        #[source]
+        source: Cause,
+    },
+    #[error("cannot load weights {path}")]
+    BadWeights {
+        path: PathBuf,
+        #[source]
+        source: Cause,
+    },
+    #[error("cannot write {path}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: Cause,
+    },
+}
+
+impl ModelIoError {
+    pub(crate) fn write(path: &Path, source: impl Into<Cause>) -> Self {
+        ModelIoError::Write {
+            path: path.to_path_buf(),
+            source: source.into(),
+        }
+    }
+    pub(crate) fn bad_weights(path: &Path, source: impl Into<Cause>) -> Self {
+        ModelIoError::BadWeights {
+            path: path.to_path_buf(),
+            source: source.into(),
+        }
+    }
+    fn bad_config(path: &Path, source: impl Into<Cause>) -> Self {
+        ModelIoError::BadConfig {
+            path: path.to_path_buf(),
+            source: source.into(),
+        }
+    }
 }
 
 /// A model folder loaded for inference.
 #[derive(Debug, Clone)]
-pub struct TrainedModel {
-    pub config: RunConfig,
+pub struct LoadedModel {
+    pub spec: ModelSpec,
+    /// In inference mode (`valid()`).
     pub model: Classifier,
 }
 
-/// Reads and checks `dir/config.json`.
-pub fn read_config(dir: &Path) -> Result<RunConfig, ModelIoError> {
+/// Reads and checks the model part of `dir/config.json`.
+pub fn read_spec(dir: &Path) -> Result<ModelSpec, ModelIoError> {
     if !dir.is_dir() {
         return Err(ModelIoError::NotFound(dir.to_path_buf()));
     }
     let path = dir.join(CONFIG_FILE);
-    let text = std::fs::read_to_string(&path).map_err(|_| ModelIoError::MissingFile {
-        dir: dir.to_path_buf(),
-        file: CONFIG_FILE,
-    })?;
-    parse_config(&path, &text)
+    if !path.exists() {
+        return Err(ModelIoError::MissingFile {
+            dir: dir.to_path_buf(),
+            file: CONFIG_FILE,
+        });
+    }
+    read_spec_file(&path)
 }
 
-/// Reads and checks a config file at any path (e.g. one shipped beside a safetensors file).
-pub fn read_config_file(path: &Path) -> Result<RunConfig, ModelIoError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ModelIoError::BadConfig {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
-    parse_config(path, &text)
-}
-
-fn parse_config(path: &Path, text: &str) -> Result<RunConfig, ModelIoError> {
-    let path = path.to_path_buf();
-    let mut json = serde_json::Deserializer::from_str(text);
-    let config: RunConfig =
-        serde_path_to_error::deserialize(&mut json).map_err(|e| ModelIoError::BadConfig {
-            path: path.clone(),
-            // serde quotes the offending value, which may hold terminal escapes.
-            reason: printable(&e.to_string()).into_owned(),
-        })?;
+/// Reads and checks the model part of a config file at any path (e.g. one shipped beside a
+/// safetensors file).
+pub fn read_spec_file(path: &Path) -> Result<ModelSpec, ModelIoError> {
+    let spec: ModelSpec = read_json(path)?;
     // Everything `config.json` says is checked before anything is built or allocated from it.
-    config.validate().map_err(|e| ModelIoError::BadConfig {
-        path,
-        reason: e.to_string(),
-    })?;
-    Ok(config)
+    spec.validate()
+        .map_err(|e| ModelIoError::bad_config(path, e))?;
+    Ok(spec)
+}
+
+/// Reads a JSON file into `T`, naming the offending field on failure
+/// (`image_size: invalid type ...`).
+pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, ModelIoError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ModelIoError::bad_config(path, e))?;
+    let mut json = serde_json::Deserializer::from_str(&text);
+    serde_path_to_error::deserialize(&mut json).map_err(|e| {
+        // serde quotes the offending value, which may hold terminal escapes.
+        ModelIoError::bad_config(path, printable(&e.to_string()).into_owned())
+    })
 }
 
 /// Loads `dir/config.json` and the folder's weights (`model.bpk`, else `model.safetensors`)
 /// onto `device`, in inference mode.
-pub fn load_model(dir: &Path, device: &Device) -> Result<TrainedModel, ModelIoError> {
-    let config = read_config(dir)?;
+pub fn load_model(dir: &Path, device: &Device) -> Result<LoadedModel, ModelIoError> {
+    let spec = read_spec(dir)?;
     let burnpack = dir.join(WEIGHTS_FILE);
     let safetensors = dir.join(SAFETENSORS_FILE);
     let model = if burnpack.is_file() {
-        load_weights(&config, &burnpack, device)?
+        load_weights(&spec.model, &burnpack, device)?
     } else if safetensors.is_file() {
-        load_safetensors(&config, &safetensors, device)?
+        load_safetensors(&spec.model, &safetensors, device)?
     } else {
         return Err(ModelIoError::MissingFile {
             dir: dir.to_path_buf(),
             file: WEIGHTS_FILE,
         });
     };
-    Ok(TrainedModel {
-        config,
+    Ok(LoadedModel {
+        spec,
         model: model.valid(),
     })
 }
@@ -105,26 +137,54 @@ pub fn load_model(dir: &Path, device: &Device) -> Result<TrainedModel, ModelIoEr
 /// Builds the configured model and fills it with `load`, refusing any mismatch. A malformed file
 /// must be an error, never a crash: any panic in a decoder is contained here.
 fn load_into(
-    config: &RunConfig,
+    config: &ModelConfig,
     path: &Path,
     device: &Device,
     load: impl FnOnce(Classifier) -> Result<Classifier, String>,
 ) -> Result<Classifier, ModelIoError> {
-    let bad = |reason: String| ModelIoError::BadWeights {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let model = Classifier::new(&config.model, device).map_err(|e| bad(e.to_string()))?;
+    let model = Classifier::new(config, device).map_err(|e| ModelIoError::bad_weights(path, e))?;
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| load(model))) {
-        Ok(Ok(m)) => Ok(m),
-        Ok(Err(reason)) => Err(bad(reason)),
-        Err(_) => Err(bad("malformed weights file".into())),
+        Ok(Ok(m)) => match first_non_finite(&m) {
+            // NaN or infinite weights give NaN logits for every image: refused, not run.
+            Some(name) => Err(ModelIoError::bad_weights(
+                path,
+                format!("tensor {name} holds NaN or infinite values"),
+            )),
+            None => Ok(m),
+        },
+        Ok(Err(reason)) => Err(ModelIoError::bad_weights(path, reason)),
+        Err(_) => Err(ModelIoError::bad_weights(path, "malformed weights file")),
     }
+}
+
+/// The path of the first float tensor of `model` with a NaN or infinite value.
+fn first_non_finite(model: &Classifier) -> Option<String> {
+    #[derive(Default)]
+    struct Finder {
+        path: Vec<String>,
+        found: Option<String>,
+    }
+    impl ModuleVisitor for Finder {
+        fn enter_module(&mut self, name: &str, _container_type: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if self.found.is_none() && !param.val().into_data().iter::<f32>().all(f32::is_finite) {
+                self.found = Some(self.path.join("."));
+            }
+        }
+    }
+    let mut finder = Finder::default();
+    model.visit(&mut finder);
+    finder.found
 }
 
 /// Loads burnpack weights (`model.bpk`) into the configured model.
 pub fn load_weights(
-    config: &RunConfig,
+    config: &ModelConfig,
     path: &Path,
     device: &Device,
 ) -> Result<Classifier, ModelIoError> {
@@ -152,14 +212,11 @@ fn pytorch_store(bytes: Option<Vec<u8>>) -> SafetensorsStore {
 /// be used (PyTorch's `num_batches_tracked` counters aside): a file for another architecture is
 /// refused rather than half-loaded.
 pub fn load_safetensors(
-    config: &RunConfig,
+    config: &ModelConfig,
     path: &Path,
     device: &Device,
 ) -> Result<Classifier, ModelIoError> {
-    let bytes = std::fs::read(path).map_err(|e| ModelIoError::BadWeights {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
+    let bytes = std::fs::read(path).map_err(|e| ModelIoError::bad_weights(path, e))?;
     load_into(config, path, device, |mut model| {
         // Partial and unvalidated, so the mismatches come back as a list to report, not as
         // burn-store's own advice on how to configure it.
@@ -212,16 +269,11 @@ fn abbreviated(items: &[String]) -> String {
 
 /// Saves weights as safetensors in PyTorch convention, atomically.
 pub fn save_safetensors(model: &Classifier, path: &Path) -> Result<(), ModelIoError> {
-    let err = |reason: String| ModelIoError::Write {
-        path: path.to_path_buf(),
-        reason,
-    };
+    let err = |e: &dyn std::fmt::Display| ModelIoError::write(path, e.to_string());
     let mut store = pytorch_store(None).metadata("catdog_version", env!("CARGO_PKG_VERSION"));
-    model
-        .save_into(&mut store)
-        .map_err(|e| err(e.to_string()))?;
-    let bytes = store.get_bytes().map_err(|e| err(e.to_string()))?;
-    write_atomic(path, &bytes).map_err(|e| err(e.to_string()))
+    model.save_into(&mut store).map_err(|e| err(&e))?;
+    let bytes = store.get_bytes().map_err(|e| err(&e))?;
+    write_atomic(path, &bytes).map_err(|e| ModelIoError::write(path, e))
 }
 
 /// Saves weights atomically: a temporary file in the same folder, synced, then a rename.
@@ -232,19 +284,12 @@ pub fn save_weights(model: &Classifier, path: &Path) -> Result<(), ModelIoError>
             .save_file(tmp)
             .map_err(|e| std::io::Error::other(e.to_string()))
     })
-    .map_err(|e| ModelIoError::Write {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })
+    .map_err(|e| ModelIoError::write(path, e))
 }
 
 /// Writes pretty JSON atomically.
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), ModelIoError> {
-    let err = |reason: String| ModelIoError::Write {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let mut text = serde_json::to_string_pretty(value).map_err(|e| err(e.to_string()))?;
+    let mut text = serde_json::to_string_pretty(value).map_err(|e| ModelIoError::write(path, e))?;
     text.push('\n');
-    write_atomic(path, text.as_bytes()).map_err(|e| err(e.to_string()))
+    write_atomic(path, text.as_bytes()).map_err(|e| ModelIoError::write(path, e))
 }

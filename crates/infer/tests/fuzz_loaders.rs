@@ -2,30 +2,26 @@
 
 use burn::tensor::Device;
 use catdog_data::{Normalization, SplitMix64};
-use catdog_model::{Classifier, MlpConfig, ModelConfig};
-use catdog_train::{
+use catdog_infer::{
     model_io::{
-        load_model, read_config, save_safetensors, save_weights, write_json, CONFIG_FILE,
+        load_model, read_spec, save_safetensors, save_weights, write_json, CONFIG_FILE,
         SAFETENSORS_FILE, WEIGHTS_FILE,
     },
-    RunConfig,
+    ModelSpec,
 };
+use catdog_model::{Classifier, MlpConfig, ModelConfig};
 
 /// Writes a model folder; returns its burnpack weights, safetensors weights and config.
 fn model_dir(dir: &std::path::Path) -> (Vec<u8>, Vec<u8>, String) {
-    let config = RunConfig {
-        catdog_version: "test".into(),
-        model: ModelConfig::Mlp(MlpConfig {
+    let config = ModelSpec::new(
+        ModelConfig::Mlp(MlpConfig {
             image_size: 8,
             hidden: vec![4],
             ..Default::default()
         }),
-        classes: vec!["cat".into(), "dog".into()],
-        image_size: 8,
-        normalization: Normalization::default(),
-        train: None,
-        export: None,
-    };
+        vec!["cat".into(), "dog".into()],
+        Normalization::default(),
+    );
     let device = Device::flex();
     let model = Classifier::new(&config.model, &device).unwrap();
     save_weights(&model, &dir.join(WEIGHTS_FILE)).unwrap();
@@ -106,7 +102,7 @@ fn mutated_weights_and_configs_are_errors_not_panics() {
             }
         }
         std::fs::write(dir.join(CONFIG_FILE), c.iter().collect::<String>()).unwrap();
-        let r = std::panic::catch_unwind(|| read_config(dir).map(|_| ()));
+        let r = std::panic::catch_unwind(|| read_spec(dir).map(|_| ()));
         assert!(r.is_ok(), "config case {case} panicked");
         config_errors += usize::from(r.unwrap().is_err());
         config_cases += 1;
@@ -116,4 +112,48 @@ fn mutated_weights_and_configs_are_errors_not_panics() {
          ({config_errors} refused): no panic"
     );
     assert!(weight_errors > weight_cases / 2 && config_errors > config_cases / 2);
+}
+
+#[test]
+fn weights_holding_nan_are_refused_naming_the_tensor() {
+    use burn::module::{Module, ModuleMapper, Param};
+    use burn::tensor::Tensor;
+
+    /// Sets every value of the output layer's bias to NaN.
+    struct Poison(Vec<String>);
+    impl ModuleMapper for Poison {
+        fn enter_module(&mut self, name: &str, _container_type: &str) {
+            self.0.push(name.to_string());
+        }
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.0.pop();
+        }
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            if self
+                .0
+                .ends_with(&["output".to_string(), "bias".to_string()])
+            {
+                param.map(|t| t.mul_scalar(f32::NAN))
+            } else {
+                param
+            }
+        }
+    }
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    model_dir(dir);
+    let spec = read_spec(dir).unwrap();
+    let device = Device::flex();
+    let model = Classifier::new(&spec.model, &device)
+        .unwrap()
+        .map(&mut Poison(Vec::new()));
+    save_weights(&model, &dir.join(WEIGHTS_FILE)).unwrap();
+    let err = load_model(dir, &device).unwrap_err();
+    let cause = std::error::Error::source(&err).map(|c| c.to_string());
+    assert_eq!(
+        cause.as_deref(),
+        Some("tensor Mlp.output.bias holds NaN or infinite values"),
+        "{err:?}"
+    );
 }

@@ -30,19 +30,6 @@ pub struct CnnConfig {
     pub dropout: f64,
 }
 
-impl Default for CnnConfig {
-    fn default() -> Self {
-        Self {
-            num_classes: 2,
-            image_size: 48,
-            channels: vec![32, 64, 128, 256],
-            convs_per_block: 1,
-            hidden: None,
-            dropout: 0.2,
-        }
-    }
-}
-
 impl CnnConfig {
     /// Side of the feature map after the last block (0 means the config is unusable).
     pub fn output_size(&self) -> usize {

@@ -4,6 +4,7 @@
 //! probabilities is the reader's job ([`probabilities`]), and the loss works on the logits
 //! directly (see `catdog-train`'s loss module).
 
+mod architecture;
 mod classifier;
 mod cnn;
 mod config;
@@ -12,6 +13,7 @@ mod mlp;
 mod probs;
 mod text;
 
+pub use architecture::{Architecture, CnnArch, MlpArch, DEFAULT_IMAGE_SIZE};
 pub use classifier::Classifier;
 pub use cnn::{Cnn, CnnConfig, ConvBlock};
 pub use config::{

@@ -19,17 +19,6 @@ pub struct MlpConfig {
     pub dropout: f64,
 }
 
-impl Default for MlpConfig {
-    fn default() -> Self {
-        Self {
-            num_classes: 2,
-            image_size: 64,
-            hidden: vec![512, 256],
-            dropout: 0.0,
-        }
-    }
-}
-
 impl MlpConfig {
     /// Saturating: the size comes from a config file and is validated after this is called.
     pub fn input_features(&self) -> usize {

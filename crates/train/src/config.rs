@@ -1,10 +1,14 @@
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use catdog_data::{Augment, Normalization};
-use catdog_model::{printable, CnnConfig, ConfigError, ModelConfig, IMAGE_SIZE};
+use catdog_data::Augment;
+use catdog_infer::{
+    model_io::{read_json, ModelIoError, CONFIG_FILE},
+    read_spec, Backend, ModelSpec,
+};
+use catdog_model::{Architecture, ModelConfig, DEFAULT_IMAGE_SIZE, IMAGE_SIZE};
 use serde::{Deserialize, Serialize};
 
-use crate::{Backend, OptimConfig};
+use crate::{card::ModelCard, OptimConfig};
 
 /// Everything `catdog train` does, with defaults that train a good cats-vs-dogs CNN on a CPU.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -14,8 +18,8 @@ pub struct TrainConfig {
     pub data: PathBuf,
     /// Optional held-out folder, evaluated once at the end with the best model.
     pub test: Option<PathBuf>,
-    /// Architecture; `num_classes` is taken from the data and `image_size` from below.
-    pub model: ModelConfig,
+    /// Architecture; the class count comes from the data and the input size from `image_size`.
+    pub model: Architecture,
     /// Images are resized to `image_size x image_size`.
     pub image_size: usize,
     pub epochs: usize,
@@ -44,8 +48,8 @@ impl Default for TrainConfig {
         Self {
             data: PathBuf::from("data/dogs-vs-cats/train"),
             test: None,
-            model: ModelConfig::Cnn(CnnConfig::default()),
-            image_size: 48,
+            model: Architecture::default(),
+            image_size: DEFAULT_IMAGE_SIZE,
             epochs: 16,
             batch_size: 64,
             optim: OptimConfig::default(),
@@ -88,10 +92,12 @@ impl TrainConfig {
         if self.epochs == 0 {
             return bad("epochs", "0".into(), "use at least 1 epoch");
         }
-        if self.batch_size == 0 {
+        // A batch of one makes BatchNorm's variance 0 (and training's last partial batch is
+        // dropped only when it is not the only one).
+        if self.batch_size < 2 {
             return bad(
                 "batch-size",
-                "0".into(),
+                self.batch_size.to_string(),
                 "use a batch size of at least 2 (e.g. 64)",
             );
         }
@@ -187,122 +193,32 @@ impl TrainConfig {
 
     /// The model configuration for a data set with `num_classes` classes.
     pub fn model_for(&self, num_classes: usize) -> ModelConfig {
-        let mut model = self.model.clone();
-        match &mut model {
-            ModelConfig::Mlp(c) => {
-                c.num_classes = num_classes;
-                c.image_size = self.image_size;
-            }
-            ModelConfig::Cnn(c) => {
-                c.num_classes = num_classes;
-                c.image_size = self.image_size;
-            }
-        }
-        model
+        self.model.with_shape(self.image_size, num_classes)
     }
 }
 
-/// Why a run's or export's `config.json` cannot be used.
-#[derive(Debug, thiserror::Error, PartialEq)]
-pub enum RunConfigError {
-    #[error("model: {0}")]
-    Model(#[from] ConfigError),
-    #[error("image_size is {image_size} but model.image_size is {model}; they must be equal")]
-    ImageSizeMismatch { image_size: usize, model: usize },
-    #[error("{names} class names but the model has {outputs} outputs")]
-    ClassCount { names: usize, outputs: usize },
-    #[error("classes[{index}] is an empty name")]
-    EmptyClass { index: usize },
-    #[error("classes[{index}] repeats \"{}\": class names must be unique", printable(.name))]
-    DuplicateClass { index: usize, name: String },
-    #[error("normalization.{field}[{channel}] = {value}: {fix}")]
-    Normalization {
-        field: &'static str,
-        channel: usize,
-        value: f32,
-        fix: &'static str,
-    },
-}
-
-/// `config.json` of a run or export: all that is needed to rebuild the model and preprocess an
-/// image exactly as in training.
+/// `config.json` of a run or exported bundle: the model spec (all that inference needs, at the
+/// top level), the training settings and, in a bundle, the model card.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunConfig {
-    pub catdog_version: String,
-    pub model: ModelConfig,
-    pub classes: Vec<String>,
-    pub image_size: usize,
-    pub normalization: Normalization,
+    #[serde(flatten)]
+    pub spec: ModelSpec,
     /// The training settings (absent in hand-made configs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub train: Option<TrainConfig>,
     /// The model card of an exported bundle.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub export: Option<crate::export::ModelCard>,
+    pub export: Option<ModelCard>,
 }
 
 impl RunConfig {
-    /// Refuses a config that cannot rebuild its model or preprocess an image exactly: the model
-    /// section (through the same validator as training: image-size range, memory bounds), a
-    /// top-level image size that disagrees with it, class names that do not match the outputs
-    /// one to one, and a normalisation that would turn pixels into NaN or infinity.
-    ///
-    /// The `train` section is checked when it is used (on resume), so a model trained with
-    /// settings this version no longer accepts still loads for inference.
-    pub fn validate(&self) -> Result<(), RunConfigError> {
-        self.model.validate()?;
-        if self.image_size != self.model.image_size() {
-            return Err(RunConfigError::ImageSizeMismatch {
-                image_size: self.image_size,
-                model: self.model.image_size(),
-            });
-        }
-        if self.classes.len() != self.model.num_classes() {
-            return Err(RunConfigError::ClassCount {
-                names: self.classes.len(),
-                outputs: self.model.num_classes(),
-            });
-        }
-        for (index, name) in self.classes.iter().enumerate() {
-            if name.is_empty() {
-                return Err(RunConfigError::EmptyClass { index });
-            }
-            if self.classes[..index].contains(name) {
-                return Err(RunConfigError::DuplicateClass {
-                    index,
-                    name: name.clone(),
-                });
-            }
-        }
-        let norm = &self.normalization;
-        let bad = |field, channel, value, fix| {
-            Err(RunConfigError::Normalization {
-                field,
-                channel,
-                value,
-                fix,
-            })
-        };
-        for c in 0..3 {
-            if !norm.mean[c].is_finite() {
-                return bad("mean", c, norm.mean[c], "must be a finite number");
-            }
-            if !(norm.std[c].is_finite() && norm.std[c] > 0.0) {
-                return bad("std", c, norm.std[c], "must be a positive, finite number");
-            }
-        }
-        // A positive but tiny std (or a huge mean) can still overflow: check what the model
-        // would actually be fed.
-        for (c, table) in norm.lookup_table().iter().enumerate() {
-            if !table.iter().all(|v| v.is_finite()) {
-                return bad(
-                    "std",
-                    c,
-                    norm.std[c],
-                    "too small for this mean: normalised pixels overflow to infinity",
-                );
-            }
-        }
-        Ok(())
+    /// Reads and checks `dir/config.json`: the spec as strictly as inference does; the `train`
+    /// section is checked when it is used (on resume), so a model trained with settings this
+    /// version no longer accepts still loads and exports.
+    pub fn read(dir: &Path) -> Result<RunConfig, ModelIoError> {
+        let spec = read_spec(dir)?;
+        let config: RunConfig = read_json(&dir.join(CONFIG_FILE))?;
+        debug_assert_eq!(config.spec, spec);
+        Ok(config)
     }
 }

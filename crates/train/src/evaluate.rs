@@ -1,86 +1,44 @@
+//! A model's metrics on a labelled set, and matching a data folder's classes to a model's.
+
 use std::sync::Arc;
 
-use burn::tensor::{Device, Tensor};
-use catdog_data::{epoch_plan, DataError, ImageBatcher, ImageSet, Normalization, Prefetcher};
+use burn::tensor::Device;
+use catdog_data::{ImageSet, Normalization};
+use catdog_infer::{infer_logits, infer_logits_plain_and_flip, InferError, Tta};
 use catdog_model::Classifier;
 
-use crate::{metrics::Evaluation, TrainError};
+use crate::metrics::{Evaluation, LogitsError};
+
+/// Why an evaluation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    #[error(transparent)]
+    Infer(#[from] InferError),
+    #[error(transparent)]
+    Logits(#[from] LogitsError),
+}
 
 /// How many "least sure" / "confidently wrong" images an evaluation lists.
 pub const EXAMPLES: usize = 8;
 
-/// Logits `[n, classes]` (row-major) for every image of `set`, in order.
-///
-/// `model` must be in inference mode (`model.valid()`) on the plain `device`. With `flip_tta`
-/// the logits of each image and its mirror image are averaged.
-pub fn infer_logits(
-    model: &Classifier,
-    set: Arc<ImageSet>,
-    norm: &Normalization,
-    device: &Device,
-    batch_size: usize,
-    flip_tta: bool,
-) -> Result<Vec<f32>, TrainError> {
-    let (plain, mirrored) = forward_set(model, set, norm, device, batch_size, flip_tta)?;
-    Ok(match mirrored {
-        Some(mirrored) => flip_average(&plain, &mirrored),
-        None => plain,
-    })
-}
+/// Batch size of the evaluations after training (inference holds no gradients).
+pub const EVAL_BATCH: usize = 128;
 
-/// The logits of every image and, with `mirror`, those of its mirror image, in one pass.
-fn forward_set(
-    model: &Classifier,
-    set: Arc<ImageSet>,
-    norm: &Normalization,
-    device: &Device,
-    batch_size: usize,
-    mirror: bool,
-) -> Result<(Vec<f32>, Option<Vec<f32>>), TrainError> {
-    let n = set.len();
-    let batcher = Arc::new(ImageBatcher::new(set, norm, None));
-    let plan = epoch_plan(n, batch_size, None, false);
-    let (mut plain, mut mirrored) = (Vec::new(), mirror.then(Vec::new));
-    let mut seen = 0;
-    for host in Prefetcher::new(batcher, plan, 2).map_err(TrainError::Thread)? {
-        seen += host.len();
-        let images = host.to_device(device).images;
-        if let Some(mirrored) = &mut mirrored {
-            let logits: Tensor<2> = model.forward(images.clone().flip([3]));
-            mirrored.extend(logits.into_data().iter::<f32>());
-        }
-        plain.extend(model.forward(images).into_data().iter::<f32>());
-    }
-    // The batch thread ends its stream early when it fails: never report a partial pass as
-    // the logits of the whole set.
-    if seen != n {
-        return Err(TrainError::Data(DataError::Invalid(format!(
-            "batch preparation stopped after {seen} of {n} images"
-        ))));
-    }
-    Ok((plain, mirrored))
-}
+/// Per-epoch validation runs in batches of at least this many images.
+pub const VALIDATION_MIN_BATCH: usize = 64;
 
-/// Flip test-time augmentation: the mean of each image's logits and its mirror image's.
-fn flip_average(plain: &[f32], mirrored: &[f32]) -> Vec<f32> {
-    plain
-        .iter()
-        .zip(mirrored)
-        .map(|(a, b)| (a + b) / 2.0)
-        .collect()
-}
-
-/// Accuracy, loss, confusion matrix and example images of `model` on a labelled set.
+/// Accuracy, loss, confusion matrix and example images of `model` (in inference mode, on the
+/// plain `device`) on a labelled set.
 pub fn evaluate(
     model: &Classifier,
     set: Arc<ImageSet>,
     norm: &Normalization,
     device: &Device,
     batch_size: usize,
-    flip_tta: bool,
-) -> Result<Evaluation, TrainError> {
-    let logits = infer_logits(model, set.clone(), norm, device, batch_size, flip_tta)?;
-    Ok(evaluation(&logits, &set))
+    tta: Tta,
+) -> Result<Evaluation, EvalError> {
+    let logits = infer_logits(model, set.clone(), norm, device, batch_size, tta)?;
+    evaluation(&logits, &set)
 }
 
 /// [`evaluate`] plain and with flip TTA, from one pass over the set (two forwards per image,
@@ -91,14 +49,20 @@ pub fn evaluate_plain_and_flip_tta(
     norm: &Normalization,
     device: &Device,
     batch_size: usize,
-) -> Result<(Evaluation, Evaluation), TrainError> {
-    let (plain, mirrored) = forward_set(model, set.clone(), norm, device, batch_size, true)?;
-    let averaged = flip_average(&plain, mirrored.as_deref().unwrap_or_default());
-    Ok((evaluation(&plain, &set), evaluation(&averaged, &set)))
+) -> Result<(Evaluation, Evaluation), EvalError> {
+    let (plain, averaged) =
+        infer_logits_plain_and_flip(model, set.clone(), norm, device, batch_size)?;
+    Ok((evaluation(&plain, &set)?, evaluation(&averaged, &set)?))
 }
 
-fn evaluation(logits: &[f32], set: &ImageSet) -> Evaluation {
-    Evaluation::from_logits(logits, &set.labels, &set.paths, &set.classes, EXAMPLES)
+fn evaluation(logits: &[f32], set: &ImageSet) -> Result<Evaluation, EvalError> {
+    Ok(Evaluation::try_from_logits(
+        logits,
+        &set.labels,
+        &set.paths,
+        &set.classes,
+        EXAMPLES,
+    )?)
 }
 
 /// How the classes of a labelled data folder map onto a model's: `mapping[i]` is the model's
@@ -186,28 +150,5 @@ mod tests {
         let set = relabel(set, &[1, 0], &names(&["cat", "dog"]));
         assert_eq!(set.labels, vec![1, 0, 0]);
         assert_eq!(set.classes, names(&["cat", "dog"]));
-    }
-
-    #[test]
-    fn a_failed_batch_thread_is_an_error_not_a_short_result() {
-        // An image size of 0 makes the batch thread panic (chunks of size 0): the pass must
-        // fail rather than return no logits for two images.
-        let device = Device::flex();
-        let config = catdog_model::ModelConfig::Mlp(catdog_model::MlpConfig {
-            image_size: 8,
-            hidden: vec![4],
-            ..Default::default()
-        });
-        let model = Classifier::new(&config, &device).unwrap();
-        let set = Arc::new(ImageSet {
-            image_size: 0,
-            classes: names(&["cat", "dog"]),
-            labels: vec![0, 1],
-            paths: vec!["a.png".into(), "b.png".into()],
-            ..Default::default()
-        });
-        let e =
-            infer_logits(&model, set, &Normalization::default(), &device, 4, false).unwrap_err();
-        assert!(e.to_string().contains("0 of 2 images"), "{e}");
     }
 }

@@ -1,28 +1,33 @@
 //! Training, evaluation and export for catdog models.
 //!
-//! A run folder holds `config.json` (model, classes, preprocessing, training settings),
-//! `model.bpk` (the best epoch's weights), `best.bpk`, `metrics.csv`, `summary.json` and
-//! `checkpoints/` (model and optimiser after the last epoch, committed by `latest.json`).
+//! `train()` (run.rs) reads top to bottom: the run folder ([`RunDir`], the only code that names
+//! its files), the data ([`dataset`]), the [`Trainer`] (step, epoch, validation), the final
+//! evaluation and `summary.json`. Loading and running a trained model for inference lives in
+//! `catdog-infer`, which this crate builds on.
 
-mod backend;
+mod card;
 mod config;
+pub mod dataset;
 pub mod evaluate;
 pub mod export;
 mod lock;
 pub mod loss;
 pub mod metrics;
-pub mod model_io;
 mod optim;
 pub mod plots;
 mod progress;
+mod run;
 pub mod run_dir;
+mod summary;
 mod trainer;
 
-pub use backend::{Backend, BackendError, OpenDevice};
-pub use config::{pixel_cache, InvalidSetting, RunConfig, RunConfigError, TrainConfig};
+pub use card::{HeldOutMetrics, ModelCard, TensorInfo};
+pub use config::{pixel_cache, InvalidSetting, RunConfig, TrainConfig};
 pub use lock::{lock_holder, LockError, RunLock};
 pub use loss::Loss;
 pub use optim::{OptimConfig, OptimizerKind, Schedule};
 pub use progress::{Progress, ProgressMode};
-pub use run_dir::{FolderError, FolderKind, OwnedDir, RunDir};
-pub use trainer::{load_folder, report_skipped, train, Summary, TrainError, TrainRequest};
+pub use run::{train, TrainError, TrainRequest};
+pub use run_dir::{EvalPlotFiles, FolderError, FolderKind, OwnedDir, RunDir};
+pub use summary::Summary;
+pub use trainer::Trainer;

@@ -148,9 +148,81 @@ impl Calibration {
     }
 }
 
+/// Logits and labels that do not describe one evaluation: rows missing (a pass cut short) or
+/// extra, no classes, or a label without a class.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LogitsError {
+    #[error(
+        "{logits} logits for {images} images of {classes} classes: expected {images} x {classes}"
+    )]
+    Shape {
+        logits: usize,
+        images: usize,
+        classes: usize,
+    },
+    #[error("no classes to evaluate")]
+    NoClasses,
+    #[error("image {index} has label {label}, but there are {classes} classes")]
+    Label {
+        index: usize,
+        label: usize,
+        classes: usize,
+    },
+}
+
 impl Evaluation {
-    /// From a row-major `[n, classes]` logits matrix and the true labels.
+    /// From a row-major `[n, classes]` logits matrix and the true labels, `n = labels.len()`.
+    ///
+    /// Refuses logits that are not exactly `n x classes` (a pass that lost rows is never
+    /// averaged over the full count), an empty class list and labels outside it.
+    pub fn try_from_logits(
+        logits: &[f32],
+        labels: &[usize],
+        paths: &[PathBuf],
+        classes: &[String],
+        examples: usize,
+    ) -> Result<Self, LogitsError> {
+        let k = classes.len();
+        let n = labels.len();
+        if k == 0 {
+            return Err(LogitsError::NoClasses);
+        }
+        if n.checked_mul(k) != Some(logits.len()) {
+            return Err(LogitsError::Shape {
+                logits: logits.len(),
+                images: n,
+                classes: k,
+            });
+        }
+        if let Some((index, &label)) = labels.iter().enumerate().find(|(_, &l)| l >= k) {
+            return Err(LogitsError::Label {
+                index,
+                label,
+                classes: k,
+            });
+        }
+        Ok(Self::from_checked_logits(
+            logits, labels, paths, classes, examples,
+        ))
+    }
+
+    /// [`Self::try_from_logits`] for callers that have already checked the shapes.
+    ///
+    /// # Panics
+    ///
+    /// With the message of the [`LogitsError`] when `try_from_logits` would refuse.
     pub fn from_logits(
+        logits: &[f32],
+        labels: &[usize],
+        paths: &[PathBuf],
+        classes: &[String],
+        examples: usize,
+    ) -> Self {
+        Self::try_from_logits(logits, labels, paths, classes, examples)
+            .unwrap_or_else(|e| panic!("Evaluation::from_logits: {e}"))
+    }
+
+    fn from_checked_logits(
         logits: &[f32],
         labels: &[usize],
         paths: &[PathBuf],
@@ -162,7 +234,7 @@ impl Evaluation {
         let mut confusion = vec![vec![0usize; k]; k];
         let mut loss = 0.0;
         let mut verdicts = Vec::with_capacity(n);
-        for (i, row) in logits.chunks_exact(k).enumerate().take(n) {
+        for (i, row) in logits.chunks_exact(k).enumerate() {
             let probs = softmax_row(row);
             let pred = argmax(&probs);
             confusion[labels[i]][pred] += 1;
@@ -341,6 +413,57 @@ mod tests {
         assert_eq!(
             e.calibration.bins.iter().map(|b| b.images).sum::<usize>(),
             4
+        );
+    }
+
+    #[test]
+    fn logits_that_do_not_match_the_labels_are_refused() {
+        let classes = vec!["cat".to_string(), "dog".to_string()];
+        let paths: Vec<PathBuf> = (0..3).map(|i| PathBuf::from(format!("{i}.jpg"))).collect();
+        let eval = |logits: &[f32], labels: &[usize], classes: &[String]| {
+            Evaluation::try_from_logits(logits, labels, &paths, classes, 2)
+        };
+        // A pass that lost its last row: never averaged over the full count.
+        let e = eval(&[3.0, 0.0, 0.0, 2.0], &[0, 1, 1], &classes).unwrap_err();
+        assert_eq!(
+            e,
+            LogitsError::Shape {
+                logits: 4,
+                images: 3,
+                classes: 2
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "4 logits for 3 images of 2 classes: expected 3 x 2"
+        );
+        // Rows left over, and a row cut in half.
+        let e = eval(&[0.0; 8], &[0, 1, 1], &classes).unwrap_err();
+        assert!(matches!(e, LogitsError::Shape { logits: 8, .. }), "{e}");
+        let e = eval(&[0.0; 5], &[0, 1, 1], &classes).unwrap_err();
+        assert!(matches!(e, LogitsError::Shape { logits: 5, .. }), "{e}");
+        assert_eq!(
+            eval(&[], &[], &[]).unwrap_err().to_string(),
+            "no classes to evaluate"
+        );
+        assert_eq!(
+            eval(&[0.0; 6], &[0, 2, 1], &classes)
+                .unwrap_err()
+                .to_string(),
+            "image 1 has label 2, but there are 2 classes"
+        );
+        // Nothing to evaluate is not an error: zero images of two classes.
+        let empty = eval(&[], &[], &classes).unwrap();
+        assert_eq!((empty.images, empty.accuracy), (0, 0.0));
+        let ok = eval(&[3.0, 0.0, 0.0, 2.0, 1.0, 0.9], &[0, 1, 1], &classes).unwrap();
+        assert_eq!(ok.confusion, vec![vec![1, 0], vec![1, 1]]);
+        let panic = std::panic::catch_unwind(|| {
+            Evaluation::from_logits(&[0.0; 4], &[0, 1, 1], &paths, &classes, 2)
+        })
+        .unwrap_err();
+        assert_eq!(
+            panic.downcast_ref::<String>().map(String::as_str),
+            Some("Evaluation::from_logits: 4 logits for 3 images of 2 classes: expected 3 x 2")
         );
     }
 

@@ -11,15 +11,20 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum OptimizerKind {
-    #[default]
     Adam,
+    /// Adam with decoupled weight decay (the default).
+    #[default]
+    #[cfg_attr(feature = "clap", value(name = "adamw"))]
     AdamW,
+    /// SGD with Nesterov momentum.
     Sgd,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Schedule {
     Constant,
     /// Cosine decay from the peak to zero over the run, after the warm-up.
@@ -45,7 +50,7 @@ pub struct OptimConfig {
 impl Default for OptimConfig {
     fn default() -> Self {
         Self {
-            optimizer: OptimizerKind::AdamW,
+            optimizer: OptimizerKind::default(),
             lr: 2e-3,
             weight_decay: 5e-4,
             momentum: 0.9,
@@ -89,29 +94,6 @@ impl OptimConfig {
                 // Never exactly zero: the last steps still move the weights a little.
                 self.lr * (0.5 * (1.0 + (std::f64::consts::PI * t).cos())).max(1e-3)
             }
-        }
-    }
-}
-
-impl std::str::FromStr for OptimizerKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "adam" => Ok(Self::Adam),
-            "adamw" => Ok(Self::AdamW),
-            "sgd" => Ok(Self::Sgd),
-            _ => Err(format!("unknown optimizer `{s}`: use adam, adamw or sgd")),
-        }
-    }
-}
-
-impl std::str::FromStr for Schedule {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "constant" => Ok(Self::Constant),
-            "cosine" => Ok(Self::Cosine),
-            _ => Err(format!("unknown schedule `{s}`: use constant or cosine")),
         }
     }
 }

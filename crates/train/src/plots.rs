@@ -12,11 +12,10 @@ use plotters::{
     style::{register_font, text_anchor::HPos, text_anchor::Pos, text_anchor::VPos},
 };
 
-use crate::metrics::{EpochMetrics, Evaluation};
-
-pub const CURVES_FILE: &str = "curves.png";
-pub const CONFUSION_FILE: &str = "confusion.png";
-pub const CALIBRATION_FILE: &str = "calibration.png";
+use crate::{
+    metrics::{EpochMetrics, Evaluation},
+    run_dir::EvalPlotFiles,
+};
 
 const FONT: &str = "sans-serif";
 const TRAIN: RGBColor = RGBColor(31, 119, 180);
@@ -25,12 +24,17 @@ const GREY: RGBColor = RGBColor(120, 120, 120);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlotError {
-    #[error("cannot draw {file}: {reason}")]
-    Draw { file: String, reason: String },
-    #[error("cannot write {path}: {reason}")]
+    #[error("cannot draw {file}")]
+    Draw {
+        file: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("cannot write {path}")]
     Write {
         path: std::path::PathBuf,
-        reason: String,
+        #[source]
+        source: std::io::Error,
     },
 }
 
@@ -64,7 +68,7 @@ fn render(
             .and_then(|_| root.present().map_err(|e| e.into()));
         drawn.map_err(|e| PlotError::Draw {
             file: file.clone(),
-            reason: e.to_string(),
+            source: e.to_string().into(),
         })?;
     }
     let mut png = Vec::new();
@@ -77,11 +81,11 @@ fn render(
     )
     .map_err(|e| PlotError::Draw {
         file,
-        reason: e.to_string(),
+        source: e.into(),
     })?;
-    write_atomic(path, &png).map_err(|e| PlotError::Write {
+    write_atomic(path, &png).map_err(|source| PlotError::Write {
         path: path.to_path_buf(),
-        reason: e.to_string(),
+        source,
     })
 }
 
@@ -187,17 +191,19 @@ fn curve_panel(
     Ok(())
 }
 
-/// `dir/confusion.png` and `dir/calibration.png` of one evaluation, titled "Confusion matrix,
-/// {title}" and "Reliability, {title}"; returns their paths.
+/// The confusion matrix and reliability diagram of one evaluation, titled "Confusion matrix,
+/// {title}" and "Reliability, {title}".
 pub fn evaluation_plots(
     eval: &Evaluation,
     title: &str,
-    dir: &Path,
-) -> Result<[std::path::PathBuf; 2], PlotError> {
-    let (confusion, calibration) = (dir.join(CONFUSION_FILE), dir.join(CALIBRATION_FILE));
-    confusion_matrix(eval, &format!("Confusion matrix, {title}"), &confusion)?;
-    reliability_diagram(eval, &format!("Reliability, {title}"), &calibration)?;
-    Ok([confusion, calibration])
+    files: &EvalPlotFiles,
+) -> Result<(), PlotError> {
+    confusion_matrix(
+        eval,
+        &format!("Confusion matrix, {title}"),
+        &files.confusion,
+    )?;
+    reliability_diagram(eval, &format!("Reliability, {title}"), &files.calibration)
 }
 
 /// `confusion.png`: counts per (true, predicted) class, shaded by the share of the true class.

@@ -48,6 +48,25 @@ impl Progress {
         }
     }
 
+    /// A warning: shown in every mode (also `--quiet`), on stderr.
+    pub fn warn(&self, line: &str) {
+        let line = format!("warning: {line}");
+        match &self.bar {
+            Some(bar) => bar.suspend(|| eprintln!("{line}")),
+            None => eprintln!("{line}"),
+        }
+    }
+
+    /// A report for stderr in every mode (e.g. skipped files), line by line.
+    pub fn report(&self, lines: &[String]) {
+        for line in lines {
+            match &self.bar {
+                Some(bar) => bar.suspend(|| eprintln!("{line}")),
+                None => eprintln!("{line}"),
+            }
+        }
+    }
+
     pub fn start_epoch(&mut self, epoch: usize, epochs: usize, batches: usize) {
         if self.mode != ProgressMode::Bars {
             return;

@@ -9,16 +9,19 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::{optim::ModuleOptimizer, tensor::Device};
+use burn::{module::Module, optim::ModuleOptimizer, tensor::Device};
 use catdog_data::{partial_write_token, write_atomic, write_atomic_with, write_token};
-use catdog_model::Classifier;
+use catdog_model::{Classifier, ModelConfig};
 use serde::{Deserialize, Serialize};
+
+use catdog_infer::model_io::{
+    load_weights, save_weights, write_json, Cause, ModelIoError, CONFIG_FILE, WEIGHTS_FILE,
+};
 
 use crate::{
     lock::{LockError, RunLock},
-    metrics::EpochMetrics,
-    model_io::{self, save_weights, write_json, ModelIoError, CONFIG_FILE, WEIGHTS_FILE},
-    plots::{CALIBRATION_FILE, CONFUSION_FILE, CURVES_FILE},
+    metrics::{metrics_csv, timing_csv, EpochMetrics},
+    summary::Summary,
     RunConfig,
 };
 
@@ -32,6 +35,30 @@ const CHECKPOINTS: &str = "checkpoints";
 const LATEST: &str = "latest.json";
 const CHECKPOINT_MODEL: &str = "model.bpk";
 const CHECKPOINT_OPTIM: &str = "optim.bpk";
+const CURVES_FILE: &str = "curves.png";
+const CONFUSION_FILE: &str = "confusion.png";
+const CALIBRATION_FILE: &str = "calibration.png";
+
+/// Where the pictures of one evaluation go: a run folder's, or an evaluation folder's.
+#[derive(Debug, Clone)]
+pub struct EvalPlotFiles {
+    pub confusion: PathBuf,
+    pub calibration: PathBuf,
+}
+
+impl EvalPlotFiles {
+    /// The plots of an evaluation folder (claimed as [`FolderKind::Eval`]) or a run folder.
+    pub fn in_folder(dir: &OwnedDir) -> Self {
+        Self::at(dir.path())
+    }
+
+    fn at(dir: &Path) -> Self {
+        EvalPlotFiles {
+            confusion: dir.join(CONFUSION_FILE),
+            calibration: dir.join(CALIBRATION_FILE),
+        }
+    }
+}
 
 /// What a catdog folder holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,8 +112,12 @@ pub enum FolderError {
         found: FolderKind,
         wanted: FolderKind,
     },
-    #[error("{path} is not a catdog run folder: {reason}")]
-    NotARun { path: PathBuf, reason: String },
+    #[error("{path} is not a catdog run folder")]
+    NotARun {
+        path: PathBuf,
+        #[source]
+        source: Cause,
+    },
     #[error("{path} is not writable: {source}")]
     Io {
         path: PathBuf,
@@ -138,7 +169,7 @@ fn inspect(path: &Path) -> Result<Ownership, FolderError> {
             ))),
         };
     }
-    let legacy = model_io::read_config(path).is_ok_and(|c| c.train.is_some());
+    let legacy = RunConfig::read(path).is_ok_and(|c| c.train.is_some());
     if legacy {
         return Ok(Ownership::LegacyRun);
     }
@@ -254,8 +285,13 @@ impl OwnedDir {
         for dir in dirs {
             for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
                 let name = entry.file_name();
-                let ours = partial_write_token(&name.to_string_lossy())
-                    .is_some_and(|t| writers.iter().any(|w| w == t));
+                let name = name.to_string_lossy();
+                // A process killed while first writing the manifest left its update unfinished
+                // before its token was recorded: the one partial file named after the manifest
+                // itself (`..catdog.json.tmp-TOKEN.json`) in a folder the manifest proves ours.
+                let manifest_update = name.starts_with(&format!(".{MANIFEST_FILE}.tmp-"));
+                let ours = partial_write_token(&name)
+                    .is_some_and(|t| manifest_update || writers.iter().any(|w| w == t));
                 let is_file = entry.file_type().is_ok_and(|t| t.is_file());
                 if ours && is_file && std::fs::remove_file(entry.path()).is_ok() {
                     removed += 1;
@@ -289,6 +325,29 @@ impl TrainState {
             epochs_since_best: 0,
             history: Vec::new(),
         }
+    }
+}
+
+impl TrainState {
+    /// Adds a finished epoch; true when its validation loss is the best so far.
+    pub fn record(&mut self, metrics: EpochMetrics) -> bool {
+        let (epoch, val_loss) = (metrics.epoch, metrics.val_loss);
+        self.epoch = epoch;
+        self.history.push(metrics);
+        if self.best_val_loss.is_none_or(|best| val_loss < best) {
+            self.best_val_loss = Some(val_loss);
+            self.best_epoch = epoch;
+            self.epochs_since_best = 0;
+            true
+        } else {
+            self.epochs_since_best += 1;
+            false
+        }
+    }
+
+    /// Early stopping: `patience` epochs have passed without a better validation loss.
+    pub fn patience_ran_out(&self, patience: Option<usize>) -> bool {
+        patience.is_some_and(|p| self.epochs_since_best >= p)
     }
 }
 
@@ -368,9 +427,9 @@ impl RunDir {
 
     /// Opens the run in `path` to continue it: its config and last checkpoint.
     pub fn resume(path: &Path) -> Result<(RunDir, Resumed), FolderError> {
-        let not_a_run = |reason: String| FolderError::NotARun {
+        let not_a_run = |source: Cause| FolderError::NotARun {
             path: path.to_path_buf(),
-            reason,
+            source,
         };
         match inspect(path)? {
             Ownership::Ours(m) if m.kind == FolderKind::Run => {}
@@ -385,10 +444,12 @@ impl RunDir {
             Ownership::LegacyRun => {}
             Ownership::Free => return Err(not_a_run("it is empty or missing".into())),
             Ownership::Foreign(found) => {
-                return Err(not_a_run(format!("no {MANIFEST_FILE} (it holds {found})")))
+                return Err(not_a_run(
+                    format!("no {MANIFEST_FILE} (it holds {found})").into(),
+                ))
             }
         }
-        let config = model_io::read_config(path).map_err(|e| not_a_run(e.to_string()))?;
+        let config = RunConfig::read(path).map_err(|e| not_a_run(e.into()))?;
         if config.train.is_none() {
             return Err(not_a_run("config.json has no training settings".into()));
         }
@@ -401,7 +462,7 @@ impl RunDir {
         let latest: Option<Latest> = match std::fs::read_to_string(&latest_path) {
             Ok(text) => Some(
                 serde_json::from_str(&text)
-                    .map_err(|e| not_a_run(format!("{}: {e}", latest_path.display())))?,
+                    .map_err(|e| not_a_run(format!("{}: {e}", latest_path.display()).into()))?,
             ),
             Err(_) => None,
         };
@@ -441,28 +502,50 @@ impl RunDir {
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
-    pub fn config_file(&self) -> PathBuf {
-        self.path().join(CONFIG_FILE)
+    /// Writes the run's `config.json`.
+    pub fn write_config(&self, config: &RunConfig) -> Result<(), ModelIoError> {
+        write_json(&self.path().join(CONFIG_FILE), config)
     }
-    /// The run's model: the best epoch's weights, written at the end.
+    /// Keeps the best epoch's weights so far (`best.bpk`).
+    pub fn save_best(&self, model: &Classifier) -> Result<(), ModelIoError> {
+        save_weights(model, &self.path().join(BEST_FILE))
+    }
+    /// The best epoch's weights, in inference mode.
+    pub fn load_best(
+        &self,
+        config: &ModelConfig,
+        device: &Device,
+    ) -> Result<Classifier, ModelIoError> {
+        Ok(load_weights(config, &self.path().join(BEST_FILE), device)?.valid())
+    }
+    /// Writes the run's model (`model.bpk`), what `predict`, `eval` and `export` load.
+    pub fn save_model(&self, model: &Classifier) -> Result<(), ModelIoError> {
+        save_weights(model, &self.weights_file())
+    }
+    /// The run's model file.
     pub fn weights_file(&self) -> PathBuf {
         self.path().join(WEIGHTS_FILE)
     }
-    /// The best epoch's weights so far, written during training.
-    pub fn best_file(&self) -> PathBuf {
-        self.path().join(BEST_FILE)
+    /// Writes `metrics.csv` and `timing.csv` for the epochs so far.
+    pub fn write_history(&self, history: &[EpochMetrics]) -> Result<(), ModelIoError> {
+        self.write_text(&self.path().join(METRICS_FILE), &metrics_csv(history))?;
+        self.write_text(&self.path().join(TIMING_FILE), &timing_csv(history))
     }
-    pub fn metrics_file(&self) -> PathBuf {
-        self.path().join(METRICS_FILE)
-    }
-    pub fn timing_file(&self) -> PathBuf {
-        self.path().join(TIMING_FILE)
-    }
-    pub fn summary_file(&self) -> PathBuf {
-        self.path().join(SUMMARY_FILE)
+    pub fn write_summary(&self, summary: &Summary) -> Result<(), ModelIoError> {
+        write_json(&self.path().join(SUMMARY_FILE), summary)
     }
     pub fn curves_file(&self) -> PathBuf {
         self.path().join(CURVES_FILE)
+    }
+    /// The pictures of the run's final evaluation.
+    pub fn eval_plot_files(&self) -> EvalPlotFiles {
+        EvalPlotFiles::at(self.path())
+    }
+
+    /// The `summary.json` of the run in `dir`, if it finished and the file is readable.
+    pub fn read_summary(dir: &Path) -> Option<Summary> {
+        let text = std::fs::read_to_string(dir.join(SUMMARY_FILE)).ok()?;
+        serde_json::from_str(&text).ok()
     }
     fn checkpoints(&self) -> PathBuf {
         self.path().join(CHECKPOINTS)
@@ -483,10 +566,10 @@ impl RunDir {
     }
 
     /// Writes `text` to a file of the run atomically.
-    pub fn write_text(&self, path: &Path, text: &str) -> Result<(), ModelIoError> {
+    fn write_text(&self, path: &Path, text: &str) -> Result<(), ModelIoError> {
         write_atomic(path, text.as_bytes()).map_err(|e| ModelIoError::Write {
             path: path.to_path_buf(),
-            reason: e.to_string(),
+            source: e.into(),
         })
     }
 
@@ -503,7 +586,7 @@ impl RunDir {
         let dir = root.join(&name);
         let write_error = |path: &Path, e: std::io::Error| ModelIoError::Write {
             path: path.to_path_buf(),
-            reason: e.to_string(),
+            source: e.into(),
         };
         std::fs::create_dir_all(&dir).map_err(|e| write_error(&dir, e))?;
         save_weights(model, &dir.join(CHECKPOINT_MODEL))?;
@@ -548,13 +631,13 @@ impl RunDir {
             return Ok(None);
         };
         let dir = self.checkpoints().join(name);
-        let model = model_io::load_weights(&resumed.config, &dir.join(CHECKPOINT_MODEL), ad)?;
+        let model = load_weights(&resumed.config.spec.model, &dir.join(CHECKPOINT_MODEL), ad)?;
         let optim_path = dir.join(CHECKPOINT_OPTIM);
         let optim = optim
             .load(&optim_path)
             .map_err(|e| ModelIoError::BadWeights {
                 path: optim_path,
-                reason: format!("optimiser state: {e}"),
+                source: format!("optimiser state: {e}").into(),
             })?;
         Ok(Some((model, optim)))
     }

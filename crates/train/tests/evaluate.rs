@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use burn::{module::Module, tensor::Device};
 use catdog_data::{ImageSet, Normalization, SplitMix64};
+use catdog_infer::{infer_logits, Tta};
 use catdog_model::{Classifier, CnnConfig, ModelConfig};
-use catdog_train::evaluate::{evaluate, evaluate_plain_and_flip_tta, infer_logits};
+use catdog_train::evaluate::{evaluate, evaluate_plain_and_flip_tta};
 
 #[test]
 fn one_pass_plain_and_flip_tta_equal_separate_evaluations() {
@@ -32,11 +33,11 @@ fn one_pass_plain_and_flip_tta_equal_separate_evaluations() {
     let (plain, tta) = evaluate_plain_and_flip_tta(&model, set.clone(), &norm, &device, 4).unwrap();
     assert_eq!(
         plain,
-        evaluate(&model, set.clone(), &norm, &device, 4, false).unwrap()
+        evaluate(&model, set.clone(), &norm, &device, 4, Tta::Off).unwrap()
     );
     assert_eq!(
         tta,
-        evaluate(&model, set.clone(), &norm, &device, 4, true).unwrap()
+        evaluate(&model, set.clone(), &norm, &device, 4, Tta::Flip).unwrap()
     );
 
     // TTA logits are the mean of the image's and its mirror image's.
@@ -54,9 +55,9 @@ fn one_pass_plain_and_flip_tta_equal_separate_evaluations() {
             .collect(),
         ..(*set).clone()
     });
-    let a = infer_logits(&model, set.clone(), &norm, &device, 4, false).unwrap();
-    let b = infer_logits(&model, mirrored, &norm, &device, 4, false).unwrap();
-    let averaged = infer_logits(&model, set, &norm, &device, 4, true).unwrap();
+    let a = infer_logits(&model, set.clone(), &norm, &device, 4, Tta::Off).unwrap();
+    let b = infer_logits(&model, mirrored, &norm, &device, 4, Tta::Off).unwrap();
+    let averaged = infer_logits(&model, set, &norm, &device, 4, Tta::Flip).unwrap();
     for ((a, b), t) in a.iter().zip(&b).zip(&averaged) {
         assert!(((a + b) / 2.0 - t).abs() < 1e-5, "{a} {b} {t}");
     }

@@ -4,17 +4,17 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 use catdog_data::{synth::write_synth_set, Layout};
-use catdog_model::{CnnConfig, MlpConfig, ModelConfig};
+use catdog_infer::{load_model, model_io::read_json, model_io::CONFIG_FILE};
+use catdog_model::{Architecture, CnnArch, MlpArch};
 use catdog_train::{
-    export::{export, import, safetensors_tensors, WeightsFormat},
-    model_io::load_model,
-    train, ProgressMode, TrainConfig, TrainRequest,
+    export::{export, import, safetensors_tensors, ExportFormat, ExportOptions},
+    train, ProgressMode, RunConfig, TrainConfig, TrainRequest,
 };
 
 fn small_config(data: &Path, cache: &Path) -> TrainConfig {
     TrainConfig {
         data: data.to_path_buf(),
-        model: ModelConfig::Cnn(CnnConfig {
+        model: Architecture::Cnn(CnnArch {
             channels: vec![8, 16, 32],
             ..Default::default()
         }),
@@ -112,6 +112,17 @@ fn resume_after_stop_matches_an_uninterrupted_run() {
     assert_eq!(a, b);
 }
 
+/// An error and its causes, as the command line prints them (`a: b: c`).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        s.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    s
+}
+
 /// Logits of a model folder's model on a fixed random batch.
 fn logits_of(dir: &Path, device: &Device) -> (catdog_train::RunConfig, Vec<f32>) {
     let trained = load_model(dir, device).unwrap();
@@ -122,7 +133,8 @@ fn logits_of(dir: &Path, device: &Device) -> (catdog_train::RunConfig, Vec<f32>)
         device,
     );
     let logits = trained.model.forward(x).into_data().iter::<f32>().collect();
-    (trained.config, logits)
+    let config: RunConfig = read_json(&dir.join(CONFIG_FILE)).unwrap();
+    (config, logits)
 }
 
 #[test]
@@ -138,9 +150,13 @@ fn export_and_import_round_trips_give_identical_logits() {
     let device = Device::flex();
     let (original_config, original) = logits_of(&out, &device);
 
-    for format in [WeightsFormat::Burnpack, WeightsFormat::Safetensors] {
+    for format in [ExportFormat::Burnpack, ExportFormat::Safetensors] {
         let bundle = tmp.path().join(format!("bundle-{format:?}"));
-        let card = export(&out, &bundle, format, false, &device).unwrap();
+        let opts = ExportOptions {
+            format,
+            ..Default::default()
+        };
+        let card = export(&out, &bundle, &opts, &device).unwrap();
         assert!(bundle.join(format.file_name()).is_file());
         let held_out = card.held_out_test.as_ref().expect("the run had a test set");
         assert!(held_out.images > 0 && held_out.ece >= 0.0);
@@ -208,7 +224,7 @@ fn safetensors_for_another_architecture_is_refused() {
     let data = dataset(tmp.path(), 10);
     let mut config = small_config(&data, &tmp.path().join("cache"));
     config.epochs = 1;
-    config.model = ModelConfig::Mlp(MlpConfig {
+    config.model = Architecture::Mlp(MlpArch {
         hidden: vec![16],
         ..Default::default()
     });
@@ -216,7 +232,11 @@ fn safetensors_for_another_architecture_is_refused() {
     run(config, &out, false);
     let device = Device::flex();
     let bundle = tmp.path().join("bundle");
-    export(&out, &bundle, WeightsFormat::Safetensors, false, &device).unwrap();
+    let opts = ExportOptions {
+        format: ExportFormat::Safetensors,
+        ..Default::default()
+    };
+    export(&out, &bundle, &opts, &device).unwrap();
     // The same weights read with a config that has one more hidden layer: missing tensors.
     let mut text = std::fs::read_to_string(bundle.join("config.json")).unwrap();
     text = text.replacen("\"hidden\": [\n      16\n    ]", "\"hidden\": [16, 16]", 1);
@@ -230,8 +250,8 @@ fn safetensors_for_another_architecture_is_refused() {
         false,
         &device,
     )
-    .unwrap_err()
-    .to_string();
+    .unwrap_err();
+    let err = with_causes(&err);
     assert!(
         err.contains("missing: hidden.1.bias, hidden.1.weight"),
         "{err}"
@@ -250,7 +270,7 @@ fn non_finite_loss_stops_and_keeps_the_last_good_checkpoint() {
     let data = dataset(tmp.path(), 20);
     let mut config = small_config(&data, &tmp.path().join("cache"));
     config.epochs = 1;
-    config.model = ModelConfig::Mlp(MlpConfig::default());
+    config.model = Architecture::Mlp(MlpArch::default());
     let out = tmp.path().join("run");
     run(config.clone(), &out, false);
     let good = std::fs::read(out.join("model.bpk")).unwrap();
@@ -306,7 +326,7 @@ fn mlp_beats_chance_on_real_photos() {
     }
     let config = TrainConfig {
         data: subset,
-        model: ModelConfig::Mlp(MlpConfig::default()),
+        model: Architecture::Mlp(MlpArch::default()),
         epochs: 1,
         optim: catdog_train::OptimConfig {
             lr: 1e-3,

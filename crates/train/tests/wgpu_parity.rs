@@ -6,8 +6,9 @@ use burn::{
     optim::{AdamConfig, GradientsParams},
     tensor::{Device, Distribution, Int, Tensor, TensorData},
 };
+use catdog_infer::Backend;
 use catdog_model::{Classifier, CnnConfig, MlpConfig, ModelConfig};
-use catdog_train::{Backend, Loss};
+use catdog_train::Loss;
 
 fn wgpu() -> Option<Device> {
     match Backend::Wgpu.open(None) {

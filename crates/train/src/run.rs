@@ -1,0 +1,365 @@
+//! `catdog train` from start to finish: settle the settings, claim the run folder, load the
+//! data, train epoch by epoch with a checkpoint after each, then evaluate the best epoch.
+
+use std::{
+    path::{Path, PathBuf},
+    time::Instant,
+};
+
+use catdog_data::{DataError, Normalization};
+use catdog_infer::{BackendError, ModelIoError, ModelSpec, OpenDevice};
+use catdog_model::printable;
+
+use crate::{
+    dataset::RunData,
+    evaluate::{evaluate, evaluate_plain_and_flip_tta, EvalError, EVAL_BATCH},
+    metrics::Evaluation,
+    plots::{evaluation_plots, learning_curves},
+    run_dir::{FolderError, Resumed, RunDir, TrainState},
+    summary::Summary,
+    trainer::Trainer,
+    InvalidSetting, Progress, ProgressMode, RunConfig, TrainConfig,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Setting(#[from] InvalidSetting),
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error(transparent)]
+    ModelIo(#[from] ModelIoError),
+    #[error(transparent)]
+    Eval(#[from] EvalError),
+    #[error(
+        "loss became {loss} at epoch {epoch}, batch {batch} (learning rate {lr:.3e}); training \
+         stopped and the last good checkpoint was kept: try a lower --lr"
+    )]
+    NonFinite {
+        epoch: usize,
+        batch: usize,
+        loss: f32,
+        lr: f64,
+    },
+    #[error(
+        "validation loss became {loss} after epoch {epoch} (learning rate {lr:.3e}); training \
+         stopped and the last good checkpoint was kept: try a lower --lr"
+    )]
+    NonFiniteValidation { epoch: usize, loss: f64, lr: f64 },
+    #[error("cannot resume from {path}: {reason}")]
+    Resume { path: PathBuf, reason: &'static str },
+    #[error(transparent)]
+    Folder(#[from] FolderError),
+    #[error("cannot start a worker thread")]
+    Thread(#[source] std::io::Error),
+}
+
+/// What to run and where.
+#[derive(Debug, Clone)]
+pub struct TrainRequest {
+    pub config: TrainConfig,
+    /// The run folder.
+    pub out: PathBuf,
+    /// Continue from `out`'s last checkpoint (its `config.json` wins over `config`, except
+    /// `epochs`, which may be raised, and `test`, which replaces the stored one when given).
+    pub resume: bool,
+    /// Start over in a folder that holds one of catdog's runs (only its own files are replaced).
+    pub force: bool,
+    pub progress: ProgressMode,
+}
+
+/// Trains a model end to end and writes the run folder (see [`RunDir`] for its layout).
+pub fn train(req: TrainRequest) -> Result<Summary, TrainError> {
+    let started = Instant::now();
+    let mut progress = Progress::new(req.progress);
+    let (run, config, resumed) = open_run(&req)?;
+    if run.swept > 0 {
+        progress.say(&format!(
+            "removed {} partial file(s) left by an interrupted run",
+            run.swept
+        ));
+    }
+    let opened = open_device(&config, &progress)?;
+    let ad = opened.device.clone().autodiff();
+
+    // Every input is checked before the first step: the data, the split and the held-out folder.
+    let data = RunData::load(&config, &progress)?;
+    // Normalised with training statistics only (a resumed run keeps its own).
+    let norm = match &resumed {
+        Some(r) => r.config.spec.normalization,
+        None => Normalization::from_images(&data.train),
+    };
+    progress.say(&format!(
+        "split (seed {}): {} training, {} validation images",
+        config.seed,
+        data.train.len(),
+        data.valid.len()
+    ));
+    let run_config = settle_run_config(&req.out, &config, &data, norm, resumed.as_ref())?;
+    run.write_config(&run_config)?;
+    let model_config = &run_config.spec.model;
+
+    let mut trainer = Trainer::new(&config, model_config, data.train.clone(), &norm, &ad)?;
+    let mut state = match &resumed {
+        Some(resumed) => {
+            let state = trainer.restore(&run, resumed)?;
+            progress.say(&match state.epoch {
+                0 => format!("{}: no checkpoint yet, starting over", req.out.display()),
+                e => format!("resumed {} after epoch {e}", req.out.display()),
+            });
+            state
+        }
+        None => TrainState::new(),
+    };
+    progress.say(&format!(
+        "model: {} with {} parameters, {s}x{s} input, classes: {}",
+        model_config.name(),
+        trainer.parameters(),
+        printable(&data.classes.join(", ")),
+        s = config.image_size,
+    ));
+
+    let train_note = train_note(&config);
+    let mut throughput = Vec::new();
+    while state.epoch < config.epochs && !state.patience_ran_out(config.patience) {
+        let stats = trainer.train_epoch(state.epoch + 1, &mut progress)?;
+        throughput.push(stats.images_per_sec());
+        let val = trainer.validate(data.valid.clone(), &norm, &opened.device)?;
+        let metrics = stats.with_validation(&val);
+        progress.end_epoch(&metrics, config.epochs);
+        // Weights that give a non-finite validation loss have diverged: they are never kept.
+        if !val.loss.is_finite() {
+            return Err(TrainError::NonFiniteValidation {
+                epoch: stats.epoch,
+                loss: val.loss,
+                lr: stats.lr,
+            });
+        }
+        if state.record(metrics) {
+            run.save_best(trainer.model())?;
+        }
+        run.write_history(&state.history)?;
+        trainer.checkpoint(&run, &state)?;
+        // The curves are a view of metrics.csv: a failure to draw them is reported, not fatal.
+        if let Err(e) = learning_curves(&state.history, &train_note, &run.curves_file()) {
+            progress.warn(&e.to_string());
+        }
+    }
+    if state.epoch < config.epochs {
+        progress.say(&format!(
+            "early stop: no better validation loss for {} epochs",
+            state.epochs_since_best
+        ));
+    }
+
+    let (validation, test, test_flip_tta) =
+        evaluate_best(&run, &run_config, &data, &opened, &state, &progress)?;
+    let summary = Summary {
+        run_dir: run.path().to_path_buf(),
+        device: opened.name,
+        parameters: trainer.parameters(),
+        epochs_run: state.epoch,
+        best_epoch: state.best_epoch,
+        stopped_early: state.epoch < config.epochs,
+        wall_seconds: started.elapsed().as_secs_f64(),
+        train_images_per_sec: throughput.iter().sum::<f64>() / throughput.len().max(1) as f64,
+        train_images: data.train.len(),
+        validation,
+        test,
+        test_flip_tta,
+        skipped_count: data.skipped.len(),
+        skipped: data.skipped,
+    };
+    run.write_summary(&summary)?;
+    Ok(summary)
+}
+
+/// The best epoch's weights become the run's model; it is evaluated on the validation split
+/// and the held-out folder (plain and with flip TTA), and the held-out evaluation (else the
+/// validation) is drawn.
+fn evaluate_best(
+    run: &RunDir,
+    run_config: &RunConfig,
+    data: &RunData,
+    opened: &OpenDevice,
+    state: &TrainState,
+    progress: &Progress,
+) -> Result<(Evaluation, Option<Evaluation>, Option<Evaluation>), TrainError> {
+    let (device, norm) = (&opened.device, &run_config.spec.normalization);
+    let best = run.load_best(&run_config.spec.model, device)?;
+    run.save_model(&best)?;
+    let validation = evaluate(
+        &best,
+        data.valid.clone(),
+        norm,
+        device,
+        EVAL_BATCH,
+        Default::default(),
+    )?;
+    progress.say(&format!(
+        "best epoch {}: validation accuracy {:.2}% ({} images), loss {:.4}",
+        state.best_epoch,
+        100.0 * validation.accuracy,
+        validation.images,
+        validation.loss
+    ));
+    let (test, test_flip_tta) = match &data.test {
+        Some((dir, set)) => {
+            let (e, tta) =
+                evaluate_plain_and_flip_tta(&best, set.clone(), norm, device, EVAL_BATCH)?;
+            progress.say(&format!(
+                "held-out test {}: accuracy {:.2}% ({} images), loss {:.4}; with flip TTA {:.2}%",
+                dir.display(),
+                100.0 * e.accuracy,
+                e.images,
+                e.loss,
+                100.0 * tta.accuracy
+            ));
+            (Some(e), Some(tta))
+        }
+        None => (None, None),
+    };
+    let (shown, set_name) = match &test {
+        Some(e) => (e, "held-out test set"),
+        None => (&validation, "validation split"),
+    };
+    let title = format!("{set_name}, best epoch {}", state.best_epoch);
+    if let Err(e) = evaluation_plots(shown, &title, &run.eval_plot_files()) {
+        progress.warn(&e.to_string());
+    }
+    Ok((validation, test, test_flip_tta))
+}
+
+fn open_device(config: &TrainConfig, progress: &Progress) -> Result<OpenDevice, TrainError> {
+    let opened = config.backend.open(config.device_index)?;
+    progress.say(&format!("device: {}", opened.name));
+    if opened.software {
+        progress.warn(&format!(
+            "{} is a software GPU adapter; --backend flex will be much faster",
+            opened.name
+        ));
+    }
+    Ok(opened)
+}
+
+/// The run's `config.json`: the model for the data's classes; a resumed run's must be the one
+/// it was trained with.
+fn settle_run_config(
+    out: &Path,
+    config: &TrainConfig,
+    data: &RunData,
+    norm: Normalization,
+    resumed: Option<&Resumed>,
+) -> Result<RunConfig, TrainError> {
+    let spec = ModelSpec::new(
+        config.model_for(data.classes.len()),
+        data.classes.clone(),
+        norm,
+    );
+    if let Some(previous) = resumed {
+        if previous.config.spec.model != spec.model || previous.config.spec.classes != spec.classes
+        {
+            return Err(TrainError::Resume {
+                path: out.to_path_buf(),
+                reason: "the data's classes no longer match the run's model",
+            });
+        }
+    }
+    spec.validate().map_err(|e| InvalidSetting {
+        field: "model",
+        value: e.to_string(),
+        fix: "change the architecture settings",
+    })?;
+    Ok(RunConfig {
+        spec,
+        train: Some(config.clone()),
+        export: None,
+    })
+}
+
+/// How the training numbers of the curves were measured: not comparable with validation's
+/// when smoothed or augmented.
+fn train_note(config: &TrainConfig) -> String {
+    match (config.label_smoothing > 0.0, config.augment.is_some()) {
+        (true, true) => format!("label smoothing {}, augmented", config.label_smoothing),
+        (true, false) => format!("label smoothing {}", config.label_smoothing),
+        (false, true) => "augmented".to_string(),
+        (false, false) => "running mean over the epoch".to_string(),
+    }
+}
+
+/// Opens the run folder (new, or resumed) and settles the run's settings: on resume the stored
+/// ones, with a raised epoch count or a new held-out folder from the request.
+fn open_run(req: &TrainRequest) -> Result<(RunDir, TrainConfig, Option<Resumed>), TrainError> {
+    if !req.resume {
+        req.config.validate()?;
+        check_out_outside_data(&req.out, &req.config)?;
+        return Ok((
+            RunDir::create(&req.out, req.force)?,
+            req.config.clone(),
+            None,
+        ));
+    }
+    let (run, resumed) = RunDir::resume(&req.out)?;
+    let mut config = resumed
+        .config
+        .train
+        .clone()
+        .ok_or_else(|| TrainError::Resume {
+            path: req.out.clone(),
+            reason: "config.json has no training settings",
+        })?;
+    config.epochs = config.epochs.max(req.config.epochs);
+    if req.config.test.is_some() {
+        config.test = req.config.test.clone();
+    }
+    config.validate()?;
+    check_out_outside_data(&req.out, &config)?;
+    Ok((run, config, Some(resumed)))
+}
+
+/// A run folder inside the data folder would become part of the data (its plots a new class).
+fn check_out_outside_data(out: &Path, config: &TrainConfig) -> Result<(), TrainError> {
+    let out_abs = absolute(out);
+    for (flag, data) in [
+        ("--data", Some(&config.data)),
+        ("--test", config.test.as_ref()),
+    ] {
+        let Some(data) = data else { continue };
+        if out_abs.starts_with(absolute(data)) {
+            return Err(TrainError::Setting(InvalidSetting {
+                field: "out",
+                value: out.display().to_string(),
+                fix: if flag == "--data" {
+                    "the run folder must not be inside the --data folder: choose another --out"
+                } else {
+                    "the run folder must not be inside the --test folder: choose another --out"
+                },
+            }));
+        }
+    }
+    Ok(())
+}
+
+/// `path` made absolute and resolved through symlinks as far as it exists.
+fn absolute(path: &Path) -> PathBuf {
+    let mut missing = Vec::new();
+    let mut p = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    loop {
+        if let Ok(real) = p.canonicalize() {
+            return missing
+                .into_iter()
+                .rev()
+                .fold(real, |acc, part| acc.join(part));
+        }
+        match (p.file_name().map(|n| n.to_os_string()), p.parent()) {
+            (Some(name), Some(parent)) => {
+                missing.push(name);
+                p = parent.to_path_buf();
+            }
+            _ => return p,
+        }
+    }
+}
