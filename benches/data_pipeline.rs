@@ -48,7 +48,7 @@ fn bench(c: &mut Criterion) {
                 image_size: 64,
                 cache_dir: None,
                 threads: Some(threads),
-                progress: false,
+                progress: None,
             };
             b.iter(|| load(&found, &opts).expect("load"))
         });
@@ -58,7 +58,7 @@ fn bench(c: &mut Criterion) {
         image_size: 64,
         cache_dir: Some(cache.path().to_path_buf()),
         threads: None,
-        progress: false,
+        progress: None,
     };
     let loaded = load(&found, &cached).expect("warm the cache");
     g.bench_function("load_from_cache_64px", |b| {

@@ -1,10 +1,10 @@
 use std::path::PathBuf;
 
-use catdog_infer::{Backend, BackendError, OpenDevice};
+use catdog_infer::{Backend, OpenDevice};
 use catdog_train::{export::ExportFormat, OptimizerKind, Schedule};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use super::{usage, Failure};
+use super::Failure;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -48,16 +48,9 @@ pub struct BackendArgs {
 }
 
 impl BackendArgs {
-    /// The chosen backend (flex when none is given), started. A `--device` without a GPU
-    /// backend is the user's to fix (exit 2); a backend that cannot start is a runtime failure.
+    /// The chosen backend (flex when none is given), started.
     pub fn open(&self) -> Result<OpenDevice, Failure> {
-        self.backend
-            .unwrap_or_default()
-            .open(self.device_index)
-            .map_err(|e| match e {
-                BackendError::DeviceNeedsWgpu { .. } => usage(e),
-                e => Failure::Runtime(e.into()),
-            })
+        Ok(self.backend.unwrap_or_default().open(self.device_index)?)
     }
 }
 

@@ -16,7 +16,7 @@ use super::{args::EvalArgs, usage, Failure};
 
 pub fn run(a: EvalArgs) -> Result<ExitCode, Failure> {
     let opened = a.backend.open()?;
-    let trained = load_model(&a.model, &opened.device).map_err(usage)?;
+    let trained = load_model(&a.model, &opened.device)?;
     if !a.data.is_dir() {
         return Err(usage(anyhow::anyhow!(
             "--data {} is not a folder of images",

@@ -1,21 +1,12 @@
 use std::process::ExitCode;
 
 use burn::tensor::Device;
-use catdog_infer::ModelIoError;
-use catdog_train::export::{self as bundle, ExportError, ExportFormat, ExportOptions};
+use catdog_train::export::{self as bundle, ExportFormat, ExportOptions};
 
 use super::{
     args::{ExportArgs, ImportArgs},
-    usage, Failure,
+    Failure,
 };
-
-/// A bad model or file is the user's to fix (exit 2); a failed write is a runtime failure (1).
-fn classify(e: ExportError) -> Failure {
-    match e {
-        ExportError::ModelIo(ModelIoError::Write { .. }) => Failure::Runtime(e.into()),
-        other => usage(other),
-    }
-}
 
 pub fn export(a: ExportArgs) -> Result<ExitCode, Failure> {
     // Re-saving weights is a copy between files: the CPU is always there and always enough.
@@ -24,7 +15,7 @@ pub fn export(a: ExportArgs) -> Result<ExitCode, Failure> {
         probabilities: a.probabilities,
         force: a.force,
     };
-    let card = bundle::export(&a.model, &a.out, &opts, &Device::flex()).map_err(classify)?;
+    let card = bundle::export(&a.model, &a.out, &opts, &Device::flex())?;
     println!(
         "exported {} to {} ({}, {} + config.json)",
         a.model.display(),
@@ -56,8 +47,7 @@ pub fn import(a: ImportArgs) -> Result<ExitCode, Failure> {
         &a.out,
         a.force,
         &Device::flex(),
-    )
-    .map_err(classify)?;
+    )?;
     println!(
         "imported {} into {} ({} model, classes {})",
         a.weights.display(),

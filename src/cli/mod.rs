@@ -15,14 +15,76 @@ pub enum Failure {
     Runtime(anyhow::Error),
 }
 
+/// Every library error becomes a failure through [`exit_kind`], the one rule for exit codes.
 impl<E: Into<anyhow::Error>> From<E> for Failure {
     fn from(e: E) -> Self {
-        Failure::Runtime(e.into())
+        let e = e.into();
+        if exit_kind(&e) == ExitKind::Usage {
+            Failure::Usage(e)
+        } else {
+            Failure::Runtime(e)
+        }
     }
 }
 
+/// A failure the command line itself finds in what the user asked for.
 pub(crate) fn usage(e: impl Into<anyhow::Error>) -> Failure {
     Failure::Usage(e.into())
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum ExitKind {
+    /// The user's to fix before anything runs: a flag, a folder, data, a model file (exit 2).
+    Usage,
+    /// Went wrong while running: a write, a device, a diverging run (exit 1).
+    Runtime,
+}
+
+/// Classifies an error by the first error in its chain that says which kind it is.
+fn exit_kind(e: &anyhow::Error) -> ExitKind {
+    use catdog_data::DataError;
+    use catdog_infer::{BackendError, ModelIoError, SpecError};
+    use catdog_train::{export::ExportError, FolderError, InvalidSetting, TrainError};
+    use ExitKind::{Runtime, Usage};
+
+    let model_io = |e: &ModelIoError| match e {
+        ModelIoError::Write { .. } => Runtime,
+        _ => Usage,
+    };
+    for cause in e.chain() {
+        if let Some(e) = cause.downcast_ref::<TrainError>() {
+            return match e {
+                TrainError::Setting(_)
+                | TrainError::Folder(_)
+                | TrainError::Resume { .. }
+                | TrainError::Data(_) => Usage,
+                _ => Runtime,
+            };
+        }
+        if let Some(e) = cause.downcast_ref::<ExportError>() {
+            return match e {
+                ExportError::ModelIo(e) => model_io(e),
+                _ => Usage,
+            };
+        }
+        if let Some(e) = cause.downcast_ref::<ModelIoError>() {
+            return model_io(e);
+        }
+        if let Some(e) = cause.downcast_ref::<BackendError>() {
+            return match e {
+                BackendError::DeviceNeedsWgpu { .. } => Usage,
+                _ => Runtime,
+            };
+        }
+        if cause.is::<DataError>()
+            || cause.is::<InvalidSetting>()
+            || cause.is::<FolderError>()
+            || cause.is::<SpecError>()
+        {
+            return Usage;
+        }
+    }
+    Runtime
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode, Failure> {

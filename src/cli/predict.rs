@@ -25,7 +25,7 @@ struct Prediction {
 
 pub fn run(a: PredictArgs) -> Result<ExitCode, Failure> {
     let opened = a.backend.open()?;
-    let trained = load_model(&a.model, &opened.device).map_err(usage)?;
+    let trained = load_model(&a.model, &opened.device)?;
     let classes = &trained.spec.classes;
     let size = trained.spec.image_size;
     let files = discover_files(&a.images)?;

@@ -6,7 +6,7 @@ use std::{
 use anyhow::Context;
 use catdog_infer::model_io::WEIGHTS_FILE;
 use catdog_model::{Architecture, CnnArch, MlpArch};
-use catdog_train::{train, ProgressMode, TrainConfig, TrainError, TrainRequest};
+use catdog_train::{train, ProgressMode, TrainConfig, TrainRequest};
 
 use super::{
     args::{Arch, TrainArgs},
@@ -30,14 +30,6 @@ pub fn run(a: TrainArgs) -> Result<ExitCode, Failure> {
         resume,
         force: a.force,
         progress,
-    })
-    .map_err(|e| match e {
-        // Refused before any training: the user's to fix.
-        TrainError::Setting(_)
-        | TrainError::Folder(_)
-        | TrainError::Resume { .. }
-        | TrainError::Data(_) => usage(e),
-        e => Failure::Runtime(e.into()),
     })?;
     println!(
         "\nrun folder: {}\nvalidation accuracy: {:.2}% ({} images)",
@@ -148,7 +140,7 @@ fn settings(a: &TrainArgs) -> Result<(TrainConfig, PathBuf, bool), Failure> {
         c.cache_dir = a.cache_dir.clone();
     }
     c.no_cache |= a.no_cache;
-    c.validate().map_err(usage)?;
+    c.validate()?;
 
     check_folder(
         "--data",

@@ -32,7 +32,7 @@ pub use decode::{
 pub use discover::{discover, discover_files, Discovered, Layout, Sample, IMAGE_EXTENSIONS};
 pub use error::DataError;
 pub use imageset::ImageSet;
-pub use load::{load, lossy_path, LoadOptions, Loaded, Skipped};
+pub use load::{load, lossy_path, DecodeProgress, LoadOptions, Loaded, Skipped};
 pub use normalize::Normalization;
 pub use rng::SplitMix64;
 pub use split::{check_splittable, stratified_split};

@@ -1,6 +1,5 @@
-use std::path::PathBuf;
+use std::{path::PathBuf, sync::Arc};
 
-use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -9,27 +8,43 @@ use crate::{
     decode_image, DataError, Discovered, ImageSet,
 };
 
+/// Told `(decoded, total)` after each decoded image, from the decoding threads (e.g. to draw
+/// a progress bar).
+pub type DecodeProgress = Arc<dyn Fn(usize, usize) + Send + Sync>;
+
 /// How to turn discovered files into pixels.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct LoadOptions {
-    /// Images become `image_size x image_size`.
+    /// Images become `image_size x image_size` (validated by the caller against
+    /// `catdog_model::IMAGE_SIZE`; [`load`] only refuses sizes it cannot work with).
     pub image_size: usize,
     /// Where decoded pixels are cached; `None` decodes every time.
     pub cache_dir: Option<PathBuf>,
     /// Decoding threads; `None` uses every core.
     pub threads: Option<usize>,
-    /// Show a progress bar while decoding.
-    pub progress: bool,
+    pub progress: Option<DecodeProgress>,
 }
 
-impl Default for LoadOptions {
-    fn default() -> Self {
+impl LoadOptions {
+    /// Decode to `image_size x image_size` on every core, without a cache or progress reports.
+    pub fn new(image_size: usize) -> Self {
         Self {
-            image_size: 64,
-            cache_dir: cache::default_cache_dir(),
+            image_size,
+            cache_dir: None,
             threads: None,
-            progress: false,
+            progress: None,
         }
+    }
+}
+
+impl std::fmt::Debug for LoadOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadOptions")
+            .field("image_size", &self.image_size)
+            .field("cache_dir", &self.cache_dir)
+            .field("threads", &self.threads)
+            .field("progress", &self.progress.is_some())
+            .finish()
     }
 }
 
@@ -64,6 +79,8 @@ pub struct Loaded {
     pub set: ImageSet,
     pub skipped: Vec<Skipped>,
     pub cache: CacheStatus,
+    /// Problems that cost speed, not correctness (e.g. a cache that could not be written).
+    pub warnings: Vec<String>,
 }
 
 /// Decodes every discovered image (or reads them from the cache). Bad images are skipped and
@@ -79,6 +96,7 @@ pub fn load(found: &Discovered, opts: &LoadOptions) -> Result<Loaded, DataError>
     let path = opts.cache_dir.as_ref().map(|d| cache::cache_path(d, key));
     let mut status = CacheStatus::Disabled;
     let mut decoded = None;
+    let mut warnings = Vec::new();
     if let Some(p) = &path {
         status = CacheStatus::Miss;
         if p.exists() {
@@ -98,26 +116,20 @@ pub fn load(found: &Discovered, opts: &LoadOptions) -> Result<Loaded, DataError>
             if let Some(p) = &path {
                 // A cache that cannot be written costs speed, not correctness.
                 if let Err(e) = cache::write(p, key, opts.image_size, &d) {
-                    eprintln!("warning: could not write image cache {}: {e}", p.display());
+                    warnings.push(format!("could not write image cache {}: {e}", p.display()));
                 }
             }
             d
         }
     };
-    assemble(found, opts.image_size, decoded, status)
+    let mut loaded = assemble(found, opts.image_size, decoded, status)?;
+    loaded.warnings = warnings;
+    Ok(loaded)
 }
 
 fn decode_all(found: &Discovered, opts: &LoadOptions) -> Result<cache::Decoded, DataError> {
-    let bar = if opts.progress {
-        let bar = ProgressBar::new(found.samples.len() as u64);
-        bar.set_style(
-            ProgressStyle::with_template("decoding {bar:30} {pos}/{len} images  eta {eta}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        bar
-    } else {
-        ProgressBar::hidden()
-    };
+    let total = found.samples.len();
+    let done = std::sync::atomic::AtomicUsize::new(0);
     let size = opts.image_size as u32;
     let work = || -> cache::Decoded {
         found
@@ -125,7 +137,12 @@ fn decode_all(found: &Discovered, opts: &LoadOptions) -> Result<cache::Decoded, 
             .par_iter()
             .map(|s| {
                 let r = decode_image(&s.path, size).map_err(|e| e.to_string());
-                bar.inc(1);
+                if let Some(report) = &opts.progress {
+                    report(
+                        done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
+                        total,
+                    );
+                }
                 r
             })
             .collect()
@@ -138,7 +155,6 @@ fn decode_all(found: &Discovered, opts: &LoadOptions) -> Result<cache::Decoded, 
             .install(work),
         None => work(),
     };
-    bar.finish_and_clear();
     Ok(decoded)
 }
 
@@ -201,5 +217,6 @@ fn assemble(
         set,
         skipped,
         cache,
+        warnings: Vec::new(),
     })
 }

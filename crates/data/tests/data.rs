@@ -11,7 +11,7 @@ fn opts(size: usize, cache: Option<&Path>) -> LoadOptions {
         image_size: size,
         cache_dir: cache.map(Path::to_path_buf),
         threads: Some(2),
-        progress: false,
+        progress: None,
     }
 }
 

@@ -29,7 +29,7 @@ fn no_cache(size: usize) -> LoadOptions {
         image_size: size,
         cache_dir: None,
         threads: Some(2),
-        progress: false,
+        progress: None,
     }
 }
 

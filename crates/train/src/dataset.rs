@@ -12,7 +12,7 @@ use catdog_data::{
 };
 use catdog_model::printable;
 
-use crate::{Progress, ProgressMode, TrainConfig};
+use crate::{Progress, TrainConfig};
 
 /// The sets a run trains, validates and tests on.
 pub struct RunData {
@@ -106,13 +106,18 @@ pub fn load_folder(
         found.samples.len(),
         per_class.join(", ")
     ));
+    let bar = progress.decode_bar();
     let opts = LoadOptions {
-        image_size,
         cache_dir,
-        threads: None,
-        progress: progress.mode() == ProgressMode::Bars,
+        progress: bar.as_ref().map(|bar| bar.reporter()),
+        ..LoadOptions::new(image_size)
     };
-    let loaded = load(&found, &opts)?;
+    let loaded = load(&found, &opts);
+    drop(bar);
+    let loaded = loaded?;
+    for warning in &loaded.warnings {
+        progress.warn(warning);
+    }
     if let CacheStatus::Rebuilt(why) = &loaded.cache {
         progress.warn(&format!(
             "image cache was not usable and was rebuilt ({why})"

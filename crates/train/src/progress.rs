@@ -67,6 +67,18 @@ impl Progress {
         }
     }
 
+    /// A bar for decoding images (only in `Bars` mode); cleared when dropped.
+    pub fn decode_bar(&self) -> Option<DecodeBar> {
+        (self.mode == ProgressMode::Bars).then(|| {
+            let bar = ProgressBar::new(0);
+            bar.set_style(
+                ProgressStyle::with_template("decoding {bar:30} {pos}/{len} images  eta {eta}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            DecodeBar(bar)
+        })
+    }
+
     pub fn start_epoch(&mut self, epoch: usize, epochs: usize, batches: usize) {
         if self.mode != ProgressMode::Bars {
             return;
@@ -109,5 +121,25 @@ impl Progress {
             m.images_per_sec,
             100.0 * m.data_wait
         ));
+    }
+}
+
+/// The progress bar of one decoding pass.
+pub struct DecodeBar(ProgressBar);
+
+impl DecodeBar {
+    /// What the data loader calls after each image.
+    pub fn reporter(&self) -> catdog_data::DecodeProgress {
+        let bar = self.0.clone();
+        std::sync::Arc::new(move |done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        })
+    }
+}
+
+impl Drop for DecodeBar {
+    fn drop(&mut self) {
+        self.0.finish_and_clear();
     }
 }
