@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Proof that exported weights load outside catdog: train a small MLP and a small CNN, export
-# them as safetensors, and let examples/python/check_export.py (numpy + safetensors) rebuild
-# their forward passes and compare logits with `catdog predict --json` to 1e-4.
+# Proof that exported models run outside catdog: train a small MLP and a small CNN, export them
+# as safetensors and as ONNX; examples/python/check_export.py (numpy + safetensors) rebuilds
+# their forward passes, examples/python/check_onnx.py runs the ONNX file with onnx's checker and
+# onnxruntime; both compare logits with `catdog predict --json` to 1e-4.
 #
 #   scripts/check-export.sh [CATDOG_BINARY]
 #
@@ -13,8 +14,8 @@ cd "$(dirname "$0")/.."
 bin="${1:-${CARGO_TARGET_DIR:-target}/release/catdog}"
 [ -x "$bin" ] || { echo "no catdog binary at $bin (build with cargo build --release)"; exit 2; }
 
-python3 -c "import numpy, safetensors" 2>/dev/null ||
-  python3 -m pip install --quiet --disable-pip-version-check numpy safetensors
+python3 -c "import numpy, safetensors, onnx, onnxruntime" 2>/dev/null ||
+  python3 -m pip install --quiet --disable-pip-version-check numpy safetensors onnx onnxruntime
 # Pillow lets the check use real photos; without it the check uses generated images.
 python3 -c "import PIL" 2>/dev/null ||
   python3 -m pip install --quiet --disable-pip-version-check pillow ||
@@ -51,4 +52,7 @@ for arch in mlp cnn; do
   "$bin" train "${args[@]}" --data "$data" --out "$work/$arch" --quiet
   "$bin" export --model "$work/$arch" --format safetensors --out "$work/$arch-export"
   python3 examples/python/check_export.py --bundle "$work/$arch-export" --catdog "$bin" "${photos[@]}"
+  "$bin" export --model "$work/$arch" --format onnx --probabilities --out "$work/$arch-onnx"
+  python3 examples/python/check_onnx.py --bundle "$work/$arch-onnx" --model "$work/$arch" \
+    --catdog "$bin" "${photos[@]}"
 done

@@ -2,10 +2,10 @@
 """Check a catdog ONNX export with an independent runtime: onnx's checker and onnxruntime.
 
     python3 examples/python/check_onnx.py --bundle DIR --catdog target/release/catdog \
-        [--photos FOLDER] [--count 16] [--tolerance 1e-4]
+        [--model RUN] [--photos FOLDER] [--count 16] [--tolerance 1e-4]
 
-DIR holds model.onnx and whatever `catdog predict --model DIR` loads (config.json with the
-weights). The script loads model.onnx with `onnx.checker.check_model` (full check, with shape
+DIR holds model.onnx (from `catdog export --format onnx`); catdog's own logits come from
+`catdog predict --model RUN` (default: DIR, when it also holds weights catdog loads). The script loads model.onnx with `onnx.checker.check_model` (full check, with shape
 inference), reads the class names and the input size from the file's own metadata, and
 preprocesses images itself, as the ONNX model card says and as catdog does: decode to RGB, cut
 out the centre square, resize it with a triangle filter (an exact numpy replica of Rust's
@@ -184,6 +184,7 @@ def main():
     ap.add_argument("--bundle", required=True,
                     help="folder with model.onnx that `catdog predict --model` also loads")
     ap.add_argument("--catdog", required=True, help="path to the catdog binary")
+    ap.add_argument("--model", help="model folder catdog predicts with (default: --bundle)")
     ap.add_argument("--photos", help="folder of photos to check on (needs Pillow)")
     ap.add_argument("--count", type=int, default=16)
     ap.add_argument("--tolerance", type=float, default=1e-4)
@@ -232,7 +233,7 @@ def main():
         x = to_input(images, size)
         outputs = run_onnx(session, x)
         logits = outputs["logits"]
-        expected = catdog_logits(args.catdog, args.bundle, files)
+        expected = catdog_logits(args.catdog, args.model or args.bundle, files)
         ok &= compare(f"onnxruntime vs catdog predict, {len(images)} {source}", expected,
                       logits, args.tolerance)
 
@@ -249,7 +250,7 @@ def main():
                   f"{'OK' if good else 'FAILED'}")
 
         if picked and any(p.lower().endswith((".jpg", ".jpeg")) for _, p, _ in picked):
-            originals = catdog_logits(args.catdog, args.bundle, [p for _, p, _ in picked])
+            originals = catdog_logits(args.catdog, args.model or args.bundle, [p for _, p, _ in picked])
             compare("catdog on the original JPEG files (its own decoder) vs onnxruntime on "
                     "Pillow's decoding", originals, logits, args.tolerance, gate=False)
 
