@@ -5,7 +5,14 @@
 //! `cargo run --release --example op_profile`
 use std::time::Instant;
 
-use burn::tensor::{activation::relu, module::conv2d, ops::ConvOptions, Distribution, Tensor};
+use burn::{
+    nn::{
+        conv::{Conv2d, Conv2dConfig},
+        PaddingConfig2d,
+    },
+    tensor::{activation::relu, Device, Distribution, Tensor},
+};
+use catdog_model::{batch_norm, conv3x3_as_matmul};
 
 /// Mean wall time of `reps` calls after one warm-up call.
 fn time<F: FnMut()>(name: &str, reps: usize, mut f: F) {
@@ -20,38 +27,17 @@ fn time<F: FnMut()>(name: &str, reps: usize, mut f: F) {
     );
 }
 
-/// 3x3, stride 1, padding 1 convolution as nine shifted views and one batched matmul.
-fn conv_im2col(x: Tensor<4>, w: Tensor<4>) -> Tensor<4> {
-    let [b, c, h, wd] = x.dims();
-    let o = w.dims()[0];
-    let xp = x.pad(
-        vec![(1, 1), (1, 1)],
-        burn::tensor::ops::PadMode::Constant(0.0),
-    );
-    let mut cols = Vec::with_capacity(9);
-    for kh in 0..3 {
-        for kw in 0..3 {
-            cols.push(xp.clone().slice([0..b, 0..c, kh..kh + h, kw..kw + wd]));
-        }
-    }
-    let col: Tensor<3> = Tensor::stack::<5>(cols, 2).reshape([b, c * 9, h * wd]);
-    w.reshape([1, o, c * 9]).matmul(col).reshape([b, o, h, wd])
-}
-
-/// Training-mode batch norm from tensor ops, reducing over contiguous [B, C, H*W] rows.
-fn bn_composite(x: Tensor<4>, gamma: Tensor<1>, beta: Tensor<1>) -> Tensor<4> {
-    let [b, c, h, w] = x.dims();
-    let rows = x.clone().reshape([b, c, h * w]);
-    let mean = rows.clone().mean_dim(2).mean_dim(0); // [1, c, 1]
-    let centered = rows - mean;
-    let var = centered.clone().square().mean_dim(2).mean_dim(0);
-    let scale = gamma.reshape([1, c, 1]) / (var + 1e-5).sqrt();
-    (centered * scale + beta.reshape([1, c, 1])).reshape([b, c, h, w])
+/// A 3x3, stride-1, padding-1 convolution without bias, as the CNN's `ConvBlock` builds it.
+fn conv3x3(cin: usize, cout: usize, device: &Device) -> Conv2d {
+    Conv2dConfig::new([cin, cout], [3, 3])
+        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+        .with_bias(false)
+        .init(device)
 }
 
 fn main() {
     catdog::tune_allocator();
-    let device = burn::tensor::Device::flex();
+    let device = Device::flex();
     let ad = device.clone().autodiff();
     let b = 64;
     let pool = burn::nn::pool::MaxPool2dConfig::new([2, 2])
@@ -59,38 +45,38 @@ fn main() {
         .init();
     let shapes = [(3, 32, 64), (32, 64, 32), (64, 128, 16), (128, 256, 8)];
     for (cin, cout, s) in shapes {
-        let opts = || ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
         let x = Tensor::<4>::random([b, cin, s, s], Distribution::Default, &device);
-        let w = Tensor::<4>::random([cout, cin, 3, 3], Distribution::Default, &device);
+        let conv = conv3x3(cin, cout, &device);
         time(&format!("fwd conv {cin}->{cout} @{s}"), 5, || {
-            let _ = conv2d(x.clone(), w.clone(), None, opts()).into_data();
+            let _ = conv.forward(x.clone()).into_data();
         });
         let xa = Tensor::<4>::random([b, cin, s, s], Distribution::Default, &ad).require_grad();
-        let wa = Tensor::<4>::random([cout, cin, 3, 3], Distribution::Default, &ad).require_grad();
+        let conv_ad = conv3x3(cin, cout, &ad);
+        let wa = conv_ad.weight.val();
         time(
             &format!("fwd+bwd conv (x and w grads) {cin}->{cout} @{s}"),
             5,
             || {
-                let y = conv2d(xa.clone(), wa.clone(), None, opts());
+                let y = conv_ad.forward(xa.clone());
                 let g = y.sum().backward();
                 let _ = wa.grad(&g).unwrap().into_data();
             },
         );
-        let direct = conv2d(xa.clone(), wa.clone(), None, opts()).into_data();
-        let via = conv_im2col(xa.clone(), wa.clone()).into_data();
+        let direct = conv_ad.forward(xa.clone()).into_data();
+        let via = conv3x3_as_matmul(&conv_ad, xa.clone()).into_data();
         direct.assert_approx_eq::<f32>(&via, burn::tensor::Tolerance::rel_abs(1e-3, 1e-3));
         time(
             &format!("fwd im2col-matmul conv {cin}->{cout} @{s}"),
             5,
             || {
-                let _ = conv_im2col(x.clone(), w.clone()).into_data();
+                let _ = conv3x3_as_matmul(&conv, x.clone()).into_data();
             },
         );
         time(
             &format!("fwd+bwd im2col-matmul conv (x and w grads) {cin}->{cout} @{s}"),
             5,
             || {
-                let y = conv_im2col(xa.clone(), wa.clone());
+                let y = conv3x3_as_matmul(&conv_ad, xa.clone());
                 let g = y.sum().backward();
                 let _ = wa.grad(&g).unwrap().into_data();
             },
@@ -100,7 +86,7 @@ fn main() {
             &format!("fwd+bwd conv (w grad only) {cin}->{cout} @{s}"),
             5,
             || {
-                let y = conv2d(xc.clone(), wa.clone(), None, opts());
+                let y = conv_ad.forward(xc.clone());
                 let g = y.sum().backward();
                 let _ = wa.grad(&g).unwrap().into_data();
             },
@@ -109,7 +95,7 @@ fn main() {
             &format!("fwd+bwd im2col-matmul conv (w grad only) {cin}->{cout} @{s}"),
             5,
             || {
-                let y = conv_im2col(xc.clone(), wa.clone());
+                let y = conv3x3_as_matmul(&conv_ad, xc.clone());
                 let g = y.sum().backward();
                 let _ = wa.grad(&g).unwrap().into_data();
             },
@@ -117,13 +103,13 @@ fn main() {
         let y = Tensor::<4>::random([b, cout, s, s], Distribution::Default, &ad).require_grad();
         let bn = burn::nn::BatchNormConfig::new(cout).init(&ad);
         let direct = bn.forward(y.clone()).into_data();
-        let via = bn_composite(y.clone(), bn.gamma.val(), bn.beta.val()).into_data();
+        let via = batch_norm(&bn, y.clone()).into_data();
         direct.assert_approx_eq::<f32>(&via, burn::tensor::Tolerance::rel_abs(1e-3, 1e-3));
         time(
             &format!("fwd+bwd batchnorm composite {cout} @{s}"),
             5,
             || {
-                let z = bn_composite(y.clone(), bn.gamma.val(), bn.beta.val());
+                let z = batch_norm(&bn, y.clone());
                 let g = z.sum().backward();
                 let _ = y.grad(&g).unwrap().into_data();
             },

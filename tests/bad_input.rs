@@ -1,42 +1,11 @@
-//! Bad input never hurts: each case exits non-zero with a clear message and no panic.
+//! Bad input never hurts: each case exits with code 2 (the user's to fix) or, for a predict
+//! that goes on past a bad file, 1, with a clear message and no panic.
 
 mod common;
 
-use std::{path::Path, process::Output};
-
-use common::catdog;
+use common::{assert_ok, assert_usage_error, catdog, stderr, stdout, train_tiny};
 
 use catdog::data::{synth::write_synth_set, Layout};
-
-fn fails_cleanly(o: &Output, needle: &str) {
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success(), "should fail: {err}");
-    assert!(
-        !err.contains("panicked") && !err.contains("backtrace"),
-        "no panic: {err}"
-    );
-    assert!(err.contains(needle), "expected `{needle}` in: {err}");
-}
-
-fn train(dir: &Path, data: &str, out: &str, arch: &str) {
-    let o = catdog(
-        &[
-            "train",
-            "--data",
-            data,
-            "--out",
-            out,
-            "--epochs",
-            "1",
-            "--image-size",
-            "16",
-            "--arch",
-            arch,
-        ],
-        dir,
-    );
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-}
 
 #[test]
 fn wrong_or_damaged_model_folders() {
@@ -52,9 +21,9 @@ fn wrong_or_damaged_model_folders() {
         2,
     )
     .unwrap();
-    train(dir, "two", "mlp", "mlp");
-    train(dir, "two", "cnn", "cnn");
-    train(dir, "three", "mlp3", "mlp");
+    assert_ok(&train_tiny(dir, "two", "mlp", "mlp"));
+    assert_ok(&train_tiny(dir, "two", "cnn", "cnn"));
+    assert_ok(&train_tiny(dir, "three", "mlp3", "mlp"));
     let img = dir.join("two/cat.0.jpg").to_string_lossy().into_owned();
     let predict = |model: &str| catdog(&["predict", "--model", model, &img], dir);
 
@@ -75,21 +44,21 @@ fn wrong_or_damaged_model_folders() {
     // Weights of another architecture.
     copy("mlp", "x");
     std::fs::copy(dir.join("cnn/model.bpk"), dir.join("x/model.bpk")).unwrap();
-    fails_cleanly(&predict("x"), "cannot load weights");
+    assert_usage_error(&predict("x"), "cannot load weights");
     // Weights of another class count.
     copy("mlp", "x");
     std::fs::copy(dir.join("mlp3/model.bpk"), dir.join("x/model.bpk")).unwrap();
-    fails_cleanly(&predict("x"), "cannot load weights");
+    assert_usage_error(&predict("x"), "cannot load weights");
     // Truncated and random-bytes weights.
     copy("mlp", "x");
     let bytes = std::fs::read(dir.join("x/model.bpk")).unwrap();
     std::fs::write(dir.join("x/model.bpk"), &bytes[..bytes.len() / 2]).unwrap();
-    fails_cleanly(&predict("x"), "cannot load weights");
+    assert_usage_error(&predict("x"), "cannot load weights");
     let noise: Vec<u8> = (0..4096u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
         .collect();
     std::fs::write(dir.join("x/model.bpk"), noise).unwrap();
-    fails_cleanly(&predict("x"), "cannot load weights");
+    assert_usage_error(&predict("x"), "cannot load weights");
     // config.json with a missing field, and with a wrongly typed one.
     copy("mlp", "x");
     let config: serde_json::Value =
@@ -98,13 +67,13 @@ fn wrong_or_damaged_model_folders() {
     let mut missing = config.clone();
     missing.as_object_mut().unwrap().remove("classes");
     std::fs::write(dir.join("x/config.json"), missing.to_string()).unwrap();
-    fails_cleanly(&predict("x"), "classes");
+    assert_usage_error(&predict("x"), "classes");
     let mut wrong = config.clone();
     wrong["image_size"] = serde_json::json!("big");
     std::fs::write(dir.join("x/config.json"), wrong.to_string()).unwrap();
-    fails_cleanly(&predict("x"), "image_size");
+    assert_usage_error(&predict("x"), "image_size");
     // eval of a model on data with other classes.
-    fails_cleanly(
+    assert_usage_error(
         &catdog(&["eval", "--model", "mlp", "--data", "three"], dir),
         "classes",
     );
@@ -124,36 +93,20 @@ fn unusable_data_and_output_folders() {
             dir,
         )
     };
-    fails_cleanly(&train("missing", "r1"), "missing");
-    fails_cleanly(&train("empty", "r2"), "no images");
-    fails_cleanly(&train("file", "r3"), "is a file");
-    fails_cleanly(&train("one", "r4"), "1 class");
+    assert_usage_error(&train("missing", "r1"), "missing");
+    assert_usage_error(&train("empty", "r2"), "no images");
+    assert_usage_error(&train("file", "r3"), "is a file");
+    assert_usage_error(&train("one", "r4"), "1 class");
     // An output path that cannot be created is refused before training starts.
     let o = train("two", "file/run");
-    fails_cleanly(&o, "not writable");
+    assert_usage_error(&o, "not writable");
     assert!(
-        !String::from_utf8_lossy(&o.stdout).contains("epoch 1"),
+        !stdout(&o).contains("epoch 1"),
         "refused before the first epoch"
     );
     // predict on a directory without images, a missing file and a non-image, beside a good one.
     std::fs::write(dir.join("notes.jpg"), b"this is text").unwrap();
-    let o = catdog(
-        &[
-            "train",
-            "--data",
-            "two",
-            "--out",
-            "ok",
-            "--epochs",
-            "1",
-            "--image-size",
-            "16",
-            "--arch",
-            "mlp",
-        ],
-        dir,
-    );
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_ok(&train_tiny(dir, "two", "ok", "mlp"));
     let o = catdog(
         &[
             "predict",
@@ -166,9 +119,12 @@ fn unusable_data_and_output_folders() {
         ],
         dir,
     );
-    assert_eq!(o.status.code(), Some(1));
-    let out = String::from_utf8_lossy(&o.stdout);
-    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "a failed file makes the exit code 1"
+    );
+    let (out, err) = (stdout(&o), stderr(&o));
     assert!(
         out.contains("cat.0.jpg  logits"),
         "the good file is still predicted: {out}"

@@ -2,28 +2,46 @@
 
 mod common;
 
-use std::process::Output;
+use std::{
+    path::{Path, PathBuf},
+    process::Output,
+};
 
-use common::catdog;
+use common::{assert_ok, assert_usage_error, catdog, stdout};
 
 use catdog::data::{synth::write_synth_set, Layout};
 
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn assert_usage_error(o: &Output, needle: &str) {
-    assert_eq!(o.status.code(), Some(2), "stderr: {}", stderr(o));
-    assert!(
-        stderr(o).contains(needle),
-        "expected `{needle}` in: {}",
-        stderr(o)
+/// A run trained by `catdog train` in `dir`: 16 generated images per class (24x24) in `data`,
+/// one epoch of a small MLP from `run.toml` with seed 3 into `run` (well under a second).
+/// Returns the images and the train command's output.
+fn trained(dir: &Path) -> (Vec<PathBuf>, Output) {
+    let paths = write_synth_set(
+        &dir.join("data"),
+        &["cat", "dog"],
+        16,
+        24,
+        Layout::Kaggle,
+        2,
+    )
+    .unwrap();
+    let toml =
+        "epochs = 1\nimage_size = 16\nbatch_size = 8\n[model]\narch = \"mlp\"\nhidden = [16]\n";
+    std::fs::write(dir.join("run.toml"), toml).unwrap();
+    let o = catdog(
+        &[
+            "train", "--config", "run.toml", "--data", "data", "--out", "run", "--seed", "3",
+        ],
+        dir,
     );
-    assert!(!stderr(o).contains("panicked"), "{}", stderr(o));
+    assert_ok(&o);
+    (paths, o)
+}
+
+/// `catdog predict --model MODEL --json IMAGE`'s standard output.
+fn predict_json(dir: &Path, model: &str, image: &str) -> String {
+    let o = catdog(&["predict", "--model", model, "--json", image], dir);
+    assert_ok(&o);
+    stdout(&o)
 }
 
 #[test]
@@ -59,28 +77,10 @@ fn invalid_values_are_refused_with_exit_code_2() {
 }
 
 #[test]
-fn train_eval_predict_export() {
+fn train_writes_its_config_and_plots_and_refuses_a_second_run_into_the_folder() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let paths = write_synth_set(
-        &dir.join("data"),
-        &["cat", "dog"],
-        16,
-        24,
-        Layout::Kaggle,
-        2,
-    )
-    .unwrap();
-    let toml =
-        "epochs = 1\nimage_size = 16\nbatch_size = 8\n[model]\narch = \"mlp\"\nhidden = [16]\n";
-    std::fs::write(dir.join("run.toml"), toml).unwrap();
-    let o = catdog(
-        &[
-            "train", "--config", "run.toml", "--data", "data", "--out", "run", "--seed", "3",
-        ],
-        dir,
-    );
-    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    let (_, o) = trained(dir);
     assert!(
         stdout(&o).contains("epoch 1/1"),
         "one line per epoch when not a terminal:\n{}",
@@ -107,7 +107,13 @@ fn train_eval_predict_export() {
         let ink = rgb.pixels().filter(|p| p.0 != [255, 255, 255]).count();
         assert!(ink > 5_000, "{file} has only {ink} drawn pixels");
     }
+}
 
+#[test]
+fn eval_reports_json_and_draws_its_plots_beside_the_model_or_where_asked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    trained(dir);
     let o = catdog(
         &[
             "eval",
@@ -121,7 +127,7 @@ fn train_eval_predict_export() {
         ],
         dir,
     );
-    assert!(o.status.success(), "{}", stderr(&o));
+    assert_ok(&o);
     let e: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(e["images"], 32);
     assert_eq!(e["confusion"].as_array().unwrap().len(), 2);
@@ -132,12 +138,19 @@ fn train_eval_predict_export() {
     // Without --plots they go beside the model, per data folder, keeping the run's own plots.
     let before = std::fs::read(dir.join("run/confusion.png")).unwrap();
     let o = catdog(&["eval", "--model", "run", "--data", "data"], dir);
-    assert!(o.status.success(), "{}", stderr(&o));
+    assert_ok(&o);
     assert!(dir.join("run/eval-data/calibration.png").is_file());
     assert_eq!(
         std::fs::read(dir.join("run/confusion.png")).unwrap(),
         before
     );
+}
+
+#[test]
+fn eval_refuses_a_plot_folder_it_cannot_use_or_did_not_make() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    trained(dir);
     // A plot folder under a file is refused before any work.
     std::fs::write(dir.join("a-file"), b"").unwrap();
     assert_usage_error(
@@ -171,8 +184,13 @@ fn train_eval_predict_export() {
         std::fs::read(dir.join("photos/confusion.png")).unwrap(),
         b"my picture"
     );
+}
 
-    // predict: probabilities are the softmax of the logits; a bad file does not stop the rest.
+#[test]
+fn predict_gives_the_softmax_of_the_logits_and_goes_on_past_a_bad_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (paths, _) = trained(dir);
     std::fs::write(dir.join("broken.jpg"), b"").unwrap();
     let img = paths[0].to_string_lossy().into_owned();
     let o = catdog(
@@ -211,19 +229,27 @@ fn train_eval_predict_export() {
     let o = catdog(&["predict", "--model", "run", &img], dir);
     let line = stdout(&o);
     assert!(line.contains("logits cat") && line.contains("->"), "{line}");
+}
 
-    let o = catdog(&["export", "--model", "run", "--out", "bundle"], dir);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let a = catdog(&["predict", "--model", "run", "--json", &img], dir);
-    let b = catdog(&["predict", "--model", "bundle", "--json", &img], dir);
+#[test]
+fn exported_and_imported_models_predict_bit_identically() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (paths, _) = trained(dir);
+    let img = paths[0].to_string_lossy().into_owned();
+    assert_ok(&catdog(
+        &["export", "--model", "run", "--out", "bundle"],
+        dir,
+    ));
+    let a = predict_json(dir, "run", &img);
     assert_eq!(
-        stdout(&a),
-        stdout(&b),
+        a,
+        predict_json(dir, "bundle", &img),
         "the bundle predicts bit-identically"
     );
 
     // safetensors out, predicted from directly, and imported back: the same logits.
-    let o = catdog(
+    assert_ok(&catdog(
         &[
             "export",
             "--model",
@@ -234,16 +260,14 @@ fn train_eval_predict_export() {
             "safetensors",
         ],
         dir,
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    ));
     let card: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("st/config.json")).unwrap())
             .unwrap();
     assert_eq!(card["export"]["weights_file"], "model.safetensors");
     assert_eq!(card["export"]["tensors"][0]["name"], "hidden.0.bias");
     assert!(card["export"]["validation"]["ece"].is_f64(), "{card}");
-    let c = catdog(&["predict", "--model", "st", "--json", &img], dir);
-    assert_eq!(stdout(&a), stdout(&c), "safetensors bundle");
+    assert_eq!(a, predict_json(dir, "st", &img), "safetensors bundle");
     let import = [
         "import",
         "--weights",
@@ -251,15 +275,14 @@ fn train_eval_predict_export() {
         "--out",
         "imported",
     ];
-    let o = catdog(&import, dir);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let d = catdog(&["predict", "--model", "imported", "--json", &img], dir);
-    assert_eq!(stdout(&a), stdout(&d), "imported model");
+    assert_ok(&catdog(&import, dir));
+    assert_eq!(a, predict_json(dir, "imported", &img), "imported model");
     // A safetensors bundle exports back to burnpack, keeping its card's metrics.
-    let o = catdog(&["export", "--model", "st", "--out", "st-bpk"], dir);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let e = catdog(&["predict", "--model", "st-bpk", "--json", &img], dir);
-    assert_eq!(stdout(&a), stdout(&e), "re-exported bundle");
+    assert_ok(&catdog(
+        &["export", "--model", "st", "--out", "st-bpk"],
+        dir,
+    ));
+    assert_eq!(a, predict_json(dir, "st-bpk", &img), "re-exported bundle");
     let card: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("st-bpk/config.json")).unwrap())
             .unwrap();
@@ -268,13 +291,19 @@ fn train_eval_predict_export() {
         &catdog(&import, dir),
         "already holds a catdog imported model",
     );
-    let o = catdog(
+}
+
+#[test]
+fn onnx_export_writes_the_graph_and_probabilities_need_onnx() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    trained(dir);
+    assert_ok(&catdog(
         &[
             "export", "--model", "run", "--out", "onnx", "--format", "onnx",
         ],
         dir,
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    ));
     assert!(dir.join("onnx/model.onnx").is_file());
     assert!(dir.join("onnx/config.json").is_file());
     assert_usage_error(

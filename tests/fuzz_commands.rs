@@ -5,11 +5,12 @@
 //! case, and the same seed gives the same cases.
 #![cfg(target_os = "linux")]
 
+mod common;
+
 use std::{
     fs,
-    io::{Read, Seek},
     path::{Path, PathBuf},
-    process::{Command, Stdio},
+    process::Stdio,
     time::{Duration, Instant},
 };
 
@@ -53,10 +54,7 @@ struct Ended {
 fn run(args: &[String], cwd: &Path) -> Result<Ended, String> {
     let out = tempfile::tempfile().unwrap();
     let err = tempfile::tempfile().unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_catdog"))
-        .args(args)
-        .current_dir(cwd)
-        .env("CATDOG_CACHE_DIR", cwd.join("cache"))
+    let child = common::command(args, cwd)
         .env_remove("RUST_BACKTRACE")
         .stdin(Stdio::null())
         .stdout(Stdio::from(out.try_clone().unwrap()))
@@ -91,12 +89,7 @@ fn run(args: &[String], cwd: &Path) -> Result<Ended, String> {
         std::thread::sleep(Duration::from_millis(2));
     }
     let seconds = start.elapsed().as_secs_f64();
-    let read = |mut f: fs::File| {
-        let mut bytes = Vec::new();
-        f.rewind().unwrap();
-        f.read_to_end(&mut bytes).unwrap();
-        String::from_utf8_lossy(&bytes).into_owned()
-    };
+    let read = |f: fs::File| common::text(&common::read_back(f));
     if let Some(why) = killed {
         return Err(format!("{why}; stderr: {}", read(err)));
     }

@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::{path::Path, process::Output};
+use std::path::Path;
 
 use burn::tensor::Device;
 use catdog::{
@@ -16,37 +16,13 @@ use catdog::{
     },
     model::{Classifier, MlpConfig, ModelConfig},
 };
-use common::catdog;
+use common::{assert_ok, assert_usage_error, catdog, stderr, stdout};
 use serde_json::{json, Value};
 
 const ESC: char = '\u{1b}';
 
 /// A change to a good `config.json`.
 type Edit = Box<dyn Fn(&mut Value)>;
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// Exit code 2, `needle` in the message, no panic or abort.
-fn refused(o: &Output, needle: &str) {
-    let err = stderr(o);
-    assert_eq!(
-        o.status.code(),
-        Some(2),
-        "stdout: {}\nstderr: {err}",
-        stdout(o)
-    );
-    assert!(err.contains(needle), "expected `{needle}` in: {err}");
-    assert!(
-        !err.contains("panicked") && !err.contains("memory allocation"),
-        "{err}"
-    );
-}
 
 /// A model folder with fresh weights for a tiny MLP on 16x16 images; returns its config as JSON.
 fn write_model(dir: &Path, classes: &[&str]) -> Value {
@@ -76,7 +52,7 @@ fn hostile_model_configs_are_refused_before_any_work() {
         write_synth_set(&dir.join("data"), &["cat", "dog"], 2, 16, Layout::Kaggle, 1).unwrap();
     let img = images[0].to_string_lossy().into_owned();
     let ok = catdog(&["predict", "--model", "model", &img], dir);
-    assert!(ok.status.success(), "{}", stderr(&ok));
+    assert_ok(&ok);
 
     let with = |edit: &dyn Fn(&mut Value)| {
         let mut config = good.clone();
@@ -187,7 +163,7 @@ fn hostile_model_configs_are_refused_before_any_work() {
             &["eval", "--model", "model", "--data", "data", "--no-plots"],
         ] {
             let o = catdog(args, dir);
-            refused(&o, needle);
+            assert_usage_error(&o, needle);
             assert!(
                 stderr(&o).contains("not a valid catdog config") && stdout(&o).is_empty(),
                 "{what}: refused on loading, before any work: {}",
@@ -207,14 +183,14 @@ fn training_settings_that_cannot_fit_are_refused_before_any_work() {
         catdog(&args, dir)
     };
     // The default MLP on 1024x1024 inputs: 1.6 billion weights in its first layer.
-    refused(
+    assert_usage_error(
         &train(&["--arch", "mlp", "--image-size", "1024"]),
         "hidden[0]",
     );
     // The default CNN on 1024x1024 inputs: gigabytes of activations per image.
-    refused(&train(&["--image-size", "1024"]), "activations");
-    refused(&train(&["--image-size", "2000"]), "between 8 and 1024");
-    refused(
+    assert_usage_error(&train(&["--image-size", "1024"]), "activations");
+    assert_usage_error(&train(&["--image-size", "2000"]), "between 8 and 1024");
+    assert_usage_error(
         &train(&["--batch-size", "100000"]),
         "invalid batch-size = 100000",
     );
@@ -223,23 +199,23 @@ fn training_settings_that_cannot_fit_are_refused_before_any_work() {
         "[model]\narch = \"mlp\"\nhidden = [1000000000]\n",
     )
     .unwrap();
-    refused(&train(&["--config", "huge.toml"]), "hidden[0]");
+    assert_usage_error(&train(&["--config", "huge.toml"]), "hidden[0]");
     // Negative numbers reach the validator instead of being read as unknown flags.
-    refused(
+    assert_usage_error(
         &train(&["--label-smoothing", "-0.1"]),
         "label-smoothing = -0.1: use a value in [0, 1)",
     );
-    refused(
+    assert_usage_error(
         &train(&["--validation-fraction", "-0.5"]),
         "validation-fraction = -0.5",
     );
-    refused(
+    assert_usage_error(
         &train(&["--epochs", "-1"]),
         "invalid value '-1' for '--epochs",
     );
     // An adapter index is refused, not ignored, on a CPU backend.
     let o = train(&["--device", "99"]);
-    refused(&o, "--device picks a GPU adapter");
+    assert_usage_error(&o, "--device picks a GPU adapter");
     assert!(
         stdout(&o).is_empty(),
         "refused before training: {}",
@@ -251,7 +227,7 @@ fn training_settings_that_cannot_fit_are_refused_before_any_work() {
     );
     write_model(&dir.join("model"), &["cat", "dog"]);
     let img = dir.join("data/cat.0.jpg").to_string_lossy().into_owned();
-    refused(
+    assert_usage_error(
         &catdog(
             &["predict", "--model", "model", "--device", "99", &img],
             dir,
@@ -270,7 +246,7 @@ fn names_from_files_never_reach_the_terminal_raw() {
     let img = images[0].to_string_lossy().into_owned();
 
     let o = catdog(&["predict", "--model", "model", &img], dir);
-    assert!(o.status.success(), "{}", stderr(&o));
+    assert_ok(&o);
     let (out, err) = (stdout(&o), stderr(&o));
     assert!(!out.contains(ESC) && !err.contains(ESC), "{out:?} {err:?}");
     assert_eq!(out.lines().count(), 1, "one line per image: {out:?}");
@@ -289,7 +265,7 @@ fn names_from_files_never_reach_the_terminal_raw() {
         &["eval", "--model", "model", "--data", "data", "--no-plots"],
         dir,
     );
-    assert!(o.status.success(), "{}", stderr(&o));
+    assert_ok(&o);
     let out = stdout(&o);
     let report = &out[out.find("model model on").expect("report header")..];
     assert!(!report.contains(ESC), "{report:?}");
@@ -323,7 +299,7 @@ fn eval_matches_class_names_ignoring_case_when_unambiguous() {
         ],
         dir,
     );
-    assert!(o.status.success(), "{}", stderr(&o));
+    assert_ok(&o);
     assert!(
         stderr(&o).contains("matched data classes Cat, Dog to the model's cat, dog"),
         "{}",
@@ -342,7 +318,7 @@ fn eval_matches_class_names_ignoring_case_when_unambiguous() {
         1,
     )
     .unwrap();
-    refused(
+    assert_usage_error(
         &catdog(
             &["eval", "--model", "model", "--data", "other", "--no-plots"],
             dir,

@@ -7,77 +7,14 @@ mod common;
 use std::{
     ffi::OsStr,
     os::unix::{ffi::OsStrExt, fs::symlink},
-    path::Path,
-    process::{Command, Output, Stdio},
-    time::{Duration, Instant},
+    process::Command,
 };
 
-use common::catdog;
+use common::{
+    assert_ok, assert_usage_error, catdog, catdog_within, command, stderr, stdout, train_tiny,
+};
 
 use catdog::data::{synth::write_synth_set, Layout};
-
-/// `catdog ARGS` in `cwd` as [`common::catdog`] runs it, killed after `secs`: `None` when it
-/// did not end by then. Output goes through files, so a chatty hung process cannot block on a
-/// full pipe.
-fn catdog_within(args: &[&str], cwd: &Path, secs: u64) -> Option<Output> {
-    let out = tempfile::tempfile().unwrap();
-    let err = tempfile::tempfile().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_catdog"))
-        .args(args)
-        .current_dir(cwd)
-        .env("CATDOG_CACHE_DIR", cwd.join("cache"))
-        .stdout(Stdio::from(out.try_clone().unwrap()))
-        .stderr(Stdio::from(err.try_clone().unwrap()))
-        .spawn()
-        .expect("catdog starts");
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if start.elapsed() > Duration::from_secs(secs) {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let read = |mut f: std::fs::File| {
-        use std::io::{Read, Seek};
-        let mut bytes = Vec::new();
-        f.rewind().unwrap();
-        f.read_to_end(&mut bytes).unwrap();
-        bytes
-    };
-    Some(Output {
-        status,
-        stdout: read(out),
-        stderr: read(err),
-    })
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn train_mlp(dir: &Path, data: &str, out: &str) -> Output {
-    catdog(
-        &[
-            "train",
-            "--data",
-            data,
-            "--out",
-            out,
-            "--epochs",
-            "1",
-            "--image-size",
-            "16",
-            "--arch",
-            "mlp",
-        ],
-        dir,
-    )
-}
 
 #[test]
 fn train_and_predict_end_despite_link_loops() {
@@ -109,13 +46,13 @@ fn train_and_predict_end_despite_link_loops() {
         "mlp",
     ];
     let o = catdog_within(&args, dir, 120).expect("train ends");
-    assert!(o.status.success(), "{}", text(&o.stderr));
-    let out = text(&o.stdout);
+    assert_ok(&o);
+    let out = stdout(&o);
     assert!(out.contains("16 images, 8 Cat, 8 Dog"), "{out}");
 
     let o = catdog_within(&["predict", "--model", "run", "data"], dir, 120).expect("predict ends");
-    assert!(o.status.success(), "{}", text(&o.stderr));
-    let out = text(&o.stdout);
+    assert_ok(&o);
+    let out = stdout(&o);
     assert_eq!(out.matches("logits").count(), 16, "each image once: {out}");
 }
 
@@ -124,8 +61,8 @@ fn predict_refuses_special_and_oversized_files_and_goes_on() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     write_synth_set(&dir.join("two"), &["cat", "dog"], 4, 16, Layout::Kaggle, 2).unwrap();
-    let o = train_mlp(dir, "two", "ok");
-    assert!(o.status.success(), "{}", text(&o.stderr));
+    let o = train_tiny(dir, "two", "ok", "mlp");
+    assert_ok(&o);
     // A FIFO without a writer: opening it would block forever.
     let made = Command::new("mkfifo")
         .arg(dir.join("pipe.jpg"))
@@ -151,8 +88,8 @@ fn predict_refuses_special_and_oversized_files_and_goes_on() {
         120,
     )
     .expect("predict ends");
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
-    let (out, err) = (text(&o.stdout), text(&o.stderr));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let (out, err) = (stdout(&o), stderr(&o));
     assert!(out.contains("cat.0.jpg  logits"), "still predicted: {out}");
     for expected in [
         "pipe.jpg  error: not a regular file (a FIFO)",
@@ -182,8 +119,8 @@ fn names_that_are_not_utf8_do_not_fail_a_run() {
     )
     .unwrap();
     // Before, all epochs ran and then summary.json could not be written.
-    let o = train_mlp(dir, "data", "run");
-    assert!(o.status.success(), "{}", text(&o.stderr));
+    let o = train_tiny(dir, "data", "run", "mlp");
+    assert_ok(&o);
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("run/summary.json")).unwrap())
             .unwrap();
@@ -202,7 +139,7 @@ fn names_that_are_not_utf8_do_not_fail_a_run() {
         ],
         dir,
     );
-    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_ok(&o);
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let skipped = report["skipped"][0]["path"].as_str().unwrap_or_default();
     assert!(skipped.ends_with("Dog/\u{FFFD}.jpg"), "{report}");
@@ -213,18 +150,15 @@ fn predict_json_names_a_file_that_is_not_utf8() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     write_synth_set(&dir.join("two"), &["cat", "dog"], 4, 16, Layout::Kaggle, 4).unwrap();
-    let o = train_mlp(dir, "two", "ok");
-    assert!(o.status.success(), "{}", text(&o.stderr));
+    let o = train_tiny(dir, "two", "ok", "mlp");
+    assert_ok(&o);
     let odd = dir.join(OsStr::from_bytes(b"\xff.jpg"));
     std::fs::copy(dir.join("two/cat.0.jpg"), &odd).unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_catdog"))
-        .args(["predict", "--model", "ok", "--json"])
+    let o = command(["predict", "--model", "ok", "--json"], dir)
         .arg(&odd)
-        .current_dir(dir)
-        .env("CATDOG_CACHE_DIR", dir.join("cache"))
         .output()
         .unwrap();
-    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_ok(&o);
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let path = report[0]["path"].as_str().unwrap_or_default();
     assert!(path.ends_with("\u{FFFD}.jpg"), "{report}");
@@ -235,11 +169,7 @@ fn one_class_folder_error_names_the_given_folder() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     write_synth_set(&dir.join("x"), &["Cat"], 4, 16, Layout::ImageFolder, 5).unwrap();
-    let o = train_mlp(dir, "x", "run");
-    let err = text(&o.stderr);
-    assert!(!o.status.success(), "{err}");
-    assert!(
-        err.contains("x has 1 class(es) (Cat)") && !err.contains("no images"),
-        "{err}"
-    );
+    let o = train_tiny(dir, "x", "run", "mlp");
+    assert_usage_error(&o, "x has 1 class(es) (Cat)");
+    assert!(!stderr(&o).contains("no images"), "{}", stderr(&o));
 }

@@ -9,24 +9,9 @@ use std::{
     process::Output,
 };
 
-use common::catdog;
+use common::{assert_ok, assert_refused, catdog, stderr};
 
 use catdog::data::{synth::write_synth_set, Layout};
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn refused(o: &Output, code: i32, needle: &str) {
-    let err = stderr(o);
-    assert_eq!(o.status.code(), Some(code), "stderr: {err}");
-    assert!(err.contains(needle), "expected `{needle}` in: {err}");
-    assert!(!err.contains("panicked"), "{err}");
-}
-
-fn ok(o: &Output) {
-    assert!(o.status.success(), "{}", stderr(o));
-}
 
 /// Every file under `dir` with its bytes.
 fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
@@ -89,21 +74,21 @@ fn a_folder_of_the_users_files_is_never_touched() {
     let before = snapshot(&mine);
     for force in [false, true] {
         let extra: &[&str] = if force { &["--force"] } else { &[] };
-        refused(&train_into(dir, "mine", extra), 2, "was not made by catdog");
+        assert_refused(&train_into(dir, "mine", extra), 2, "was not made by catdog");
         assert_eq!(snapshot(&mine), before, "the user's files are unchanged");
     }
     // Nor as a resume, nor as an export or import target.
-    refused(
+    assert_refused(
         &catdog(&["train", "--resume", "mine"], dir),
         2,
         "not a catdog run folder",
     );
-    ok(&train_into(dir, "run", &[]));
+    assert_ok(&train_into(dir, "run", &[]));
     for format in ["burnpack", "safetensors"] {
         let args = [
             "export", "--model", "run", "--out", "mine", "--format", format, "--force",
         ];
-        refused(&catdog(&args, dir), 2, "was not made by catdog");
+        assert_refused(&catdog(&args, dir), 2, "was not made by catdog");
     }
     assert_eq!(snapshot(&mine), before, "the user's files are unchanged");
 }
@@ -113,12 +98,12 @@ fn a_finished_run_is_replaced_only_with_force_and_only_its_own_files() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     data_set(dir);
-    ok(&train_into(dir, "run", &[]));
+    assert_ok(&train_into(dir, "run", &[]));
     std::fs::write(dir.join("run/notes.txt"), "kept").unwrap();
     // A file named like a temporary file but not written by a recorded catdog process.
     std::fs::write(dir.join("run/.plot.tmp-0123456789abcdef.png"), "kept").unwrap();
-    refused(&train_into(dir, "run", &[]), 2, "--resume");
-    ok(&train_into(dir, "run", &["--force", "--seed", "7"]));
+    assert_refused(&train_into(dir, "run", &[]), 2, "--resume");
+    assert_ok(&train_into(dir, "run", &["--force", "--seed", "7"]));
     assert_eq!(std::fs::read(dir.join("run/notes.txt")).unwrap(), b"kept");
     assert!(dir.join("run/.plot.tmp-0123456789abcdef.png").is_file());
     let config = std::fs::read_to_string(dir.join("run/config.json")).unwrap();
@@ -136,10 +121,10 @@ fn a_run_that_failed_before_training_can_be_retried_in_the_same_folder() {
     // An empty --test folder fails the run before the first step.
     std::fs::create_dir(dir.join("empty")).unwrap();
     let o = train_into(dir, "run", &["--test", "empty"]);
-    refused(&o, 2, "no images");
+    assert_refused(&o, 2, "no images");
     assert!(!dir.join("run/metrics.csv").exists(), "no epoch ran");
     assert!(!dir.join("run/.lock").exists(), "the lock was released");
-    ok(&train_into(dir, "run", &[]));
+    assert_ok(&train_into(dir, "run", &[]));
 }
 
 #[test]
@@ -158,11 +143,11 @@ fn a_bad_test_folder_is_found_before_training_and_resume_takes_a_corrected_one()
     .unwrap();
     write_synth_set(&dir.join("test"), &["cat", "dog"], 3, 16, Layout::Kaggle, 3).unwrap();
     let o = train_into(dir, "run", &["--test", "other"]);
-    refused(&o, 2, "has classes [ant, bee]");
+    assert_refused(&o, 2, "has classes [ant, bee]");
     assert!(!dir.join("run/metrics.csv").exists(), "no epoch ran");
 
     // A run whose stored --test went bad after it started: --resume --test replaces it.
-    ok(&train_into(dir, "run2", &["--test", "test"]));
+    assert_ok(&train_into(dir, "run2", &["--test", "test"]));
     let config = dir.join("run2/config.json");
     let text = std::fs::read_to_string(&config).unwrap();
     std::fs::write(
@@ -171,7 +156,7 @@ fn a_bad_test_folder_is_found_before_training_and_resume_takes_a_corrected_one()
     )
     .unwrap();
     std::fs::remove_file(dir.join("run2/summary.json")).unwrap();
-    refused(
+    assert_refused(
         &catdog(&["train", "--resume", "run2", "--epochs", "2"], dir),
         2,
         "has classes [ant, bee]",
@@ -182,7 +167,7 @@ fn a_bad_test_folder_is_found_before_training_and_resume_takes_a_corrected_one()
         ],
         dir,
     );
-    ok(&o);
+    assert_ok(&o);
     assert!(
         stderr(&o).contains("ignored: --lr"),
         "resume names the flags it ignores: {}",
@@ -216,7 +201,7 @@ fn a_diverging_run_keeps_no_diverged_weights_and_stays_resumable() {
         ]
         .to_vec();
         let o = catdog(&args, dir);
-        refused(&o, 1, "try a lower --lr");
+        assert_refused(&o, 1, "try a lower --lr");
         assert!(
             !stderr(&o).contains("cannot load weights"),
             "{}",
@@ -241,8 +226,8 @@ fn export_replaces_its_own_bundle_only_with_force() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     data_set(dir);
-    ok(&train_into(dir, "run", &[]));
-    ok(&catdog(
+    assert_ok(&train_into(dir, "run", &[]));
+    assert_ok(&catdog(
         &["export", "--model", "run", "--out", "bundle"],
         dir,
     ));
@@ -257,9 +242,9 @@ fn export_replaces_its_own_bundle_only_with_force() {
         "--format",
         "safetensors",
     ];
-    refused(&catdog(&to_safetensors, dir), 2, "--force");
+    assert_refused(&catdog(&to_safetensors, dir), 2, "--force");
     assert_eq!(snapshot(&dir.join("bundle")), before);
-    ok(&catdog(&[&to_safetensors[..], &["--force"]].concat(), dir));
+    assert_ok(&catdog(&[&to_safetensors[..], &["--force"]].concat(), dir));
     // The old burnpack weights are gone: predict cannot prefer them over the new export.
     assert!(!dir.join("bundle/model.bpk").exists());
     assert!(dir.join("bundle/model.safetensors").is_file());
@@ -268,7 +253,7 @@ fn export_replaces_its_own_bundle_only_with_force() {
         b"mine"
     );
     // A run folder is not a bundle: exporting over one is refused.
-    refused(
+    assert_refused(
         &catdog(
             &["export", "--model", "run", "--out", "run", "--force"],
             dir,
@@ -283,7 +268,7 @@ fn a_stale_lock_whose_pid_was_reused_is_taken_over() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     data_set(dir);
-    ok(&train_into(dir, "run", &[]));
+    assert_ok(&train_into(dir, "run", &[]));
     std::fs::remove_file(dir.join("run/summary.json")).unwrap();
     // A live process that is not catdog now has the PID the lock names.
     let mut other = std::process::Command::new("sleep")
@@ -294,7 +279,7 @@ fn a_stale_lock_whose_pid_was_reused_is_taken_over() {
     let o = catdog(&["train", "--resume", "run", "--epochs", "2"], dir);
     other.kill().ok();
     other.wait().ok();
-    ok(&o);
+    assert_ok(&o);
 }
 
 #[test]
@@ -302,8 +287,8 @@ fn the_run_folder_cannot_be_inside_the_data() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     data_set(dir);
-    refused(&train_into(dir, "data", &[]), 2, "inside the --data folder");
-    refused(
+    assert_refused(&train_into(dir, "data", &[]), 2, "inside the --data folder");
+    assert_refused(
         &train_into(dir, "data/run", &[]),
         2,
         "inside the --data folder",
@@ -316,5 +301,5 @@ fn one_image_per_class_is_refused_clearly() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     write_synth_set(&dir.join("data"), &["cat", "dog"], 1, 16, Layout::Kaggle, 1).unwrap();
-    refused(&train_into(dir, "run", &[]), 2, "too few");
+    assert_refused(&train_into(dir, "run", &[]), 2, "too few");
 }

@@ -2,9 +2,11 @@
 //! (during steps and checkpoint writes), check the run folder after each kill, resume, and
 //! compare the final metrics with an uninterrupted run.
 
+mod common;
+
 use std::{
     path::Path,
-    process::{Child, Command, Stdio},
+    process::{Child, Stdio},
     time::Instant,
 };
 
@@ -17,10 +19,7 @@ use catdog::{
 const KILLS: usize = 12;
 
 fn start<S: AsRef<std::ffi::OsStr>>(dir: &Path, args: &[S]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_catdog"))
-        .args(args)
-        .current_dir(dir)
-        .env("CATDOG_CACHE_DIR", dir.join("cache"))
+    common::command(args, dir)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -28,12 +27,7 @@ fn start<S: AsRef<std::ffi::OsStr>>(dir: &Path, args: &[S]) -> Child {
 }
 
 fn finish(child: Child) {
-    let out = child.wait_with_output().expect("wait");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_ok(&child.wait_with_output().expect("wait"));
 }
 
 /// What a reader finds after a kill must load: config, the committed checkpoint's weights.

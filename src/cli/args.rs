@@ -1,7 +1,11 @@
 use std::path::PathBuf;
 
 use catdog_infer::{Backend, OpenDevice};
-use catdog_train::{export::ExportFormat, OptimizerKind, Schedule};
+use catdog_train::{
+    export::ExportFormat,
+    mistakes::{GALLERY_TILES, MAX_GALLERY_TILES},
+    OptimizerKind, Schedule,
+};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use super::Failure;
@@ -29,6 +33,8 @@ pub enum Command {
     Export(ExportArgs),
     /// Turn a safetensors file (PyTorch names and layouts) back into a catdog model folder.
     Import(ImportArgs),
+    /// Find a learning rate: a short sweep from tiny to huge rates; writes no run folder.
+    LrFind(Box<LrFindArgs>),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -54,8 +60,9 @@ impl BackendArgs {
     }
 }
 
+/// What to train on and how: shared by `train` and `lr-find`.
 #[derive(Debug, Args)]
-pub struct TrainArgs {
+pub struct SettingsArgs {
     /// TOML file with training settings; flags given here override it.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -66,16 +73,6 @@ pub struct TrainArgs {
     /// the default data and it exists).
     #[arg(long)]
     pub test: Option<PathBuf>,
-    /// Run folder (default: runs/<timestamp>).
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    /// Continue the run in this folder from its last checkpoint (only --epochs, to raise the
-    /// count, and --test are taken from the command line).
-    #[arg(long, conflicts_with = "out")]
-    pub resume: Option<PathBuf>,
-    /// Start over in a folder that holds a catdog run (only catdog's own files are replaced).
-    #[arg(long, conflicts_with = "resume")]
-    pub force: bool,
     /// Architecture.
     #[arg(long, value_enum)]
     pub arch: Option<Arch>,
@@ -124,9 +121,46 @@ pub struct TrainArgs {
     /// Decode every image instead of using the cache.
     #[arg(long)]
     pub no_cache: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+    /// Run folder (default: runs/<timestamp>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue the run in this folder from its last checkpoint (only --epochs, to raise the
+    /// count, and --test are taken from the command line).
+    #[arg(long, conflicts_with = "out")]
+    pub resume: Option<PathBuf>,
+    /// Start over in a folder that holds a catdog run (only catdog's own files are replaced).
+    #[arg(long, conflicts_with = "resume")]
+    pub force: bool,
     /// Print only warnings and the final result.
     #[arg(long)]
     pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LrFindArgs {
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+    /// The sweep's first learning rate.
+    #[arg(long, default_value_t = 1e-7, allow_negative_numbers = true)]
+    pub min_lr: f64,
+    /// The sweep's last learning rate.
+    #[arg(long, default_value_t = 10.0, allow_negative_numbers = true)]
+    pub max_lr: f64,
+    /// Steps from --min-lr to --max-lr (one batch each).
+    #[arg(long, default_value_t = 150, allow_negative_numbers = true)]
+    pub steps: usize,
+    /// Where to draw the loss curve (an existing file is never replaced).
+    #[arg(long, default_value = "lr-find.png")]
+    pub plot: PathBuf,
+    /// Print the sweep and the suggestions as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -149,12 +183,23 @@ pub struct EvalArgs {
     pub cache_dir: Option<PathBuf>,
     #[arg(long)]
     pub no_cache: bool,
-    /// Folder for confusion.png and calibration.png (default: MODEL/eval-<data folder name>).
+    /// Folder for confusion.png, calibration.png, predictions.csv (one row per image),
+    /// top-losses.png and least-confident.png (default: MODEL/eval-<data folder name>).
     #[arg(long)]
     pub plots: Option<PathBuf>,
-    /// Do not draw the plots.
+    /// Write no files: no plots, no predictions.csv, no galleries.
     #[arg(long, conflicts_with = "plots")]
     pub no_plots: bool,
+    /// Images in each gallery: top-losses.png (the highest losses) and least-confident.png (the
+    /// lowest top probabilities); 0 draws neither.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = GALLERY_TILES as u16,
+        value_parser = clap::value_parser!(u16).range(0..=MAX_GALLERY_TILES as i64),
+        conflicts_with = "no_plots"
+    )]
+    pub top_losses: u16,
 }
 
 #[derive(Debug, Args)]

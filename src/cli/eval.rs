@@ -7,6 +7,7 @@ use catdog_train::{
     dataset::load_folder,
     evaluate::{evaluate, match_classes, relabel, EVAL_BATCH},
     metrics::Evaluation,
+    mistakes::{draw_galleries, write_predictions},
     pixel_cache,
     plots::evaluation_plots,
     EvalPlotFiles, FolderKind, OwnedDir, Progress, ProgressMode,
@@ -37,15 +38,13 @@ pub fn run(a: EvalArgs) -> Result<ExitCode, Failure> {
     });
     // Only a new or empty folder, or one of catdog's own evaluation folders (whose plots are
     // redrawn), takes the plots: never a folder of the user's files.
-    let plot_files = match &plot_dir {
-        Some(dir) => Some(EvalPlotFiles::in_folder(
-            &OwnedDir::claim(dir, FolderKind::Eval, true).map_err(|e| {
-                usage(anyhow::Error::new(e).context(format!(
-                    "cannot use the plot folder {}",
-                    printable(&dir.to_string_lossy())
-                )))
-            })?,
-        )),
+    let plot_folder = match &plot_dir {
+        Some(dir) => Some(OwnedDir::claim(dir, FolderKind::Eval, true).map_err(|e| {
+            usage(anyhow::Error::new(e).context(format!(
+                "cannot use the plot folder {}",
+                printable(&dir.to_string_lossy())
+            )))
+        })?),
         None => None,
     };
     let progress = if a.json {
@@ -60,7 +59,7 @@ pub fn run(a: EvalArgs) -> Result<ExitCode, Failure> {
         cache_dir,
         &Progress::new(progress),
     )?;
-    let (set, skipped) = (loaded.set, loaded.skipped);
+    let (set, mut skipped) = (loaded.set, loaded.skipped);
     let model_classes = &trained.spec.classes;
     let Some(mapping) = match_classes(&set.classes, model_classes) else {
         return Err(usage(anyhow::anyhow!(
@@ -84,9 +83,12 @@ pub fn run(a: EvalArgs) -> Result<ExitCode, Failure> {
         );
     }
     let set = relabel(set, &mapping, model_classes);
+    for s in &mut skipped {
+        s.label = s.label.map(|l| mapping[l]);
+    }
     let batch_size = EVAL_BATCH.min(trained.spec.model.max_batch_size());
     let tta = if a.tta { Tta::Flip } else { Tta::Off };
-    let e = evaluate(
+    let evaluated = evaluate(
         &trained.model,
         Arc::new(set),
         &trained.spec.normalization,
@@ -95,8 +97,9 @@ pub fn run(a: EvalArgs) -> Result<ExitCode, Failure> {
         tta,
     )
     .context("evaluation failed")?;
+    let e = &evaluated.evaluation;
     if a.json {
-        let mut value = serde_json::to_value(&e)?;
+        let mut value = serde_json::to_value(e)?;
         value["skipped"] = serde_json::to_value(&skipped)?;
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
@@ -106,18 +109,45 @@ pub fn run(a: EvalArgs) -> Result<ExitCode, Failure> {
             printable(&a.data.to_string_lossy()),
             opened.name
         );
-        print!("{}", printable_evaluation(&e).render());
+        print!("{}", printable_evaluation(e).render());
     }
-    if let Some(files) = plot_files {
+    if let Some(folder) = plot_folder {
+        let files = EvalPlotFiles::in_folder(&folder);
         let title = format!("{} images of {data_name}", e.images);
-        evaluation_plots(&e, &title, &files)?;
-        let (confusion, calibration) = (files.confusion, files.calibration);
+        evaluation_plots(e, &title, &files)?;
+        let mut written = vec![files.confusion.clone(), files.calibration.clone()];
+        write_predictions(
+            &files.predictions,
+            model_classes,
+            &evaluated.images,
+            &skipped,
+        )
+        .with_context(|| {
+            format!(
+                "cannot write {}",
+                printable(&files.predictions.to_string_lossy())
+            )
+        })?;
+        written.push(files.predictions.clone());
+        let tiles = usize::from(a.top_losses);
+        if tiles > 0 {
+            draw_galleries(&files, model_classes, &evaluated.images, tiles, &title)?;
+            written.extend([files.top_losses.clone(), files.least_confident.clone()]);
+        } else {
+            // Galleries of an earlier evaluation into this folder would pass for this one's.
+            for name in EvalPlotFiles::gallery_names() {
+                // A file that cannot be removed is a failure while running, not a usage error.
+                folder
+                    .remove_own_file(name)
+                    .map_err(|e| Failure::Runtime(e.into()))?;
+            }
+        }
+        let written: Vec<_> = written
+            .iter()
+            .map(|p| printable(&p.to_string_lossy()).into_owned())
+            .collect();
         // Stderr, so `--json` output stays one JSON document.
-        eprintln!(
-            "wrote {} and {}",
-            printable(&confusion.to_string_lossy()),
-            printable(&calibration.to_string_lossy())
-        );
+        eprintln!("wrote {}", written.join(", "));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,6 +1,7 @@
 mod args;
 mod eval;
 mod export;
+mod lr_find;
 mod predict;
 mod train;
 
@@ -94,5 +95,6 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Predict(a) => predict::run(a),
         Command::Export(a) => export::export(a),
         Command::Import(a) => export::import(a),
+        Command::LrFind(a) => lr_find::run(*a),
     }
 }

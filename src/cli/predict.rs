@@ -2,7 +2,7 @@ use std::{path::PathBuf, process::ExitCode, sync::Arc};
 
 use catdog_data::{decode_image, discover_files, ImageSet};
 use catdog_infer::{infer_logits, load_model, Tta};
-use catdog_model::{format_percent, printable, softmax_row};
+use catdog_model::{argmax, format_percent, printable, softmax_row};
 use serde::Serialize;
 
 use super::{args::PredictArgs, usage, Failure};
@@ -70,7 +70,7 @@ pub fn run(a: PredictArgs) -> Result<ExitCode, Failure> {
         )?;
         for (row, &p) in logits.chunks_exact(classes.len()).zip(&ok_rows) {
             let probs = softmax_row(row);
-            let best = (0..probs.len()).fold(0, |b, i| if probs[i] > probs[b] { i } else { b });
+            let best = argmax(&probs);
             let pred = &mut predictions[p];
             pred.logits = row.to_vec();
             pred.predicted = Some(classes[best].clone());

@@ -9,7 +9,7 @@ use catdog_model::{Architecture, CnnArch, MlpArch};
 use catdog_train::{train, ProgressMode, TrainConfig, TrainRequest};
 
 use super::{
-    args::{Arch, TrainArgs},
+    args::{Arch, SettingsArgs, TrainArgs},
     usage, Failure,
 };
 
@@ -67,10 +67,10 @@ fn settings(a: &TrainArgs) -> Result<(TrainConfig, PathBuf, bool), Failure> {
         // Only a raised epoch count and a held-out folder are taken from the command line.
         let mut c = TrainConfig {
             epochs: 0,
-            test: a.test.clone(),
+            test: a.settings.test.clone(),
             ..TrainConfig::default()
         };
-        if let Some(epochs) = a.epochs {
+        if let Some(epochs) = a.settings.epochs {
             c.epochs = epochs;
         }
         if let Some(t) = &c.test {
@@ -78,7 +78,18 @@ fn settings(a: &TrainArgs) -> Result<(TrainConfig, PathBuf, bool), Failure> {
         }
         return Ok((c, dir.clone(), true));
     }
-    let mut c = match &a.config {
+    let c = train_config(&a.settings)?;
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(timestamp()));
+    Ok((c, out, false))
+}
+
+/// The training settings of the flags: defaults, then `--config`, then flags; all checked
+/// before any work.
+pub(super) fn train_config(s: &SettingsArgs) -> Result<TrainConfig, Failure> {
+    let mut c = match &s.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read config file {}", path.display()))
@@ -89,16 +100,16 @@ fn settings(a: &TrainArgs) -> Result<(TrainConfig, PathBuf, bool), Failure> {
         }
         None => TrainConfig::default(),
     };
-    let default_data = a.data.is_none() && a.config.is_none();
-    if let Some(v) = &a.data {
+    let default_data = s.data.is_none() && s.config.is_none();
+    if let Some(v) = &s.data {
         c.data = v.clone();
     }
-    if let Some(v) = &a.test {
+    if let Some(v) = &s.test {
         c.test = Some(v.clone());
     } else if default_data && c.test.is_none() && Path::new(DEFAULT_TEST).is_dir() {
         c.test = Some(PathBuf::from(DEFAULT_TEST));
     }
-    match a.arch {
+    match s.arch {
         Some(Arch::Mlp) if !matches!(c.model, Architecture::Mlp(_)) => {
             c.model = Architecture::Mlp(MlpArch::default());
         }
@@ -114,32 +125,32 @@ fn settings(a: &TrainArgs) -> Result<(TrainConfig, PathBuf, bool), Failure> {
             }
         };
     }
-    set!(a.image_size, c.image_size);
-    set!(a.epochs, c.epochs);
-    set!(a.batch_size, c.batch_size);
-    set!(a.optimizer, c.optim.optimizer);
-    set!(a.lr, c.optim.lr);
-    set!(a.weight_decay, c.optim.weight_decay);
-    set!(a.momentum, c.optim.momentum);
-    set!(a.schedule, c.optim.schedule);
-    set!(a.warmup_epochs, c.optim.warmup_epochs);
-    set!(a.label_smoothing, c.label_smoothing);
-    set!(a.validation_fraction, c.validation_fraction);
-    set!(a.seed, c.seed);
-    set!(a.backend.backend, c.backend);
-    if a.patience.is_some() {
-        c.patience = a.patience;
+    set!(s.image_size, c.image_size);
+    set!(s.epochs, c.epochs);
+    set!(s.batch_size, c.batch_size);
+    set!(s.optimizer, c.optim.optimizer);
+    set!(s.lr, c.optim.lr);
+    set!(s.weight_decay, c.optim.weight_decay);
+    set!(s.momentum, c.optim.momentum);
+    set!(s.schedule, c.optim.schedule);
+    set!(s.warmup_epochs, c.optim.warmup_epochs);
+    set!(s.label_smoothing, c.label_smoothing);
+    set!(s.validation_fraction, c.validation_fraction);
+    set!(s.seed, c.seed);
+    set!(s.backend.backend, c.backend);
+    if s.patience.is_some() {
+        c.patience = s.patience;
     }
-    if a.backend.device_index.is_some() {
-        c.device_index = a.backend.device_index;
+    if s.backend.device_index.is_some() {
+        c.device_index = s.backend.device_index;
     }
-    if a.no_augment {
+    if s.no_augment {
         c.augment = None;
     }
-    if a.cache_dir.is_some() {
-        c.cache_dir = a.cache_dir.clone();
+    if s.cache_dir.is_some() {
+        c.cache_dir = s.cache_dir.clone();
     }
-    c.no_cache |= a.no_cache;
+    c.no_cache |= s.no_cache;
     c.validate()?;
 
     check_folder(
@@ -150,15 +161,12 @@ fn settings(a: &TrainArgs) -> Result<(TrainConfig, PathBuf, bool), Failure> {
     if let Some(t) = &c.test {
         check_folder("--test", t, false)?;
     }
-    let out = a
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("runs").join(timestamp()));
-    Ok((c, out, false))
+    Ok(c)
 }
 
 /// The flags given with --resume that it does not take (it keeps the run's own settings).
 fn ignored_on_resume(a: &TrainArgs) -> Vec<&'static str> {
+    let a = &a.settings;
     let given = [
         ("--config", a.config.is_some()),
         ("--data", a.data.is_some()),

@@ -1,16 +1,122 @@
-//! Running the `catdog` binary from integration tests.
+//! Running the `catdog` binary from integration tests, and reading what it printed.
+//!
+//! Each test file includes this module; not every file uses every helper.
+#![allow(dead_code)]
 
 use std::{
+    ffi::OsStr,
+    io::{Read, Seek},
     path::Path,
-    process::{Command, Output},
+    process::{Command, Output, Stdio},
+    time::{Duration, Instant},
 };
+
+/// `catdog ARGS` in `cwd`, with its pixel cache inside `cwd`, ready to run or spawn.
+pub fn command<S: AsRef<OsStr>>(args: impl IntoIterator<Item = S>, cwd: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_catdog"));
+    command
+        .args(args)
+        .current_dir(cwd)
+        .env("CATDOG_CACHE_DIR", cwd.join("cache"));
+    command
+}
 
 /// Runs `catdog ARGS` in `cwd`, with its pixel cache inside `cwd`.
 pub fn catdog(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_catdog"))
-        .args(args)
-        .current_dir(cwd)
-        .env("CATDOG_CACHE_DIR", cwd.join("cache"))
-        .output()
-        .expect("catdog runs")
+    command(args, cwd).output().expect("catdog runs")
+}
+
+/// `catdog ARGS` in `cwd` as [`catdog`] runs it, killed after `secs`: `None` when it did not
+/// end by then. Output goes through files, so a chatty hung process cannot block on a full pipe.
+pub fn catdog_within(args: &[&str], cwd: &Path, secs: u64) -> Option<Output> {
+    let out = tempfile::tempfile().unwrap();
+    let err = tempfile::tempfile().unwrap();
+    let mut child = command(args, cwd)
+        .stdout(Stdio::from(out.try_clone().unwrap()))
+        .stderr(Stdio::from(err.try_clone().unwrap()))
+        .spawn()
+        .expect("catdog starts");
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > Duration::from_secs(secs) {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    Some(Output {
+        status,
+        stdout: read_back(out),
+        stderr: read_back(err),
+    })
+}
+
+/// Everything written to `f` so far, from its start.
+pub fn read_back(mut f: std::fs::File) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    f.rewind().unwrap();
+    f.read_to_end(&mut bytes).unwrap();
+    bytes
+}
+
+/// Bytes as text, invalid UTF-8 replaced.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+pub fn stdout(o: &Output) -> String {
+    text(&o.stdout)
+}
+
+pub fn stderr(o: &Output) -> String {
+    text(&o.stderr)
+}
+
+/// Both streams, labelled, for assertion messages.
+pub fn both(o: &Output) -> String {
+    format!("stdout: {}\nstderr: {}", stdout(o), stderr(o))
+}
+
+/// The command succeeded.
+pub fn assert_ok(o: &Output) {
+    assert!(o.status.success(), "{}", both(o));
+}
+
+/// Exit `code`, `needle` in the message, and no panic, backtrace or failed allocation.
+pub fn assert_refused(o: &Output, code: i32, needle: &str) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(code), "{}", both(o));
+    assert!(err.contains(needle), "expected `{needle}` in: {err}");
+    for crash in ["panicked", "backtrace", "memory allocation"] {
+        assert!(!err.contains(crash), "`{crash}` in: {err}");
+    }
+}
+
+/// Exit code 2 (the user's to fix), `needle` in the message, no panic.
+pub fn assert_usage_error(o: &Output, needle: &str) {
+    assert_refused(o, 2, needle);
+}
+
+/// `catdog train` of `data` into `out`: one epoch of `arch` on 16x16 images.
+pub fn train_tiny(dir: &Path, data: &str, out: &str, arch: &str) -> Output {
+    catdog(
+        &[
+            "train",
+            "--data",
+            data,
+            "--out",
+            out,
+            "--epochs",
+            "1",
+            "--image-size",
+            "16",
+            "--arch",
+            arch,
+        ],
+        dir,
+    )
 }

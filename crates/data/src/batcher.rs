@@ -23,8 +23,6 @@ pub struct HostBatch {
     /// `[n, 3, size, size]` normalised values, row-major.
     pub images: Vec<f32>,
     pub labels: Vec<i64>,
-    /// Indices into the [`ImageSet`], for reporting per-image results.
-    pub indices: Vec<usize>,
     pub image_size: usize,
 }
 
@@ -33,7 +31,6 @@ pub struct HostBatch {
 pub struct Batch {
     pub images: Tensor<4>,
     pub targets: Tensor<1, Int>,
-    pub indices: Vec<usize>,
 }
 
 impl HostBatch {
@@ -50,11 +47,7 @@ impl HostBatch {
         let s = self.image_size;
         let images = Tensor::from_data(TensorData::new(self.images, [n, 3, s, s]), device);
         let targets = Tensor::from_data(TensorData::new(self.labels, [n]), device);
-        Batch {
-            images,
-            targets,
-            indices: self.indices,
-        }
+        Batch { images, targets }
     }
 }
 
@@ -75,10 +68,6 @@ impl ImageBatcher {
         }
     }
 
-    pub fn set(&self) -> &ImageSet {
-        &self.set
-    }
-
     pub fn assemble(&self, items: &[BatchItem]) -> HostBatch {
         let size = self.set.image_size;
         let per_image = 3 * size * size;
@@ -95,7 +84,6 @@ impl ImageBatcher {
                 .iter()
                 .map(|i| self.set.labels[i.index] as i64)
                 .collect(),
-            indices: items.iter().map(|i| i.index).collect(),
             image_size: size,
         }
     }

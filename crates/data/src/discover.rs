@@ -52,13 +52,10 @@ pub struct Discovered {
 impl Discovered {
     /// Number of images per class, in class order.
     pub fn class_counts(&self) -> Vec<usize> {
-        let mut counts = vec![0; self.classes.len()];
-        for s in &self.samples {
-            if let Some(l) = s.label {
-                counts[l] += 1;
-            }
-        }
-        counts
+        crate::class_counts(
+            self.samples.iter().filter_map(|s| s.label),
+            self.classes.len(),
+        )
     }
 }
 

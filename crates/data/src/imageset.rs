@@ -44,15 +44,4 @@ impl ImageSet {
             paths: indices.iter().map(|&i| self.paths[i].clone()).collect(),
         }
     }
-
-    /// Number of images per class, in class order.
-    pub fn class_counts(&self) -> Vec<usize> {
-        let mut counts = vec![0; self.classes.len().max(1)];
-        for &l in &self.labels {
-            if l < counts.len() {
-                counts[l] += 1;
-            }
-        }
-        counts
-    }
 }

@@ -35,4 +35,4 @@ pub use imageset::ImageSet;
 pub use load::{load, lossy_path, DecodeProgress, LoadOptions, Loaded, Skipped};
 pub use normalize::Normalization;
 pub use rng::SplitMix64;
-pub use split::{check_splittable, stratified_split};
+pub use split::{check_splittable, class_counts, stratified_split};

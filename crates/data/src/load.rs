@@ -55,6 +55,14 @@ pub struct Skipped {
     #[serde(with = "lossy_path")]
     pub path: PathBuf,
     pub reason: String,
+    /// Its position among the folder's discovered files, so that per-image reports can list it
+    /// in the data set's order (not written to JSON).
+    #[serde(skip)]
+    pub index: usize,
+    /// Its class (an index into the folder's classes) when the layout names one (not written to
+    /// JSON).
+    #[serde(skip)]
+    pub label: Option<usize>,
 }
 
 /// Serde for paths that are only shown: written as text with bytes that are not UTF-8 replaced
@@ -173,7 +181,7 @@ fn assemble(
         paths: Vec::with_capacity(ok),
     };
     let mut skipped = Vec::new();
-    for (sample, d) in found.samples.iter().zip(decoded) {
+    for (index, (sample, d)) in found.samples.iter().zip(decoded).enumerate() {
         match d {
             Ok(pixels) => {
                 set.pixels.extend_from_slice(&pixels);
@@ -183,6 +191,8 @@ fn assemble(
             Err(reason) => skipped.push(Skipped {
                 path: sample.path.clone(),
                 reason,
+                index,
+                label: sample.label,
             }),
         }
     }
@@ -198,8 +208,7 @@ fn assemble(
     }
     if found.layout != crate::Layout::Unlabelled {
         // Name the classes that are left, not those discovered.
-        let present: Vec<&str> = set
-            .class_counts()
+        let present: Vec<&str> = crate::class_counts(set.labels.iter().copied(), set.classes.len())
             .iter()
             .zip(&found.classes)
             .filter(|(&n, _)| n > 0)

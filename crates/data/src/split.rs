@@ -20,6 +20,18 @@ pub fn stratified_split(labels: &[usize], fraction: f64, seed: u64) -> (Vec<usiz
     (train, valid)
 }
 
+/// Number of images per class, in class order: `labels` index `0..classes`; a label outside
+/// that range is not counted.
+pub fn class_counts(labels: impl IntoIterator<Item = usize>, classes: usize) -> Vec<usize> {
+    let mut counts = vec![0usize; classes];
+    for label in labels {
+        if let Some(n) = counts.get_mut(label) {
+            *n += 1;
+        }
+    }
+    counts
+}
+
 /// How many of a class's `count` images [`stratified_split`] holds out for validation.
 fn validation_count(count: usize, fraction: f64) -> usize {
     let mut n_valid = (count as f64 * fraction).round() as usize;
@@ -45,18 +57,13 @@ pub fn check_splittable(
             "validation fraction must be between 0 and 1 (exclusive), got {validation_fraction}"
         )));
     }
-    let mut counts = vec![0usize; classes.len()];
-    for &label in labels {
-        match counts.get_mut(label) {
-            Some(n) => *n += 1,
-            None => {
-                return Err(DataError::Invalid(format!(
-                    "label {label} has no class name ({} classes)",
-                    classes.len()
-                )))
-            }
-        }
+    if let Some(label) = labels.iter().find(|&&l| l >= classes.len()) {
+        return Err(DataError::Invalid(format!(
+            "label {label} has no class name ({} classes)",
+            classes.len()
+        )));
     }
+    let counts = class_counts(labels.iter().copied(), classes.len());
     let splits = |count: usize| (1..count).contains(&validation_count(count, validation_fraction));
     for (class, &count) in classes.iter().zip(&counts) {
         if !splits(count) {

@@ -221,8 +221,9 @@ fn a_batch_thread_that_panics_midway_is_not_a_shorter_epoch() {
     let set = tiny_set(8, 4);
     let batcher = Arc::new(ImageBatcher::new(set, &Normalization::default(), None));
     let mut batches = Prefetcher::new(batcher, epoch_plan(8, 2, Order::Sequential), 1).unwrap();
-    let seen: Vec<usize> = batches.by_ref().flat_map(|b| b.indices).collect();
-    assert_eq!(seen, [0, 1, 2, 3]);
+    // Images 0..4 in order (labels alternate), then nothing.
+    let seen: Vec<i64> = batches.by_ref().flat_map(|b| b.labels).collect();
+    assert_eq!(seen, [0, 1, 0, 1]);
     let e = batches.finish().unwrap_err();
     assert_eq!(
         e.to_string(),
@@ -241,6 +242,6 @@ fn a_complete_or_abandoned_stream_finishes_ok() {
     batches.finish().unwrap();
     // Stopped by the consumer after one batch: not an error.
     let mut batches = Prefetcher::new(batcher, epoch_plan(6, 2, Order::Sequential), 1).unwrap();
-    assert_eq!(batches.next().map(|b| b.indices), Some(vec![0, 1]));
+    assert_eq!(batches.next().map(|b| b.labels), Some(vec![0, 1]));
     batches.finish().unwrap();
 }

@@ -16,6 +16,18 @@ pub fn softmax_row(logits: &[f32]) -> Vec<f32> {
     exps.iter().map(|e| (e / sum) as f32).collect()
 }
 
+/// Index of the largest value in `row`; ties go to the lowest index, NaN never wins (a NaN at
+/// index 0 keeps index 0, since nothing compares greater than it), and an empty row gives 0.
+pub fn argmax(row: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &x) in row.iter().enumerate() {
+        if x > row[best] {
+            best = i;
+        }
+    }
+    best
+}
+
 /// A probability with 4 decimals, for people. A softmax is never exactly 0 or 1, so values
 /// are shown within `[0.0001, 0.9999]` rather than rounded to a false certainty.
 pub fn format_probability(p: f32) -> String {

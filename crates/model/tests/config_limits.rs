@@ -69,9 +69,18 @@ fn image_size_has_one_range() {
 fn models_too_big_for_memory_are_refused_naming_the_layer() {
     // The default MLP on 1024x1024 inputs: 1.6 billion weights in its first layer.
     let e = mlp(1024, vec![512, 256]).validate().unwrap_err();
-    let ConfigError::TooManyParameters { params, layer, .. } = &e else {
+    let ConfigError::TooManyParameters {
+        params,
+        layer,
+        layer_params,
+        ..
+    } = &e
+    else {
         panic!("{e:?}")
     };
+    let first = 1024 * 1024 * 3 * 512 + 512;
+    assert_eq!(*layer_params, first);
+    assert_eq!(*params, first + 512 * 256 + 256 + 256 * 2 + 2);
     assert!(*params > MAX_PARAMETERS);
     assert!(layer.starts_with("hidden[0]"), "{layer}");
     let message = e.to_string();
@@ -86,7 +95,16 @@ fn models_too_big_for_memory_are_refused_naming_the_layer() {
     let e = mlp(48, vec![usize::MAX, usize::MAX])
         .validate()
         .unwrap_err();
-    assert!(matches!(e, ConfigError::TooManyParameters { .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            ConfigError::TooManyParameters {
+                params: usize::MAX,
+                ..
+            }
+        ),
+        "saturates instead of overflowing: {e:?}"
+    );
     let huge = ModelConfig::Cnn(CnnConfig {
         image_size: 64,
         channels: vec![usize::MAX],
@@ -95,7 +113,16 @@ fn models_too_big_for_memory_are_refused_naming_the_layer() {
         ..Default::default()
     });
     let e = huge.validate().unwrap_err();
-    assert!(matches!(e, ConfigError::TooManyParameters { .. }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            ConfigError::TooManyParameters {
+                params: usize::MAX,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
     assert!(
         e.to_string().contains("channels[0]"),
         "the first largest layer: {e}"

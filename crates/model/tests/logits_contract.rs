@@ -8,7 +8,7 @@ use burn::{
     module::{Module, Param},
     tensor::{Device, Distribution, Tensor, TensorData},
 };
-use catdog_model::{Classifier, CnnConfig, MlpConfig, ModelConfig};
+use catdog_model::{Classifier, CnnConfig, ConfigError, MlpConfig, ModelConfig};
 
 fn images(device: &Device, n: usize, size: usize) -> Tensor<4> {
     Tensor::random([n, 3, size, size], Distribution::Normal(0.0, 1.0), device)
@@ -129,21 +129,34 @@ fn cnn_output_is_raw_affine() {
 fn output_shape_follows_num_classes() {
     let device = Device::flex();
     for classes in [2, 5] {
-        for config in [
-            ModelConfig::Mlp(MlpConfig {
-                num_classes: classes,
-                image_size: 16,
-                ..Default::default()
-            }),
-            ModelConfig::Cnn(CnnConfig {
-                num_classes: classes,
-                image_size: 16,
-                ..Default::default()
-            }),
+        // Weights and biases by hand, at 16x16: the MLP is 768 -> 512 -> 256 -> classes; the
+        // CNN is four bias-free 3x3 convs (3 -> 32 -> 64 -> 128 -> 256) with a BatchNorm each
+        // (gamma, beta and the two running statistics, which burn's `num_params` counts), then
+        // 256 -> classes.
+        let mlp = 768 * 512 + 512 + 512 * 256 + 256;
+        let cnn = 9 * (3 * 32 + 32 * 64 + 64 * 128 + 128 * 256) + 4 * (32 + 64 + 128 + 256);
+        let head = 256 * classes + classes;
+        for (config, params) in [
+            (
+                ModelConfig::Mlp(MlpConfig {
+                    num_classes: classes,
+                    image_size: 16,
+                    ..Default::default()
+                }),
+                mlp + head,
+            ),
+            (
+                ModelConfig::Cnn(CnnConfig {
+                    num_classes: classes,
+                    image_size: 16,
+                    ..Default::default()
+                }),
+                cnn + head,
+            ),
         ] {
             let model = Classifier::new(&config, &device).unwrap().valid();
             assert_eq!(model.forward(images(&device, 3, 16)).dims(), [3, classes]);
-            assert!(model.num_params() > 0);
+            assert_eq!(model.num_params(), params, "{config:?}");
         }
     }
 }
@@ -155,18 +168,38 @@ fn invalid_configs_are_refused() {
         num_classes: 1,
         ..Default::default()
     });
-    assert!(Classifier::new(&one_class, &device).is_err());
+    assert_eq!(
+        Classifier::new(&one_class, &device).err(),
+        Some(ConfigError::TooFewClasses(1))
+    );
     let too_deep = ModelConfig::Cnn(CnnConfig {
         image_size: 8,
         channels: vec![4; 5],
         ..Default::default()
     });
-    assert!(Classifier::new(&too_deep, &device).is_err());
+    assert_eq!(
+        Classifier::new(&too_deep, &device).err(),
+        Some(ConfigError::TooManyBlocks {
+            blocks: 5,
+            image_size: 8
+        })
+    );
     let zero = ModelConfig::Mlp(MlpConfig {
         hidden: vec![0],
         ..Default::default()
     });
-    assert!(Classifier::new(&zero, &device).is_err());
+    let e = Classifier::new(&zero, &device).err();
+    assert_eq!(
+        e,
+        Some(ConfigError::ZeroWidth {
+            what: "hidden",
+            values: vec![0]
+        })
+    );
+    assert_eq!(
+        e.unwrap().to_string(),
+        "hidden must not contain 0 (got [0])"
+    );
 }
 
 /// The same weights give the same logits on Flex and on Ndarray.

@@ -1,5 +1,5 @@
 use burn::tensor::{Device, Tensor, TensorData};
-use catdog_model::{format_percent, format_probability, probabilities, softmax_row};
+use catdog_model::{argmax, format_percent, format_probability, probabilities, softmax_row};
 
 /// The two photos of the README's motivating example, as `examples/logits_to_probs` prints them.
 #[test]
@@ -36,4 +36,15 @@ fn rows_sum_to_one_even_for_huge_logits() {
     assert!(p.iter().all(|v| v.is_finite()));
     assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-6);
     assert_eq!(p[0], 1.0);
+}
+
+#[test]
+fn argmax_takes_the_lowest_index_on_ties_and_never_a_nan() {
+    assert_eq!(argmax(&[0.2, 0.7, 0.1]), 1);
+    assert_eq!(argmax(&[0.4, 0.6, 0.6]), 1);
+    assert_eq!(argmax(&[0.5, 0.5]), 0);
+    assert_eq!(argmax(&[0.1, f32::NAN, 0.9]), 2);
+    assert_eq!(argmax(&[f32::NAN, 0.9]), 0);
+    assert_eq!(argmax(&[-1.0]), 0);
+    assert_eq!(argmax(&[]), 0);
 }

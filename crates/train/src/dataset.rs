@@ -23,6 +23,8 @@ pub struct RunData {
     pub test: Option<(PathBuf, Arc<ImageSet>)>,
     /// Unusable files of every folder, with reasons.
     pub skipped: Vec<Skipped>,
+    /// Those of the held-out folder (also in `skipped`), for its per-image results.
+    pub test_skipped: Vec<Skipped>,
 }
 
 impl RunData {
@@ -57,6 +59,7 @@ impl RunData {
         let valid = Arc::new(set.subset(&valid_idx));
         // The subsets are copies: the full set goes before the test folder is decoded.
         drop(set);
+        let mut test_skipped = Vec::new();
         let test = match &config.test {
             Some(dir) => {
                 let loaded = load_folder(dir, config.image_size, config.pixel_cache(), progress)?;
@@ -68,7 +71,8 @@ impl RunData {
                         classes.join(", ")
                     )));
                 }
-                skipped.extend(loaded.skipped);
+                skipped.extend(loaded.skipped.iter().cloned());
+                test_skipped = loaded.skipped;
                 Some((dir.clone(), Arc::new(loaded.set)))
             }
             None => None,
@@ -79,6 +83,7 @@ impl RunData {
             valid,
             test,
             skipped,
+            test_skipped,
         })
     }
 }

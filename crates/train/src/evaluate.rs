@@ -7,7 +7,7 @@ use catdog_data::{ImageSet, Normalization};
 use catdog_infer::{infer_logits, infer_logits_plain_and_flip, InferError, Tta};
 use catdog_model::Classifier;
 
-use crate::metrics::{Evaluation, LogitsError};
+use crate::metrics::{image_results, Evaluation, ImageResult, LogitsError};
 
 /// Why an evaluation failed.
 #[derive(Debug, thiserror::Error)]
@@ -27,8 +27,16 @@ pub const EVAL_BATCH: usize = 128;
 /// Per-epoch validation runs in batches of at least this many images.
 pub const VALIDATION_MIN_BATCH: usize = 64;
 
+/// An evaluation and the per-image results it sums up (in the set's order), both from one
+/// pass over the set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluated {
+    pub evaluation: Evaluation,
+    pub images: Vec<ImageResult>,
+}
+
 /// Accuracy, loss, confusion matrix and example images of `model` (in inference mode, on the
-/// plain `device`) on a labelled set.
+/// plain `device`) on a labelled set, with each image's logits, probabilities and loss.
 pub fn evaluate(
     model: &Classifier,
     set: Arc<ImageSet>,
@@ -36,9 +44,9 @@ pub fn evaluate(
     device: &Device,
     batch_size: usize,
     tta: Tta,
-) -> Result<Evaluation, EvalError> {
+) -> Result<Evaluated, EvalError> {
     let logits = infer_logits(model, set.clone(), norm, device, batch_size, tta)?;
-    evaluation(&logits, &set)
+    evaluated(&logits, &set)
 }
 
 /// [`evaluate`] plain and with flip TTA, from one pass over the set (two forwards per image,
@@ -49,20 +57,18 @@ pub fn evaluate_plain_and_flip_tta(
     norm: &Normalization,
     device: &Device,
     batch_size: usize,
-) -> Result<(Evaluation, Evaluation), EvalError> {
+) -> Result<(Evaluated, Evaluated), EvalError> {
     let (plain, averaged) =
         infer_logits_plain_and_flip(model, set.clone(), norm, device, batch_size)?;
-    Ok((evaluation(&plain, &set)?, evaluation(&averaged, &set)?))
+    Ok((evaluated(&plain, &set)?, evaluated(&averaged, &set)?))
 }
 
-fn evaluation(logits: &[f32], set: &ImageSet) -> Result<Evaluation, EvalError> {
-    Ok(Evaluation::try_from_logits(
-        logits,
-        &set.labels,
-        &set.paths,
-        &set.classes,
-        EXAMPLES,
-    )?)
+fn evaluated(logits: &[f32], set: &ImageSet) -> Result<Evaluated, EvalError> {
+    let images = image_results(logits, &set.labels, &set.paths, &set.classes)?;
+    Ok(Evaluated {
+        evaluation: Evaluation::from_images(&images, &set.classes, EXAMPLES),
+        images,
+    })
 }
 
 /// How the classes of a labelled data folder map onto a model's: `mapping[i]` is the model's

@@ -1,9 +1,9 @@
 use std::path::PathBuf;
 
-use catdog_model::softmax_row;
+use catdog_model::{argmax, softmax_row};
 use serde::{Deserialize, Serialize};
 
-use crate::loss::cross_entropy_row;
+use crate::{loss::cross_entropy_row, mistakes::least_confident};
 
 /// One row of `metrics.csv`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -170,6 +170,82 @@ pub enum LogitsError {
     },
 }
 
+/// One image's result: what an [`Evaluation`] sums up, and one row of `predictions.csv`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageResult {
+    pub path: PathBuf,
+    /// The true class (an index into the classes).
+    pub label: usize,
+    /// The class with the highest probability (the lowest index on a tie).
+    pub predicted: usize,
+    /// The model's raw scores, in class order.
+    pub logits: Vec<f32>,
+    /// Softmax of the logits.
+    pub probabilities: Vec<f32>,
+    /// Cross-entropy of the true class, from the logits with log-sum-exp (no label smoothing).
+    pub loss: f64,
+}
+
+impl ImageResult {
+    pub fn correct(&self) -> bool {
+        self.predicted == self.label
+    }
+
+    /// The probability of the predicted class (the top probability).
+    pub fn confidence(&self) -> f32 {
+        self.probabilities[self.predicted]
+    }
+}
+
+/// Each image's prediction, probabilities and loss from a row-major `[n, classes]` logits
+/// matrix and the true labels, `n = labels.len()`, in the set's order: the one place where
+/// logits become per-image results ([`Evaluation`] sums these up).
+///
+/// Refuses logits that are not exactly `n x classes` (a pass that lost rows), an empty class
+/// list and labels outside it. A missing path is left empty.
+pub fn image_results(
+    logits: &[f32],
+    labels: &[usize],
+    paths: &[PathBuf],
+    classes: &[String],
+) -> Result<Vec<ImageResult>, LogitsError> {
+    let k = classes.len();
+    let n = labels.len();
+    if k == 0 {
+        return Err(LogitsError::NoClasses);
+    }
+    if n.checked_mul(k) != Some(logits.len()) {
+        return Err(LogitsError::Shape {
+            logits: logits.len(),
+            images: n,
+            classes: k,
+        });
+    }
+    if let Some((index, &label)) = labels.iter().enumerate().find(|(_, &l)| l >= k) {
+        return Err(LogitsError::Label {
+            index,
+            label,
+            classes: k,
+        });
+    }
+    Ok(logits
+        .chunks_exact(k)
+        .zip(labels)
+        .enumerate()
+        .map(|(i, (row, &label))| {
+            let probabilities = softmax_row(row);
+            ImageResult {
+                path: paths.get(i).cloned().unwrap_or_default(),
+                label,
+                predicted: argmax(&probabilities),
+                logits: row.to_vec(),
+                probabilities,
+                loss: cross_entropy_row(row, label),
+            }
+        })
+        .collect())
+}
+
 impl Evaluation {
     /// From a row-major `[n, classes]` logits matrix and the true labels, `n = labels.len()`.
     ///
@@ -182,28 +258,8 @@ impl Evaluation {
         classes: &[String],
         examples: usize,
     ) -> Result<Self, LogitsError> {
-        let k = classes.len();
-        let n = labels.len();
-        if k == 0 {
-            return Err(LogitsError::NoClasses);
-        }
-        if n.checked_mul(k) != Some(logits.len()) {
-            return Err(LogitsError::Shape {
-                logits: logits.len(),
-                images: n,
-                classes: k,
-            });
-        }
-        if let Some((index, &label)) = labels.iter().enumerate().find(|(_, &l)| l >= k) {
-            return Err(LogitsError::Label {
-                index,
-                label,
-                classes: k,
-            });
-        }
-        Ok(Self::from_checked_logits(
-            logits, labels, paths, classes, examples,
-        ))
+        let images = image_results(logits, labels, paths, classes)?;
+        Ok(Self::from_images(&images, classes, examples))
     }
 
     /// [`Self::try_from_logits`] for callers that have already checked the shapes.
@@ -222,24 +278,16 @@ impl Evaluation {
             .unwrap_or_else(|e| panic!("Evaluation::from_logits: {e}"))
     }
 
-    fn from_checked_logits(
-        logits: &[f32],
-        labels: &[usize],
-        paths: &[PathBuf],
-        classes: &[String],
-        examples: usize,
-    ) -> Self {
+    /// The summary of per-image results made by [`image_results`] (labels and predictions are
+    /// indices into `classes`).
+    pub(crate) fn from_images(images: &[ImageResult], classes: &[String], examples: usize) -> Self {
         let k = classes.len();
-        let n = labels.len();
+        let n = images.len();
         let mut confusion = vec![vec![0usize; k]; k];
         let mut loss = 0.0;
-        let mut verdicts = Vec::with_capacity(n);
-        for (i, row) in logits.chunks_exact(k).enumerate() {
-            let probs = softmax_row(row);
-            let pred = argmax(&probs);
-            confusion[labels[i]][pred] += 1;
-            loss += cross_entropy_row(row, labels[i]);
-            verdicts.push((i, pred, probs));
+        for image in images {
+            confusion[image.label][image.predicted] += 1;
+            loss += image.loss;
         }
         let correct: usize = (0..k).map(|c| confusion[c][c]).sum();
         let per_class = (0..k)
@@ -271,20 +319,24 @@ impl Evaluation {
                 }
             })
             .collect();
-        let verdict = |&(i, pred, ref probs): &(usize, usize, Vec<f32>)| ImageVerdict {
-            path: paths.get(i).cloned().unwrap_or_default(),
-            label: classes[labels[i]].clone(),
-            predicted: classes[pred].clone(),
-            probabilities: probs.clone(),
+        let verdict = |&i: &usize| {
+            let image = &images[i];
+            ImageVerdict {
+                path: image.path.clone(),
+                label: classes[image.label].clone(),
+                predicted: classes[image.predicted].clone(),
+                probabilities: image.probabilities.clone(),
+            }
         };
-        let top = |v: &(usize, usize, Vec<f32>)| v.2[v.1];
-        let calibration =
-            Calibration::from_predictions(verdicts.iter().map(|v| (top(v), v.1 == labels[v.0])));
-        let mut by_doubt: Vec<&(usize, usize, Vec<f32>)> = verdicts.iter().collect();
-        by_doubt.sort_by(|a, b| top(a).total_cmp(&top(b)).then(a.0.cmp(&b.0)));
-        let mut wrong: Vec<&(usize, usize, Vec<f32>)> =
-            verdicts.iter().filter(|v| v.1 != labels[v.0]).collect();
-        wrong.sort_by(|a, b| top(b).total_cmp(&top(a)).then(a.0.cmp(&b.0)));
+        let calibration = Calibration::from_predictions(
+            images
+                .iter()
+                .map(|image| (image.confidence(), image.correct())),
+        );
+        let mut wrong: Vec<usize> = (0..n).filter(|&i| !images[i].correct()).collect();
+        let top = |i: usize| images[i].confidence();
+        wrong.sort_by(|&a, &b| top(b).total_cmp(&top(a)).then(a.cmp(&b)));
+        wrong.truncate(examples);
         Evaluation {
             images: n,
             accuracy: if n > 0 {
@@ -296,8 +348,11 @@ impl Evaluation {
             classes: classes.to_vec(),
             confusion,
             per_class,
-            least_sure: by_doubt.into_iter().take(examples).map(verdict).collect(),
-            confidently_wrong: wrong.into_iter().take(examples).map(verdict).collect(),
+            least_sure: least_confident(images, examples)
+                .iter()
+                .map(verdict)
+                .collect(),
+            confidently_wrong: wrong.iter().map(verdict).collect(),
             calibration,
         }
     }
@@ -379,16 +434,6 @@ impl Evaluation {
         list(&mut s, "most confidently wrong:", &self.confidently_wrong);
         s
     }
-}
-
-pub(crate) fn argmax(v: &[f32]) -> usize {
-    let mut best = 0;
-    for (i, x) in v.iter().enumerate() {
-        if *x > v[best] {
-            best = i;
-        }
-    }
-    best
 }
 
 #[cfg(test)]

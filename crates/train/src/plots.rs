@@ -17,10 +17,10 @@ use crate::{
     run_dir::EvalPlotFiles,
 };
 
-const FONT: &str = "sans-serif";
-const TRAIN: RGBColor = RGBColor(31, 119, 180);
-const VALID: RGBColor = RGBColor(214, 39, 40);
-const GREY: RGBColor = RGBColor(120, 120, 120);
+pub(crate) const FONT: &str = "sans-serif";
+pub(crate) const TRAIN: RGBColor = RGBColor(31, 119, 180);
+pub(crate) const VALID: RGBColor = RGBColor(214, 39, 40);
+pub(crate) const GREY: RGBColor = RGBColor(120, 120, 120);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlotError {
@@ -38,7 +38,7 @@ pub enum PlotError {
     },
 }
 
-type DrawResult = Result<(), Box<dyn std::error::Error>>;
+pub(crate) type DrawResult = Result<(), Box<dyn std::error::Error>>;
 
 fn register_fonts() {
     static FONTS: Once = Once::new();
@@ -51,7 +51,7 @@ fn register_fonts() {
 }
 
 /// Draws `w x h` pixels with `draw` and writes them to `path` as PNG, atomically.
-fn render(
+pub(crate) fn render(
     path: &Path,
     (w, h): (u32, u32),
     draw: impl FnOnce(&DrawingArea<BitMapBackend, Shift>) -> DrawResult,
@@ -89,11 +89,11 @@ fn render(
     })
 }
 
-fn font(size: u32) -> TextStyle<'static> {
+pub(crate) fn font(size: u32) -> TextStyle<'static> {
     (FONT, size).into_font().color(&BLACK)
 }
 
-fn bold(size: u32) -> TextStyle<'static> {
+pub(crate) fn bold(size: u32) -> TextStyle<'static> {
     (FONT, size)
         .into_font()
         .style(FontStyle::Bold)

@@ -14,6 +14,7 @@ use crate::{
     dataset::RunData,
     evaluate::{evaluate, evaluate_plain_and_flip_tta, EvalError, EVAL_BATCH},
     metrics::Evaluation,
+    mistakes::{draw_galleries, GALLERY_TILES},
     plots::{evaluation_plots, learning_curves},
     run_dir::{FolderError, Resumed, RunDir, TrainState},
     summary::Summary,
@@ -198,12 +199,13 @@ fn evaluate_best(
         EVAL_BATCH,
         Default::default(),
     )?;
+    let v = &validation.evaluation;
     progress.say(&format!(
         "best epoch {}: validation accuracy {:.2}% ({} images), loss {:.4}",
         state.best_epoch,
-        100.0 * validation.accuracy,
-        validation.images,
-        validation.loss
+        100.0 * v.accuracy,
+        v.images,
+        v.loss
     ));
     let (test, test_flip_tta) = match &data.test {
         Some((dir, set)) => {
@@ -212,24 +214,41 @@ fn evaluate_best(
             progress.say(&format!(
                 "held-out test {}: accuracy {:.2}% ({} images), loss {:.4}; with flip TTA {:.2}%",
                 dir.display(),
-                100.0 * e.accuracy,
-                e.images,
-                e.loss,
-                100.0 * tta.accuracy
+                100.0 * e.evaluation.accuracy,
+                e.evaluation.images,
+                e.evaluation.loss,
+                100.0 * tta.evaluation.accuracy
             ));
-            (Some(e), Some(tta))
+            (Some(e), Some(tta.evaluation))
         }
         None => (None, None),
     };
-    let (shown, set_name) = match &test {
-        Some(e) => (e, "held-out test set"),
-        None => (&validation, "validation split"),
+    // The held-out set's files (else the validation split's): plots, per-image results and the
+    // galleries of its worst mistakes.
+    let (shown, skipped, set_name) = match &test {
+        Some(e) => (e, &data.test_skipped[..], "held-out test set"),
+        None => (&validation, &[][..], "validation split"),
     };
     let title = format!("{set_name}, best epoch {}", state.best_epoch);
-    if let Err(e) = evaluation_plots(shown, &title, &run.eval_plot_files()) {
+    let files = run.eval_plot_files();
+    if let Err(e) = evaluation_plots(&shown.evaluation, &title, &files) {
         progress.warn(&e.to_string());
     }
-    Ok((validation, test, test_flip_tta))
+    run.write_predictions(&run_config.spec.classes, &shown.images, skipped)?;
+    if let Err(e) = draw_galleries(
+        &files,
+        &run_config.spec.classes,
+        &shown.images,
+        GALLERY_TILES,
+        &title,
+    ) {
+        progress.warn(&e.to_string());
+    }
+    Ok((
+        validation.evaluation,
+        test.map(|e| e.evaluation),
+        test_flip_tta,
+    ))
 }
 
 fn open_device(config: &TrainConfig, progress: &Progress) -> Result<OpenDevice, TrainError> {
@@ -246,7 +265,7 @@ fn open_device(config: &TrainConfig, progress: &Progress) -> Result<OpenDevice, 
 
 /// The run's `config.json`: the model for the data's classes; a resumed run's must be the one
 /// it was trained with.
-fn settle_run_config(
+pub(crate) fn settle_run_config(
     out: &Path,
     config: &TrainConfig,
     data: &RunData,

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use burn::{module::Module, optim::ModuleOptimizer, tensor::Device};
-use catdog_data::{partial_write_token, write_atomic, write_atomic_with, write_token};
+use catdog_data::{partial_write_token, write_atomic, write_atomic_with, write_token, Skipped};
 use catdog_model::{Classifier, ModelConfig};
 use serde::{Deserialize, Serialize};
 
@@ -20,7 +20,8 @@ use catdog_infer::model_io::{
 
 use crate::{
     lock::{LockError, RunLock},
-    metrics::{metrics_csv, timing_csv, EpochMetrics},
+    metrics::{metrics_csv, timing_csv, EpochMetrics, ImageResult},
+    mistakes::predictions_csv,
     summary::Summary,
     RunConfig,
 };
@@ -38,12 +39,22 @@ const CHECKPOINT_OPTIM: &str = "optim.bpk";
 const CURVES_FILE: &str = "curves.png";
 const CONFUSION_FILE: &str = "confusion.png";
 const CALIBRATION_FILE: &str = "calibration.png";
+const PREDICTIONS_FILE: &str = "predictions.csv";
+const TOP_LOSSES_FILE: &str = "top-losses.png";
+const LEAST_CONFIDENT_FILE: &str = "least-confident.png";
 
-/// Where the pictures of one evaluation go: a run folder's, or an evaluation folder's.
+/// Where the files of one evaluation go (its plots, per-image results and galleries): a run
+/// folder's, or an evaluation folder's.
 #[derive(Debug, Clone)]
 pub struct EvalPlotFiles {
     pub confusion: PathBuf,
     pub calibration: PathBuf,
+    /// One row per image: prediction, logits, probabilities, loss (`predictions.csv`).
+    pub predictions: PathBuf,
+    /// The images with the highest loss (`top-losses.png`).
+    pub top_losses: PathBuf,
+    /// The images with the lowest top probability (`least-confident.png`).
+    pub least_confident: PathBuf,
 }
 
 impl EvalPlotFiles {
@@ -56,7 +67,16 @@ impl EvalPlotFiles {
         EvalPlotFiles {
             confusion: dir.join(CONFUSION_FILE),
             calibration: dir.join(CALIBRATION_FILE),
+            predictions: dir.join(PREDICTIONS_FILE),
+            top_losses: dir.join(TOP_LOSSES_FILE),
+            least_confident: dir.join(LEAST_CONFIDENT_FILE),
         }
+    }
+
+    /// The gallery files, for removing those of an earlier evaluation that this one does not
+    /// draw.
+    pub fn gallery_names() -> [&'static str; 2] {
+        [TOP_LOSSES_FILE, LEAST_CONFIDENT_FILE]
     }
 }
 
@@ -367,7 +387,8 @@ struct Latest {
 /// A run folder, claimed and locked by this process: the only place that names its files.
 ///
 /// Layout: `config.json`, `model.bpk` (the best epoch's weights), `best.bpk`, `metrics.csv`,
-/// `timing.csv`, `summary.json`, the plots, and `checkpoints/epoch-NNNN/{model,optim}.bpk`
+/// `timing.csv`, `summary.json`, the plots, `predictions.csv` and the galleries of the final
+/// evaluation, and `checkpoints/epoch-NNNN/{model,optim}.bpk`
 /// committed by `checkpoints/latest.json`.
 #[derive(Debug)]
 pub struct RunDir {
@@ -418,6 +439,9 @@ impl RunDir {
             CURVES_FILE,
             CONFUSION_FILE,
             CALIBRATION_FILE,
+            PREDICTIONS_FILE,
+            TOP_LOSSES_FILE,
+            LEAST_CONFIDENT_FILE,
         ] {
             run.dir.remove_own_file(name)?;
         }
@@ -540,6 +564,16 @@ impl RunDir {
     /// The pictures of the run's final evaluation.
     pub fn eval_plot_files(&self) -> EvalPlotFiles {
         EvalPlotFiles::at(self.path())
+    }
+    /// Writes the final evaluation's `predictions.csv` (see [`predictions_csv`]).
+    pub fn write_predictions(
+        &self,
+        classes: &[String],
+        images: &[ImageResult],
+        skipped: &[Skipped],
+    ) -> Result<(), ModelIoError> {
+        let path = self.eval_plot_files().predictions;
+        self.write_text(&path, &predictions_csv(classes, images, skipped))
     }
 
     /// The `summary.json` of the run in `dir`, if it finished and the file is readable.

@@ -187,6 +187,45 @@ impl Trainer {
         Ok(stats)
     }
 
+    /// The learning-rate range test: one step at each of `lrs` in turn, over as many shuffled
+    /// epochs as it takes; `on_step(step, lr, loss)` is told each step's loss (non-finite when
+    /// the step diverged, which ends the test) and ends the test by returning false.
+    pub fn lr_range_test(
+        &mut self,
+        lrs: &[f64],
+        mut on_step: impl FnMut(usize, f64, f32) -> bool,
+    ) -> Result<(), TrainError> {
+        let mut step = 0;
+        for epoch in 1.. {
+            if step == lrs.len() {
+                break;
+            }
+            let plan = epoch_plan(
+                self.train_images,
+                self.config.batch_size,
+                epoch_order(&self.config, epoch),
+            );
+            let mut batches = Prefetcher::new(self.batcher.clone(), plan, PREFETCH_DEPTH)
+                .map_err(TrainError::Thread)?;
+            for host in batches.by_ref() {
+                let lr = lrs[step];
+                let loss = match self.step(host.to_device(&self.device), lr) {
+                    Ok((loss, _)) => loss,
+                    Err(loss) => {
+                        on_step(step, lr, loss);
+                        return Ok(());
+                    }
+                };
+                step += 1;
+                if !on_step(step - 1, lr, loss) || step == lrs.len() {
+                    return Ok(());
+                }
+            }
+            batches.finish()?;
+        }
+        Ok(())
+    }
+
     /// Forward, loss, backward and an optimiser step on one batch; returns the batch's mean
     /// loss and how many of its images were classified right, or the loss if it is not finite
     /// (the weights are then left as they were).
@@ -228,7 +267,8 @@ impl Trainer {
             device,
             batch_size,
             Tta::Off,
-        )?)
+        )?
+        .evaluation)
     }
 
     /// Saves the model and optimiser after an epoch.

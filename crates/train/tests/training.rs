@@ -7,8 +7,8 @@ use catdog_data::{synth::write_synth_set, Layout};
 use catdog_infer::{load_model, model_io::read_json, model_io::CONFIG_FILE};
 use catdog_model::{Architecture, CnnArch, MlpArch};
 use catdog_train::{
-    export::{export, import, safetensors_tensors, ExportFormat, ExportOptions},
-    train, ProgressMode, RunConfig, TrainConfig, TrainRequest,
+    export::{export, import, safetensors_tensors, ExportError, ExportFormat, ExportOptions},
+    train, FolderError, ProgressMode, RunConfig, TrainConfig, TrainRequest,
 };
 
 fn small_config(data: &Path, cache: &Path) -> TrainConfig {
@@ -159,7 +159,10 @@ fn export_and_import_round_trips_give_identical_logits() {
         let card = export(&out, &bundle, &opts, &device).unwrap();
         assert!(bundle.join(format.file_name()).is_file());
         let held_out = card.held_out_test.as_ref().expect("the run had a test set");
-        assert!(held_out.images > 0 && held_out.ece >= 0.0);
+        // The test set is the whole generated folder: 20 images of each class.
+        assert_eq!(held_out.images, 40);
+        assert_eq!(held_out.per_class.len(), 2);
+        assert!((0.0..=1.0).contains(&held_out.ece), "{held_out:?}");
         let (mut bundle_config, logits) = logits_of(&bundle, &device);
         assert_eq!(bundle_config.export.take(), Some(card));
         // Apart from the card, the bundle's config is the run's, field for field.
@@ -206,14 +209,19 @@ fn export_and_import_round_trips_give_identical_logits() {
     assert_eq!(logits, original, "import: bit-identical logits");
     // A second import into the same folder is refused, the first left as it was.
     let before = std::fs::read(imported.join("model.bpk")).unwrap();
-    assert!(import(
+    let err = import(
         &bundle.join("model.safetensors"),
         None,
         &imported,
         false,
-        &device
+        &device,
     )
-    .is_err());
+    .unwrap_err();
+    assert!(
+        matches!(err, ExportError::Folder(FolderError::Exists { .. })),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("--force"), "{err}");
     assert_eq!(std::fs::read(imported.join("model.bpk")).unwrap(), before);
 }
 

@@ -1,0 +1,208 @@
+//! What the model gets wrong, image by image: `predictions.csv` (one row per image of an
+//! evaluation, in the data set's order) and the two galleries, `top-losses.png` and
+//! `least-confident.png`, with the selections they show.
+
+use std::{borrow::Cow, path::Path};
+
+use catdog_data::{write_atomic, Skipped};
+use catdog_model::format_percent;
+
+use crate::{
+    gallery::{draw_gallery, Tile},
+    metrics::ImageResult,
+    plots::PlotError,
+    run_dir::EvalPlotFiles,
+};
+
+/// Tiles per gallery unless asked otherwise (`catdog eval --top-losses N`).
+pub const GALLERY_TILES: usize = 16;
+/// The most tiles a gallery may have (a 256-tile gallery is about 1.4k x 7.5k pixels).
+pub const MAX_GALLERY_TILES: usize = 256;
+
+/// Indices of the `n` images with the highest loss, highest first (ties: data set order).
+pub fn top_losses(images: &[ImageResult], n: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..images.len()).collect();
+    order.sort_by(|&a, &b| images[b].loss.total_cmp(&images[a].loss).then(a.cmp(&b)));
+    order.truncate(n);
+    order
+}
+
+/// Indices of the `n` images whose top probability is lowest (nearest a guess), lowest first
+/// (ties: data set order).
+pub fn least_confident(images: &[ImageResult], n: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..images.len()).collect();
+    let top = |i: usize| images[i].confidence();
+    order.sort_by(|&a, &b| top(a).total_cmp(&top(b)).then(a.cmp(&b)));
+    order.truncate(n);
+    order
+}
+
+/// `s` as one CSV field (RFC 4180): quoted, with quotes doubled, when it holds a comma, a
+/// quote or a line break (or starts or ends with a space); as it is otherwise.
+pub fn csv_field(s: &str) -> Cow<'_, str> {
+    let special = s.contains([',', '"', '\n', '\r']) || s.starts_with(' ') || s.ends_with(' ');
+    if special {
+        Cow::Owned(format!("\"{}\"", s.replace('"', "\"\"")))
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
+/// `predictions.csv`: a header, then one row per image in the data set's order.
+///
+/// Columns: `path`, `true_class`, `predicted_class`, `logit_<class>` for every class,
+/// `p_<class>` for every class (softmax), `loss` (cross-entropy of the true class), `correct`
+/// (`true`/`false`) and `error`. A file that could not be decoded (`skipped`, placed by its
+/// [`Skipped::index`] among the `images`, which are the rest of the folder in order) has only
+/// its path, its true class when known and the reason in `error`. Numbers are written in full
+/// (the shortest text that reads back as the same value).
+pub fn predictions_csv(classes: &[String], images: &[ImageResult], skipped: &[Skipped]) -> String {
+    let k = classes.len();
+    let mut s = String::with_capacity(64 * (images.len() + skipped.len() + 1) * (k + 1));
+    let mut header = vec![
+        "path".to_string(),
+        "true_class".into(),
+        "predicted_class".into(),
+    ];
+    header.extend(classes.iter().map(|c| format!("logit_{c}")));
+    header.extend(classes.iter().map(|c| format!("p_{c}")));
+    header.extend(["loss".into(), "correct".into(), "error".into()]);
+    push_row(&mut s, header.iter().map(|h| csv_field(h)));
+
+    let mut skipped: Vec<&Skipped> = skipped.iter().collect();
+    skipped.sort_by_key(|s| s.index);
+    let mut skipped = skipped.into_iter().peekable();
+    let mut position = 0;
+    let skipped_row = |s: &mut String, skip: &Skipped| {
+        let class = skip
+            .label
+            .and_then(|l| classes.get(l))
+            .map(String::as_str)
+            .unwrap_or("");
+        let path = skip.path.to_string_lossy();
+        let mut row = vec![csv_field(&path), csv_field(class)];
+        row.extend((0..2 * k + 3).map(|_| Cow::Borrowed("")));
+        row.push(csv_field(&skip.reason));
+        push_row(s, row.into_iter());
+    };
+    for image in images {
+        while let Some(skip) = skipped.next_if(|skip| skip.index <= position) {
+            skipped_row(&mut s, skip);
+            position += 1;
+        }
+        let path = image.path.to_string_lossy();
+        let mut row = vec![
+            csv_field(&path),
+            csv_field(&classes[image.label]),
+            csv_field(&classes[image.predicted]),
+        ];
+        row.extend(image.logits.iter().map(|l| Cow::Owned(l.to_string())));
+        row.extend(
+            image
+                .probabilities
+                .iter()
+                .map(|p| Cow::Owned(p.to_string())),
+        );
+        row.push(Cow::Owned(image.loss.to_string()));
+        row.push(Cow::Borrowed(if image.correct() {
+            "true"
+        } else {
+            "false"
+        }));
+        row.push(Cow::Borrowed(""));
+        push_row(&mut s, row.into_iter());
+        position += 1;
+    }
+    for skip in skipped {
+        skipped_row(&mut s, skip);
+    }
+    s
+}
+
+fn push_row<'a>(s: &mut String, fields: impl Iterator<Item = Cow<'a, str>>) {
+    for (i, field) in fields.enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(&field);
+    }
+    s.push('\n');
+}
+
+/// Writes [`predictions_csv`] to `path` atomically.
+pub fn write_predictions(
+    path: &Path,
+    classes: &[String],
+    images: &[ImageResult],
+    skipped: &[Skipped],
+) -> std::io::Result<()> {
+    write_atomic(path, predictions_csv(classes, images, skipped).as_bytes())
+}
+
+/// Draws `top-losses.png` and `least-confident.png` into `files`: the `n` images with the
+/// highest loss and the `n` with the lowest top probability, each as a tile with the photo
+/// (decoded again from its file), its true and predicted class and their probabilities.
+/// `title` names the evaluated set.
+pub fn draw_galleries(
+    files: &EvalPlotFiles,
+    classes: &[String],
+    images: &[ImageResult],
+    n: usize,
+    title: &str,
+) -> Result<(), PlotError> {
+    let tiles = |indices: &[usize]| -> Vec<Tile> {
+        indices.iter().map(|&i| tile(&images[i], classes)).collect()
+    };
+    let total = images.len();
+    let chosen = top_losses(images, n);
+    draw_gallery(
+        &files.top_losses,
+        &format!("Top losses, {title}"),
+        &format!(
+            "the {} of {total} images with the highest loss (cross-entropy of the true class), \
+             highest first",
+            chosen.len()
+        ),
+        &tiles(&chosen),
+    )?;
+    let chosen = least_confident(images, n);
+    draw_gallery(
+        &files.least_confident,
+        &format!("Least confident, {title}"),
+        &format!(
+            "the {} of {total} images whose top probability is lowest (nearest a guess), lowest \
+             first",
+            chosen.len()
+        ),
+        &tiles(&chosen),
+    )
+}
+
+fn tile<'a>(image: &'a ImageResult, classes: &'a [String]) -> Tile<'a> {
+    Tile {
+        path: &image.path,
+        true_class: &classes[image.label],
+        predicted: &classes[image.predicted],
+        p_predicted: format_percent(image.confidence()),
+        // For a mistake, how much the model gave the true class.
+        p_true: (!image.correct()).then(|| format_percent(image.probabilities[image.label])),
+        loss: format!("loss {:.3}", image.loss),
+        correct: image.correct(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_are_quoted_only_when_needed() {
+        assert_eq!(csv_field("cat.1.jpg"), "cat.1.jpg");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("two\nlines"), "\"two\nlines\"");
+        assert_eq!(csv_field("cr\r"), "\"cr\r\"");
+        assert_eq!(csv_field(" pad"), "\" pad\"");
+        assert_eq!(csv_field(""), "");
+    }
+}

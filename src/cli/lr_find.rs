@@ -1,0 +1,71 @@
+use std::process::ExitCode;
+
+use catdog_model::printable;
+use catdog_train::{
+    lr_find::{lr_find, lr_find_plot, LrFindOptions},
+    Progress, ProgressMode,
+};
+
+use super::{args::LrFindArgs, train::train_config, usage, Failure};
+
+pub fn run(a: LrFindArgs) -> Result<ExitCode, Failure> {
+    let mut config = train_config(&a.settings)?;
+    // The sweep trains on the training split only; a held-out folder plays no part.
+    config.test = None;
+    let opts = LrFindOptions {
+        min_lr: a.min_lr,
+        max_lr: a.max_lr,
+        steps: a.steps,
+    };
+    opts.validate()?;
+    // Never replaces a file: the plot's name is checked before the sweep.
+    if a.plot.exists() {
+        return Err(usage(anyhow::anyhow!(
+            "{} exists: choose another --plot (lr-find never replaces a file)",
+            printable(&a.plot.to_string_lossy())
+        )));
+    }
+    let progress = Progress::new(if a.json {
+        ProgressMode::Quiet
+    } else {
+        ProgressMode::Lines
+    });
+    let finding = lr_find(&config, &opts, &progress)?;
+    lr_find_plot(&finding, &a.plot)?;
+    if a.json {
+        let mut value = serde_json::to_value(&finding)?;
+        value["plot"] = serde_json::to_value(&a.plot)?;
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let fmt = |lr: Option<f64>| lr.map_or("none (too few steps)".into(), |lr| format!("{lr:.2e}"));
+    println!(
+        "{} steps from {:.1e} to {:.1e}{}",
+        finding.points.len(),
+        opts.min_lr,
+        finding.points.last().map_or(opts.min_lr, |p| p.lr),
+        if finding.stopped_early {
+            " (stopped: the loss exploded)"
+        } else {
+            ""
+        }
+    );
+    println!(
+        "suggested peak learning rate (lowest loss / 10): {}",
+        fmt(finding.suggested)
+    );
+    println!(
+        "valley:                                          {}",
+        fmt(finding.valley)
+    );
+    println!(
+        "steepest descent:                                {}",
+        fmt(finding.steepest)
+    );
+    println!(
+        "plot: {}; train with --lr {}",
+        printable(&a.plot.to_string_lossy()),
+        fmt(finding.suggested)
+    );
+    Ok(ExitCode::SUCCESS)
+}

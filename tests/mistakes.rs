@@ -1,0 +1,579 @@
+//! Looking at mistakes: `predictions.csv` (one row per image, agreeing with `catdog predict`),
+//! and the galleries `top-losses.png` and `least-confident.png` (the right photos, in the right
+//! order, in a grid of the expected size).
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output},
+};
+
+use catdog::{
+    data::{decode_image, discover, synth::write_synth_set, Layout, Skipped},
+    train::{
+        gallery::{
+            draw_gallery, GalleryLayout, Tile, GAP, HEADER, LABEL_HEIGHT, MARGIN, MIN_WIDTH, TILE,
+        },
+        metrics::{image_results, ImageResult},
+        mistakes::{least_confident, predictions_csv, top_losses},
+    },
+};
+
+/// Runs `catdog ARGS` in `cwd`, with its pixel cache inside `cwd`.
+fn catdog(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_catdog"))
+        .args(args)
+        .current_dir(cwd)
+        .env("CATDOG_CACHE_DIR", cwd.join("cache"))
+        .output()
+        .expect("catdog runs")
+}
+
+fn assert_ok(o: &Output) {
+    assert!(
+        o.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// RFC 4180: fields separated by commas, rows by `\n`; a quoted field may hold commas, line
+/// breaks and doubled quotes.
+fn parse_csv(text: &str) -> Vec<Vec<String>> {
+    let (mut rows, mut row, mut field) = (Vec::new(), Vec::new(), String::new());
+    let mut chars = text.chars().peekable();
+    let mut quoted = false;
+    while let Some(c) = chars.next() {
+        if quoted {
+            match c {
+                '"' if chars.peek() == Some(&'"') => {
+                    field.push('"');
+                    chars.next();
+                }
+                '"' => quoted = false,
+                c => field.push(c),
+            }
+            continue;
+        }
+        match c {
+            '"' => {
+                assert!(
+                    field.is_empty(),
+                    "a quote inside an unquoted field: {field}"
+                );
+                quoted = true;
+            }
+            ',' => row.push(std::mem::take(&mut field)),
+            '\n' => {
+                row.push(std::mem::take(&mut field));
+                rows.push(std::mem::take(&mut row));
+            }
+            c => field.push(c),
+        }
+    }
+    assert!(
+        !quoted && field.is_empty() && row.is_empty(),
+        "unfinished row"
+    );
+    rows
+}
+
+/// `predictions.csv` as rows keyed by column name.
+struct Csv {
+    header: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Csv {
+    fn read(path: &Path) -> Csv {
+        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+        let mut rows = parse_csv(&text);
+        let header = rows.remove(0);
+        for row in &rows {
+            assert_eq!(row.len(), header.len(), "{row:?}");
+        }
+        Csv { header, rows }
+    }
+
+    fn col(&self, name: &str) -> usize {
+        self.header
+            .iter()
+            .position(|h| h == name)
+            .unwrap_or_else(|| panic!("no column {name} in {:?}", self.header))
+    }
+
+    fn get<'a>(&self, row: &'a [String], name: &str) -> &'a str {
+        &row[self.col(name)]
+    }
+
+    fn num(&self, row: &[String], name: &str) -> f64 {
+        let v = self.get(row, name);
+        v.parse()
+            .unwrap_or_else(|e| panic!("{name} = {v:?} is not a number: {e}"))
+    }
+
+    /// The rows with a prediction (no error), in file order.
+    fn predicted(&self) -> Vec<&Vec<String>> {
+        self.rows
+            .iter()
+            .filter(|r| self.get(r, "error").is_empty())
+            .collect()
+    }
+}
+
+/// Indices into `rows` sorted by `key`, descending, ties in file order; the first `n`.
+fn highest(keys: &[f64], n: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..keys.len()).collect();
+    order.sort_by(|&a, &b| keys[b].total_cmp(&keys[a]).then(a.cmp(&b)));
+    order.truncate(n);
+    order
+}
+
+/// Asserts that `png` is a gallery of exactly the photos of `paths`, in order: each tile's
+/// pixels are the file decoded at the tile size, and the grid's other places are empty.
+fn assert_gallery(png: &Path, paths: &[String]) {
+    let layout = GalleryLayout::new(paths.len());
+    let image = image::open(png)
+        .unwrap_or_else(|e| panic!("{png:?}: {e}"))
+        .to_rgb8();
+    assert_eq!(
+        (image.width(), image.height()),
+        (layout.width, layout.height),
+        "{png:?}"
+    );
+    let tile_pixels = |i: usize| -> Vec<u8> {
+        let (x0, y0) = layout.photo_origin(i);
+        let mut v = Vec::new();
+        for y in y0..y0 + TILE {
+            for x in x0..x0 + TILE {
+                v.extend_from_slice(&image.get_pixel(x, y).0);
+            }
+        }
+        v
+    };
+    for (i, path) in paths.iter().enumerate() {
+        let expected = decode_image(Path::new(path), TILE).unwrap();
+        assert!(
+            tile_pixels(i) == expected,
+            "{png:?}: tile {i} is not {path}"
+        );
+    }
+    for i in paths.len()..(layout.columns * layout.rows) as usize {
+        assert!(
+            tile_pixels(i).iter().all(|&b| b == 255),
+            "{png:?}: place {i} of the grid is not empty"
+        );
+    }
+}
+
+#[test]
+fn gallery_size_follows_the_tile_count() {
+    // A full row holds the square root of the count (rounded up) tiles, at least 4 and at most
+    // 8; fewer tiles than that make one row.
+    for (tiles, columns, rows) in [
+        (1, 1, 1),
+        (3, 3, 1),
+        (5, 4, 2),
+        (16, 4, 4),
+        (17, 5, 4),
+        (64, 8, 8),
+        (100, 8, 13),
+    ] {
+        let layout = GalleryLayout::new(tiles);
+        assert_eq!(
+            (layout.columns, layout.rows),
+            (columns, rows),
+            "{tiles} tiles"
+        );
+        let width = (columns * TILE + (columns - 1) * GAP + 2 * MARGIN).max(MIN_WIDTH);
+        let height = HEADER + rows * (TILE + LABEL_HEIGHT) + (rows - 1) * GAP + MARGIN;
+        assert_eq!(
+            (layout.width, layout.height),
+            (width, height),
+            "{tiles} tiles"
+        );
+        // Tiles never overlap and stay inside the picture.
+        let (x, y) = layout.photo_origin(tiles - 1);
+        assert!(x + TILE + MARGIN <= layout.width && y + TILE + LABEL_HEIGHT < layout.height);
+    }
+}
+
+fn results(logits: &[f32], labels: &[usize]) -> Vec<ImageResult> {
+    let classes = ["cat".to_string(), "dog".to_string()];
+    let paths: Vec<PathBuf> = (0..labels.len())
+        .map(|i| format!("{i}.png").into())
+        .collect();
+    image_results(logits, labels, &paths, &classes).unwrap()
+}
+
+#[test]
+fn top_losses_and_least_confident_select_and_order() {
+    // (cat, dog) logits; losses from the true class.
+    let images = results(
+        &[
+            3.0, 0.0, // 0: cat, right, sure
+            0.0, 2.0, // 1: cat, wrong
+            0.1, 0.0, // 2: dog, wrong, nearly a guess
+            0.0, 2.0, // 3: cat, wrong: the same loss as 1
+            0.0, 0.1, // 4: dog, right, nearly a guess
+            0.0, 5.0, // 5: cat, wrong, sure
+        ],
+        &[0, 0, 1, 0, 1, 0],
+    );
+    let ln = |x: f64| x.ln();
+    assert!((images[1].loss - (ln(1.0 + 2f64.exp()))).abs() < 1e-9);
+    assert!(!images[5].correct() && images[4].correct());
+    // Highest loss first; equal losses in data set order.
+    assert_eq!(top_losses(&images, 3), vec![5, 1, 3]);
+    assert_eq!(top_losses(&images, 100), vec![5, 1, 3, 2, 4, 0]);
+    assert_eq!(top_losses(&images, 0), Vec::<usize>::new());
+    // Lowest top probability first: 2 and 4 are both 0.1 apart (equal), then 1 and 3.
+    assert_eq!(least_confident(&images, 4), vec![2, 4, 1, 3]);
+    let loss = |i: usize| images[i].loss;
+    let chosen = top_losses(&images, 2);
+    assert!(chosen.iter().all(|&i| (0..6)
+        .filter(|j| !chosen.contains(j))
+        .all(|j| loss(i) >= loss(j))));
+}
+
+#[test]
+fn skipped_files_keep_their_place_and_fields_are_quoted() {
+    let classes = vec!["cat, \"tabby\"".to_string(), "dog".to_string()];
+    let paths: Vec<PathBuf> = vec!["a,1.png".into(), "b\n2.png".into()];
+    let images = image_results(&[1.0, -1.0, 0.5, 0.25], &[0, 1], &paths, &classes).unwrap();
+    let skipped = vec![
+        Skipped {
+            path: "z \"bad\".jpg".into(),
+            reason: "not a JPEG or PNG image".into(),
+            index: 0,
+            label: Some(1),
+        },
+        Skipped {
+            path: "last.png".into(),
+            reason: "empty file".into(),
+            index: 3,
+            label: None,
+        },
+    ];
+    let text = predictions_csv(&classes, &images, &skipped);
+    let rows = parse_csv(&text);
+    assert_eq!(
+        rows[0],
+        [
+            "path",
+            "true_class",
+            "predicted_class",
+            "logit_cat, \"tabby\"",
+            "logit_dog",
+            "p_cat, \"tabby\"",
+            "p_dog",
+            "loss",
+            "correct",
+            "error"
+        ]
+    );
+    let paths: Vec<&str> = rows[1..].iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(paths, ["z \"bad\".jpg", "a,1.png", "b\n2.png", "last.png"]);
+    assert_eq!(rows[1][1], "dog");
+    assert!(rows[1][2..9].iter().all(String::is_empty), "{:?}", rows[1]);
+    assert_eq!(rows[1][9], "not a JPEG or PNG image");
+    assert_eq!(rows[4][1], "", "no class known");
+    assert_eq!(&rows[2][1..3], ["cat, \"tabby\"", "cat, \"tabby\""]);
+    assert_eq!(&rows[2][3..5], ["1", "-1"]);
+    assert_eq!(rows[2][8], "true");
+    assert_eq!(rows[3][8], "false");
+    let p: f32 = rows[2][5].parse().unwrap();
+    assert_eq!(p, images[0].probabilities[0], "written in full");
+    let loss: f64 = rows[3][7].parse().unwrap();
+    assert_eq!(loss, images[1].loss);
+}
+
+#[test]
+fn a_file_that_no_longer_decodes_gets_a_grey_tile() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let paths = write_synth_set(&dir.join("photos"), &["cat"], 1, 200, Layout::Kaggle, 7).unwrap();
+    let gone = dir.join("photos/cat.99.jpg");
+    let long = "a very long class name that cannot fit under one photo";
+    let tiles = [
+        Tile {
+            path: &paths[0],
+            true_class: long,
+            predicted: "dog",
+            p_predicted: "99.9%".into(),
+            p_true: Some("0.1%".into()),
+            loss: "loss 7.000".into(),
+            correct: false,
+        },
+        Tile {
+            path: &gone,
+            true_class: "cat",
+            predicted: long,
+            p_predicted: "51.0%".into(),
+            p_true: None,
+            loss: "loss 0.673".into(),
+            correct: true,
+        },
+    ];
+    let png = dir.join("gallery.png");
+    draw_gallery(&png, "A title", "a subtitle", &tiles).unwrap();
+    let image = image::open(&png).unwrap().to_rgb8();
+    let layout = GalleryLayout::new(2);
+    assert_eq!(
+        (image.width(), image.height()),
+        (layout.width, layout.height)
+    );
+    let (x, y) = layout.photo_origin(1);
+    let grey = (x..x + TILE)
+        .flat_map(|x| (y..y + TILE).map(move |y| (x, y)))
+        .filter(|&(x, y)| image.get_pixel(x, y).0 == [190, 190, 190])
+        .count();
+    assert!(
+        grey > (TILE * TILE) as usize * 3 / 4,
+        "{grey} grey pixels in the tile of the missing file"
+    );
+    // Long names are cut to the tile: nothing is drawn between the two tiles' text.
+    let (x0, _) = layout.photo_origin(0);
+    let gap_x = x0 + TILE + GAP / 2;
+    for y in y + TILE + 4..y + TILE + LABEL_HEIGHT {
+        assert_eq!(
+            image.get_pixel(gap_x, y).0,
+            [255, 255, 255],
+            "text at y {y}"
+        );
+    }
+}
+
+#[test]
+fn eval_and_train_write_predictions_and_galleries() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    // Class and file names that need quoting in CSV.
+    let tabby = "cat, \"tabby\"";
+    write_synth_set(
+        &dir.join("data"),
+        &[tabby, "dog"],
+        12,
+        24,
+        Layout::ImageFolder,
+        5,
+    )
+    .unwrap();
+    write_synth_set(
+        &dir.join("held-out"),
+        &[tabby, "dog"],
+        5,
+        24,
+        Layout::ImageFolder,
+        9,
+    )
+    .unwrap();
+    let held_out = dir.join("held-out");
+    std::fs::write(held_out.join(tabby).join("2,broken.jpg"), b"not an image").unwrap();
+    std::fs::write(held_out.join("dog").join("0 empty.png"), b"").unwrap();
+    std::fs::rename(
+        held_out.join("dog/3.png"),
+        held_out.join("dog/three \"3\",\nnew line.png"),
+    )
+    .unwrap();
+    let toml =
+        "epochs = 1\nimage_size = 16\nbatch_size = 8\n[model]\narch = \"mlp\"\nhidden = [16]\n";
+    std::fs::write(dir.join("run.toml"), toml).unwrap();
+    let o = catdog(
+        &[
+            "train", "--config", "run.toml", "--data", "data", "--test", "held-out", "--out", "run",
+        ],
+        dir,
+    );
+    assert_ok(&o);
+
+    // Training writes the held-out set's results and galleries into the run folder, bad files
+    // included.
+    let discovered = discover(&held_out).unwrap();
+    let order: Vec<String> = discovered
+        .samples
+        .iter()
+        .map(|s| s.path.to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(order.len(), 12);
+    let run_csv = Csv::read(&dir.join("run/predictions.csv"));
+    let run_paths: Vec<String> = run_csv
+        .rows
+        .iter()
+        .map(|r| dir.join(&r[0]).to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        run_paths, order,
+        "one row per file, in the data set's order"
+    );
+    assert_eq!(run_csv.predicted().len(), 10);
+    for file in ["top-losses.png", "least-confident.png"] {
+        let layout = GalleryLayout::new(10);
+        let png = image::open(dir.join("run").join(file)).unwrap();
+        assert_eq!((png.width(), png.height()), (layout.width, layout.height));
+    }
+
+    // `catdog eval`: the same rows beside its plots, in its own folder.
+    let o = catdog(
+        &[
+            "eval",
+            "--model",
+            "run",
+            "--data",
+            "held-out",
+            "--top-losses",
+            "4",
+        ],
+        dir,
+    );
+    assert_ok(&o);
+    let eval_dir = dir.join("run/eval-held-out");
+    let csv = Csv::read(&eval_dir.join("predictions.csv"));
+    assert_eq!(csv.rows, run_csv.rows, "eval and train agree");
+    let classes = [tabby, "dog"];
+    let mut header = vec!["path", "true_class", "predicted_class"];
+    let logit_cols: Vec<String> = classes.iter().map(|c| format!("logit_{c}")).collect();
+    let p_cols: Vec<String> = classes.iter().map(|c| format!("p_{c}")).collect();
+    header.extend(logit_cols.iter().map(String::as_str));
+    header.extend(p_cols.iter().map(String::as_str));
+    header.extend(["loss", "correct", "error"]);
+    assert_eq!(csv.header, header);
+
+    // Every row agrees with `catdog predict --json` on the same files.
+    let o = catdog(&["predict", "--model", "run", "--json", "held-out"], dir);
+    assert_eq!(o.status.code(), Some(1), "two files cannot be read");
+    let predicted: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let predicted = predicted.as_array().unwrap();
+    assert_eq!(predicted.len(), csv.rows.len());
+    for row in &csv.rows {
+        let path = &row[0];
+        let p = predicted
+            .iter()
+            .find(|p| p["path"] == path.as_str())
+            .unwrap_or_else(|| panic!("{path:?} not predicted"));
+        let error = csv.get(row, "error");
+        if !error.is_empty() {
+            assert_eq!(p["error"], error, "{path:?}");
+            assert!(csv.get(row, "predicted_class").is_empty());
+            assert!(csv.get(row, "loss").is_empty() && csv.get(row, "correct").is_empty());
+            continue;
+        }
+        assert_eq!(p["predicted"], csv.get(row, "predicted_class"), "{path:?}");
+        let mut logits = Vec::new();
+        for (k, class) in classes.iter().enumerate() {
+            let logit = csv.num(row, &logit_cols[k]);
+            let prob = csv.num(row, &p_cols[k]);
+            let (l, q) = (
+                p["logits"][k].as_f64().unwrap(),
+                p["probabilities"][k].as_f64().unwrap(),
+            );
+            assert!((logit - l).abs() < 1e-5, "{path:?} {class}: {logit} vs {l}");
+            assert!((prob - q).abs() < 1e-5, "{path:?} {class}: {prob} vs {q}");
+            logits.push(logit);
+        }
+        let label = classes
+            .iter()
+            .position(|c| *c == csv.get(row, "true_class"))
+            .unwrap();
+        let max = logits.iter().copied().fold(f64::MIN, f64::max);
+        let lse = max + logits.iter().map(|l| (l - max).exp()).sum::<f64>().ln();
+        let loss = csv.num(row, "loss");
+        assert!((loss - (lse - logits[label])).abs() < 1e-5, "{path:?}");
+        let right = csv.get(row, "predicted_class") == csv.get(row, "true_class");
+        assert_eq!(
+            csv.get(row, "correct"),
+            if right { "true" } else { "false" }
+        );
+    }
+    let errors: Vec<&str> = csv
+        .rows
+        .iter()
+        .map(|r| csv.get(r, "error"))
+        .filter(|e| !e.is_empty())
+        .collect();
+    assert_eq!(errors, ["not a JPEG or PNG image", "empty file"]);
+
+    // The galleries show the 4 highest-loss rows and the 4 least confident, in order.
+    let rows = csv.predicted();
+    let losses: Vec<f64> = rows.iter().map(|r| csv.num(r, "loss")).collect();
+    let doubt: Vec<f64> = rows
+        .iter()
+        .map(|r| -p_cols.iter().map(|c| csv.num(r, c)).fold(0.0, f64::max))
+        .collect();
+    let path_of = |i: &usize| dir.join(&rows[*i][0]).to_string_lossy().into_owned();
+    let worst: Vec<String> = highest(&losses, 4).iter().map(path_of).collect();
+    let unsure: Vec<String> = highest(&doubt, 4).iter().map(path_of).collect();
+    assert_gallery(&eval_dir.join("top-losses.png"), &worst);
+    assert_gallery(&eval_dir.join("least-confident.png"), &unsure);
+    // The whole set in one gallery: every photo, each once.
+    let o = catdog(
+        &[
+            "eval",
+            "--model",
+            "run",
+            "--data",
+            "held-out",
+            "--plots",
+            "all",
+            "--top-losses",
+            "256",
+        ],
+        dir,
+    );
+    assert_ok(&o);
+    let all: Vec<String> = highest(&losses, 256).iter().map(path_of).collect();
+    assert_eq!(all.len(), 10);
+    assert_gallery(&dir.join("all/top-losses.png"), &all);
+
+    // 0 draws no gallery, and removes those of an earlier evaluation; more than 256 is refused.
+    let o = catdog(
+        &[
+            "eval",
+            "--model",
+            "run",
+            "--data",
+            "held-out",
+            "--top-losses",
+            "0",
+        ],
+        dir,
+    );
+    assert_ok(&o);
+    assert!(eval_dir.join("predictions.csv").exists());
+    assert!(!eval_dir.join("top-losses.png").exists());
+    assert!(!eval_dir.join("least-confident.png").exists());
+    let o = catdog(
+        &[
+            "eval",
+            "--model",
+            "run",
+            "--data",
+            "held-out",
+            "--top-losses",
+            "257",
+        ],
+        dir,
+    );
+    assert_eq!(o.status.code(), Some(2));
+    // --no-plots writes nothing.
+    let o = catdog(
+        &[
+            "eval",
+            "--model",
+            "run",
+            "--data",
+            "held-out",
+            "--plots",
+            "none",
+            "--no-plots",
+        ],
+        dir,
+    );
+    assert_eq!(o.status.code(), Some(2), "--plots and --no-plots conflict");
+    let o = catdog(
+        &["eval", "--model", "run", "--data", "data", "--no-plots"],
+        dir,
+    );
+    assert_ok(&o);
+    assert!(!dir.join("run/eval-data").exists());
+}
