@@ -29,7 +29,7 @@ pub enum Command {
     Eval(EvalArgs),
     /// Predict the class of images, with logits and probabilities.
     Predict(PredictArgs),
-    /// Write a self-contained model bundle: weights (burnpack or safetensors) + config.json.
+    /// Write a self-contained model bundle: burnpack, safetensors or ONNX + config.json.
     Export(ExportArgs),
     /// Turn a safetensors file (PyTorch names and layouts) back into a catdog model folder.
     Import(ImportArgs),

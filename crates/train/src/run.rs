@@ -6,6 +6,7 @@ use std::{
     time::Instant,
 };
 
+use burn::tensor::Device;
 use catdog_data::{DataError, Normalization};
 use catdog_infer::{BackendError, ModelIoError, ModelSpec, OpenDevice};
 use catdog_model::printable;
@@ -104,14 +105,7 @@ pub fn train(req: TrainRequest) -> Result<Summary, TrainError> {
 
     let mut trainer = Trainer::new(&config, model_config, data.train.clone(), &norm, &ad)?;
     let mut state = match &resumed {
-        Some(resumed) => {
-            let state = trainer.restore(&run, resumed)?;
-            progress.say(&match state.epoch {
-                0 => format!("{}: no checkpoint yet, starting over", req.out.display()),
-                e => format!("resumed {} after epoch {e}", req.out.display()),
-            });
-            state
-        }
+        Some(resumed) => restore(&mut trainer, &run, resumed, &progress)?,
         None => TrainState::new(),
     };
     progress.say(&format!(
@@ -122,31 +116,15 @@ pub fn train(req: TrainRequest) -> Result<Summary, TrainError> {
         s = config.image_size,
     ));
 
-    let train_note = train_note(&config);
     let mut throughput = Vec::new();
     while state.epoch < config.epochs && !state.patience_ran_out(config.patience) {
-        let stats = trainer.train_epoch(state.epoch + 1, &mut progress)?;
-        throughput.push(stats.images_per_sec());
-        let val = trainer.validate(data.valid.clone(), &norm, &opened.device)?;
-        let metrics = stats.with_validation(&val);
-        progress.end_epoch(&metrics, config.epochs);
-        // Weights that give a non-finite validation loss have diverged: they are never kept.
-        if !val.loss.is_finite() {
-            return Err(TrainError::NonFiniteValidation {
-                epoch: stats.epoch,
-                loss: val.loss,
-                lr: stats.lr,
-            });
-        }
-        if state.record(metrics) {
-            run.save_best(trainer.model())?;
-        }
-        run.write_history(&state.history)?;
-        trainer.checkpoint(&run, &state)?;
-        // The curves are a view of metrics.csv: a failure to draw them is reported, not fatal.
-        if let Err(e) = learning_curves(&state.history, &train_note, &run.curves_file()) {
-            progress.warn(&e.to_string());
-        }
+        let epoch = Epoch {
+            run: &run,
+            data: &data,
+            norm: &norm,
+            device: &opened.device,
+        };
+        throughput.push(epoch.run(&mut trainer, &mut state, &config, &mut progress)?);
     }
     if state.epoch < config.epochs {
         progress.say(&format!(
@@ -175,6 +153,67 @@ pub fn train(req: TrainRequest) -> Result<Summary, TrainError> {
     };
     run.write_summary(&summary)?;
     Ok(summary)
+}
+
+/// Continues a resumed run from its last checkpoint.
+fn restore(
+    trainer: &mut Trainer,
+    run: &RunDir,
+    resumed: &Resumed,
+    progress: &Progress,
+) -> Result<TrainState, TrainError> {
+    let state = trainer.restore(run, resumed)?;
+    let path = run.path().display();
+    progress.say(&match state.epoch {
+        0 => format!("{path}: no checkpoint yet, starting over"),
+        e => format!("resumed {path} after epoch {e}"),
+    });
+    Ok(state)
+}
+
+/// What one epoch reads and writes besides the trainer and its progress.
+struct Epoch<'a> {
+    run: &'a RunDir,
+    data: &'a RunData,
+    norm: &'a Normalization,
+    /// The plain (inference) device.
+    device: &'a Device,
+}
+
+impl Epoch<'_> {
+    /// Trains one epoch, validates, keeps the best weights, writes the history and a
+    /// checkpoint, redraws the curves; returns the epoch's training images/s.
+    fn run(
+        &self,
+        trainer: &mut Trainer,
+        state: &mut TrainState,
+        config: &TrainConfig,
+        progress: &mut Progress,
+    ) -> Result<f64, TrainError> {
+        let stats = trainer.train_epoch(state.epoch + 1, progress)?;
+        let val = trainer.validate(self.data.valid.clone(), self.norm, self.device)?;
+        let metrics = stats.with_validation(&val);
+        progress.end_epoch(&metrics, config.epochs);
+        // Weights that give a non-finite validation loss have diverged: they are never kept.
+        if !val.loss.is_finite() {
+            return Err(TrainError::NonFiniteValidation {
+                epoch: stats.epoch,
+                loss: val.loss,
+                lr: stats.lr,
+            });
+        }
+        if state.record(metrics) {
+            self.run.save_best(trainer.model())?;
+        }
+        self.run.write_history(&state.history)?;
+        trainer.checkpoint(self.run, state)?;
+        // The curves are a view of metrics.csv: a failure to draw them is reported, not fatal.
+        let curves = learning_curves(&state.history, &train_note(config), &self.run.curves_file());
+        if let Err(e) = curves {
+            progress.warn(&e.to_string());
+        }
+        Ok(stats.images_per_sec())
+    }
 }
 
 /// The best epoch's weights become the run's model; it is evaluated on the validation split
