@@ -17,6 +17,7 @@ pub mod lr_find;
 pub mod metrics;
 pub mod mistakes;
 mod optim;
+mod owned_dir;
 pub mod plots;
 mod progress;
 mod run;
