@@ -21,10 +21,17 @@ fn the_suggestion_trains_a_model_that_learns() {
         8,
     )
     .unwrap();
-    let mut args = vec!["lr-find", "--data", "data", "--json", "--steps", "120"];
+    let mut args = vec![
+        "lr-find", "--data", "data", "--json", "--steps", "120", "--epochs", "3",
+    ];
     args.extend(MODEL);
     let o = catdog(&args, dir);
     assert_ok(&o);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("lr-find sweeps the learning rate itself; ignored: --epochs"),
+        "{err}"
+    );
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON document");
     let suggested = v["suggested"].as_f64().expect("a suggestion");
     assert!((1e-7..10.0).contains(&suggested), "{suggested}");

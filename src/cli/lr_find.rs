@@ -9,7 +9,25 @@ use catdog_train::{
 use super::{args::LrFindArgs, train::train_config, usage, Failure};
 
 pub fn run(a: LrFindArgs) -> Result<ExitCode, Failure> {
-    let mut config = train_config(&a.settings)?;
+    let s = &a.settings;
+    let ignored: Vec<&str> = [
+        ("--test", s.test.is_some()),
+        ("--epochs", s.epochs.is_some()),
+        ("--patience", s.patience.is_some()),
+        ("--schedule", s.schedule.is_some()),
+        ("--warmup-epochs", s.warmup_epochs.is_some()),
+        ("--lr", s.lr.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(flag, given)| given.then_some(flag))
+    .collect();
+    if !ignored.is_empty() {
+        eprintln!(
+            "warning: lr-find sweeps the learning rate itself; ignored: {}",
+            ignored.join(", ")
+        );
+    }
+    let mut config = train_config(s)?;
     // The sweep trains on the training split only; a held-out folder plays no part.
     config.test = None;
     let opts = LrFindOptions {
