@@ -4,7 +4,7 @@ use catdog_infer::{Backend, OpenDevice};
 use catdog_train::{
     export::ExportFormat,
     mistakes::{GALLERY_TILES, MAX_GALLERY_TILES},
-    OptimizerKind, Schedule,
+    Budget, OptimizerKind, Schedule,
 };
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -81,6 +81,10 @@ pub struct SettingsArgs {
     pub image_size: Option<usize>,
     #[arg(long, allow_negative_numbers = true)]
     pub epochs: Option<usize>,
+    /// Time for the whole run (e.g. 15m, 1h30m): after a short measurement the epoch count is
+    /// set so that training and the final evaluation end within it. --epochs wins when given.
+    #[arg(long)]
+    pub budget: Option<Budget>,
     #[arg(long, allow_negative_numbers = true)]
     pub batch_size: Option<usize>,
     /// Optimiser (default: adamw).

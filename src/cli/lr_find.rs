@@ -13,6 +13,7 @@ pub fn run(a: LrFindArgs) -> Result<ExitCode, Failure> {
     let ignored: Vec<&str> = [
         ("--test", s.test.is_some()),
         ("--epochs", s.epochs.is_some()),
+        ("--budget", s.budget.is_some()),
         ("--patience", s.patience.is_some()),
         ("--schedule", s.schedule.is_some()),
         ("--warmup-epochs", s.warmup_epochs.is_some()),

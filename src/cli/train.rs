@@ -126,7 +126,14 @@ pub(super) fn train_config(s: &SettingsArgs) -> Result<TrainConfig, Failure> {
         };
     }
     set!(s.image_size, c.image_size);
-    set!(s.epochs, c.epochs);
+    if let Some(budget) = s.budget {
+        c.budget = Some(budget);
+    }
+    // An explicit epoch count wins over a budget (from the flags or the config file).
+    if let Some(epochs) = s.epochs {
+        c.epochs = epochs;
+        c.budget = None;
+    }
     set!(s.batch_size, c.batch_size);
     set!(s.optimizer, c.optim.optimizer);
     set!(s.lr, c.optim.lr);
@@ -172,6 +179,7 @@ fn ignored_on_resume(a: &TrainArgs) -> Vec<&'static str> {
         ("--data", a.data.is_some()),
         ("--arch", a.arch.is_some()),
         ("--image-size", a.image_size.is_some()),
+        ("--budget", a.budget.is_some()),
         ("--batch-size", a.batch_size.is_some()),
         ("--optimizer", a.optimizer.is_some()),
         ("--lr", a.lr.is_some()),

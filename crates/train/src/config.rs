@@ -8,7 +8,7 @@ use catdog_infer::{
 use catdog_model::{Architecture, ModelConfig, DEFAULT_IMAGE_SIZE, IMAGE_SIZE};
 use serde::{Deserialize, Serialize};
 
-use crate::{card::ModelCard, OptimConfig};
+use crate::{budget::Budget, card::ModelCard, OptimConfig};
 
 /// Everything `catdog train` does, with defaults that train a good cats-vs-dogs CNN on a CPU.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -23,6 +23,10 @@ pub struct TrainConfig {
     /// Images are resized to `image_size x image_size`.
     pub image_size: usize,
     pub epochs: usize,
+    /// A wall-clock budget for the whole run: the trainer measures a few steps, then sets
+    /// `epochs` so that training and the final evaluation end within it (the chosen count is
+    /// stored in the run's `config.json`, so `--resume` keeps it).
+    pub budget: Option<Budget>,
     pub batch_size: usize,
     pub optim: OptimConfig,
     /// 0 for plain cross-entropy.
@@ -51,6 +55,7 @@ impl Default for TrainConfig {
             model: Architecture::default(),
             image_size: DEFAULT_IMAGE_SIZE,
             epochs: 16,
+            budget: None,
             batch_size: 64,
             optim: OptimConfig::default(),
             label_smoothing: 0.1,
@@ -91,6 +96,15 @@ impl TrainConfig {
         let bad = |field, value: String, fix| Err(InvalidSetting { field, value, fix });
         if self.epochs == 0 {
             return bad("epochs", "0".into(), "use at least 1 epoch");
+        }
+        if let Some(budget) = self.budget {
+            if budget.duration().as_secs() < 10 {
+                return bad(
+                    "budget",
+                    budget.to_string(),
+                    "use at least 10 seconds (e.g. 15m)",
+                );
+            }
         }
         // A batch of one makes BatchNorm's variance 0 (and training's last partial batch is
         // dropped only when it is not the only one).

@@ -5,6 +5,7 @@
 //! evaluation and `summary.json`. Loading and running a trained model for inference lives in
 //! `catdog-infer`, which this crate builds on.
 
+mod budget;
 mod card;
 mod config;
 pub mod dataset;
@@ -25,6 +26,7 @@ pub mod run_dir;
 mod summary;
 mod trainer;
 
+pub use budget::Budget;
 pub use card::{HeldOutMetrics, ModelCard, TensorInfo};
 pub use config::{pixel_cache, InvalidSetting, RunConfig, TrainConfig};
 pub use lock::{lock_holder, LockError, RunLock};

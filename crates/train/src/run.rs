@@ -12,6 +12,7 @@ use catdog_infer::{BackendError, ModelIoError, ModelSpec, OpenDevice};
 use catdog_model::printable;
 
 use crate::{
+    budget::epochs_within,
     dataset::RunData,
     evaluate::{evaluate, evaluate_plain_and_flip_tta, EvalError, EVAL_BATCH},
     metrics::Evaluation,
@@ -76,7 +77,7 @@ pub struct TrainRequest {
 pub fn train(req: TrainRequest) -> Result<Summary, TrainError> {
     let started = Instant::now();
     let mut progress = Progress::new(req.progress);
-    let (run, config, resumed) = open_run(&req)?;
+    let (run, mut config, resumed) = open_run(&req)?;
     if run.swept > 0 {
         progress.say(&format!(
             "removed {} partial file(s) left by an interrupted run",
@@ -99,15 +100,36 @@ pub fn train(req: TrainRequest) -> Result<Summary, TrainError> {
         data.train.len(),
         data.valid.len()
     ));
-    let run_config = settle_run_config(&req.out, &config, &data, norm, resumed.as_ref())?;
+    let mut run_config = settle_run_config(&req.out, &config, &data, norm, resumed.as_ref())?;
     run.write_config(&run_config)?;
-    let model_config = &run_config.spec.model;
+    let model_config = run_config.spec.model.clone();
 
-    let mut trainer = Trainer::new(&config, model_config, data.train.clone(), &norm, &ad)?;
+    let mut trainer = Trainer::new(&config, &model_config, data.train.clone(), &norm, &ad)?;
     let mut state = match &resumed {
         Some(resumed) => restore(&mut trainer, &run, resumed, &progress)?,
         None => TrainState::new(),
     };
+    // A budget fixes the epoch count once, at the start; a resumed run keeps the stored one.
+    if let (Some(budget), None) = (config.budget, &resumed) {
+        let measured = trainer.measure(data.valid.clone(), &norm, &opened.device)?;
+        config.epochs = epochs_within(
+            budget,
+            started.elapsed(),
+            measured,
+            trainer.steps_per_epoch(),
+            data.valid.len(),
+            data.test.as_ref().map_or(0, |(_, set)| set.len()),
+        );
+        trainer.set_epochs(config.epochs);
+        run_config.train = Some(config.clone());
+        run.write_config(&run_config)?;
+        progress.say(&format!(
+            "budget {budget}: {:.2} s per step, {:.1} ms per image to evaluate -> {} epochs",
+            measured.step,
+            1000.0 * measured.inference_per_image,
+            config.epochs
+        ));
+    }
     progress.say(&format!(
         "model: {} with {} parameters, {s}x{s} input, classes: {}",
         model_config.name(),

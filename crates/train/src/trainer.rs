@@ -19,6 +19,7 @@ use catdog_infer::Tta;
 use catdog_model::{Classifier, ModelConfig};
 
 use crate::{
+    budget::Measured,
     evaluate::{evaluate, VALIDATION_MIN_BATCH},
     metrics::{EpochMetrics, Evaluation},
     run_dir::{Resumed, RunDir, TrainState},
@@ -35,6 +36,7 @@ pub struct Trainer {
     optim: ModuleOptimizer,
     loss: Loss,
     config: TrainConfig,
+    model_config: ModelConfig,
     batcher: Arc<ImageBatcher>,
     train_images: usize,
     steps_per_epoch: usize,
@@ -105,6 +107,7 @@ impl Trainer {
                 .len()
                 .max(1),
             config: config.clone(),
+            model_config: model_config.clone(),
             device: ad.clone(),
         })
     }
@@ -224,6 +227,76 @@ impl Trainer {
             batches.finish()?;
         }
         Ok(())
+    }
+
+    /// Times training and inference for a time budget, on a throwaway model of the same
+    /// architecture and a fresh optimiser: a clone would share the run's weight buffers, which
+    /// an optimiser may update in place. The run's own draws are untouched (every epoch
+    /// re-seeds the device). Two untimed steps warm the allocator and kernels up.
+    pub fn measure(
+        &self,
+        valid: Arc<ImageSet>,
+        norm: &Normalization,
+        device: &Device,
+    ) -> Result<Measured, TrainError> {
+        const WARM: usize = 2;
+        const TIMED: usize = 6;
+        let plan = epoch_plan(
+            self.train_images,
+            self.config.batch_size,
+            epoch_order(&self.config, 1),
+        );
+        let plan: Vec<_> = plan.into_iter().take(WARM + TIMED).collect();
+        let timed_steps = plan.len().saturating_sub(WARM).max(1);
+        let mut probe =
+            Classifier::new(&self.model_config, &self.device).map_err(|e| InvalidSetting {
+                field: "model",
+                value: e.to_string(),
+                fix: "change the architecture settings",
+            })?;
+        let mut optim = self.config.optim.build();
+        let mut batches = Prefetcher::new(self.batcher.clone(), plan, PREFETCH_DEPTH)
+            .map_err(TrainError::Thread)?;
+        let mut started = Instant::now();
+        for (i, host) in batches.by_ref().enumerate() {
+            if i == WARM {
+                started = Instant::now();
+            }
+            let batch = host.to_device(&self.device);
+            let loss = self
+                .loss
+                .forward(probe.forward(batch.images), batch.targets);
+            let grads = GradientsParams::from_grads(loss.backward(), &probe);
+            probe = optim.step(self.config.optim.lr, probe, grads);
+        }
+        batches.finish()?;
+        let step = started.elapsed().as_secs_f64() / timed_steps as f64;
+        // Inference on up to 256 validation images, at the validation batch size.
+        let sample: Vec<usize> = (0..valid.len().min(256)).collect();
+        let sample = Arc::new(valid.subset(&sample));
+        let started = Instant::now();
+        evaluate(
+            &probe.valid(),
+            sample.clone(),
+            norm,
+            device,
+            self.config.batch_size.max(VALIDATION_MIN_BATCH),
+            Tta::Off,
+        )?;
+        let inference_per_image = started.elapsed().as_secs_f64() / sample.len().max(1) as f64;
+        Ok(Measured {
+            step,
+            inference_per_image,
+        })
+    }
+
+    pub fn steps_per_epoch(&self) -> usize {
+        self.steps_per_epoch
+    }
+
+    /// Sets the run's length (the learning-rate schedule spans it).
+    pub fn set_epochs(&mut self, epochs: usize) {
+        self.config.epochs = epochs;
     }
 
     /// Forward, loss, backward and an optimiser step on one batch; returns the batch's mean
