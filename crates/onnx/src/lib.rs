@@ -336,13 +336,7 @@ fn mlp(g: &mut Graph, m: &Mlp, c: &MlpConfig, input: &str) -> Result<String, Onn
     for (i, (layer, &out)) in m.hidden.iter().zip(&c.hidden).enumerate() {
         let name = format!("hidden.{i}");
         let y = gemm(g, layer, &name, &x, [width, out], &name)?;
-        x = g.node(
-            "Relu",
-            &format!("{name}/relu"),
-            &[&y],
-            &format!("{name}.relu"),
-            vec![],
-        );
+        x = g.relu(&name, &y);
         width = out;
     }
     gemm(
@@ -384,13 +378,7 @@ fn cnn(g: &mut Graph, m: &Cnn, c: &CnnConfig, input: &str) -> Result<String, Onn
             let y = conv2d(g, conv, &conv_name, &x, [channels, out])?;
             let norm_name = format!("blocks.{b}.norms.{j}");
             let y = batch_norm(g, norm, &norm_name, &y, out)?;
-            x = g.node(
-                "Relu",
-                &format!("{norm_name}/relu"),
-                &[&y],
-                &format!("{norm_name}.relu"),
-                vec![],
-            );
+            x = g.relu(&norm_name, &y);
             channels = out;
         }
         x = max_pool(g, &block.pool, &format!("blocks.{b}.pool"), &x)?;
@@ -406,7 +394,7 @@ fn cnn(g: &mut Graph, m: &Cnn, c: &CnnConfig, input: &str) -> Result<String, Onn
     let mut width = channels;
     if let (Some(hidden), Some(out)) = (&m.hidden, c.hidden) {
         let y = gemm(g, hidden, "hidden", &x, [width, out], "hidden")?;
-        x = g.node("Relu", "hidden/relu", &[&y], "hidden.relu", vec![]);
+        x = g.relu("hidden", &y);
         width = out;
     }
     gemm(
@@ -648,6 +636,17 @@ impl Graph {
     }
 
     /// Adds a node with one output; returns the output's name.
+    /// `Relu` after the layer `layer` (node `{layer}/relu`, output `{layer}.relu`).
+    fn relu(&mut self, layer: &str, input: &str) -> String {
+        self.node(
+            "Relu",
+            &format!("{layer}/relu"),
+            &[input],
+            &format!("{layer}.relu"),
+            vec![],
+        )
+    }
+
     fn node(
         &mut self,
         op: &str,

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::{
     dataset::RunData,
-    plots::{bold, font, render, PlotError, GREY, TRAIN, VALID},
+    plots::{bold, draw_legend, font, render, PlotError, GREY, TRAIN, VALID},
     run::settle_run_config,
     trainer::Trainer,
     InvalidSetting, Progress, TrainConfig, TrainError,
@@ -304,14 +304,7 @@ pub fn lr_find_plot(finding: &LrFinding, path: &Path) -> Result<(), PlotError> {
                     PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(2))
                 });
         }
-        chart
-            .configure_series_labels()
-            .label_font(font(16))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperLeft)
-            .draw()?;
-        Ok(())
+        draw_legend(&mut chart, SeriesLabelPosition::UpperLeft)
     })
 }
 

@@ -7,7 +7,7 @@ use std::{path::Path, sync::Once};
 
 use catdog_data::write_atomic;
 use plotters::{
-    coord::Shift,
+    coord::{CoordTranslate, Shift},
     prelude::*,
     style::{register_font, text_anchor::HPos, text_anchor::Pos, text_anchor::VPos},
 };
@@ -181,12 +181,20 @@ fn curve_panel(
                 .map(|p| Circle::new(p, 4, color.filled())),
         )?;
     }
+    draw_legend(&mut chart, legend_corner)
+}
+
+/// The legend of a chart's labelled series, in one style for every plot.
+pub(crate) fn draw_legend<'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, BitMapBackend<'a>, CT>,
+    corner: SeriesLabelPosition,
+) -> DrawResult {
     chart
         .configure_series_labels()
         .label_font(font(16))
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
-        .position(legend_corner)
+        .position(corner)
         .draw()?;
     Ok(())
 }
@@ -358,13 +366,7 @@ pub fn reliability_diagram(eval: &Evaluation, title: &str, path: &Path) -> Resul
             ))?
             .label("perfect calibration")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], GREY.stroke_width(2)));
-        chart
-            .configure_series_labels()
-            .label_font(font(16))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperLeft)
-            .draw()?;
+        draw_legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
 
         let most = filled.iter().map(|b| b.images).max().unwrap_or(1) as f64;
         let mut counts = ChartBuilder::on(&lower)

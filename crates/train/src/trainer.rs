@@ -275,14 +275,7 @@ impl Trainer {
         let sample: Vec<usize> = (0..valid.len().min(256)).collect();
         let sample = Arc::new(valid.subset(&sample));
         let started = Instant::now();
-        evaluate(
-            &probe.valid(),
-            sample.clone(),
-            norm,
-            device,
-            self.config.batch_size.max(VALIDATION_MIN_BATCH),
-            Tta::Off,
-        )?;
+        self.validate_model(&probe.valid(), sample.clone(), norm, device)?;
         let inference_per_image = started.elapsed().as_secs_f64() / sample.len().max(1) as f64;
         Ok(Measured {
             step,
@@ -332,16 +325,19 @@ impl Trainer {
         norm: &Normalization,
         device: &Device,
     ) -> Result<Evaluation, TrainError> {
+        self.validate_model(&self.model().valid(), set, norm, device)
+    }
+
+    /// `model` (in inference mode) on `set`, in validation-sized batches.
+    fn validate_model(
+        &self,
+        model: &Classifier,
+        set: Arc<ImageSet>,
+        norm: &Normalization,
+        device: &Device,
+    ) -> Result<Evaluation, TrainError> {
         let batch_size = self.config.batch_size.max(VALIDATION_MIN_BATCH);
-        Ok(evaluate(
-            &self.model().valid(),
-            set,
-            norm,
-            device,
-            batch_size,
-            Tta::Off,
-        )?
-        .evaluation)
+        Ok(evaluate(model, set, norm, device, batch_size, Tta::Off)?.evaluation)
     }
 
     /// Saves the model and optimiser after an epoch.
