@@ -218,17 +218,119 @@ fn predict_gives_the_softmax_of_the_logits_and_goes_on_past_a_bad_file() {
         values.iter().map(|v| v.as_f64().unwrap()).collect()
     };
     let (logits, probs) = (floats("logits"), floats("probabilities"));
-    let m = logits.iter().cloned().fold(f64::MIN, f64::max);
-    let z: f64 = logits.iter().map(|l| (l - m).exp()).sum();
-    for (l, p) in logits.iter().zip(&probs) {
-        assert!(((l - m).exp() / z - p).abs() < 1e-5);
-    }
+    // Training fitted a temperature on the validation split and stored it in config.json.
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("run/config.json")).unwrap())
+            .unwrap();
+    let t = config["temperature"].as_f64().unwrap();
+    assert!(t > 0.0 && t.is_finite(), "{t}");
+    assert_eq!(preds[0]["temperature"].as_f64(), Some(t));
+    assert_close(&probs, &softmax(&logits, t));
     assert!(preds[1]["error"].as_str().unwrap().contains("empty"));
     assert!(preds[2]["error"].is_string());
 
     let o = catdog(&["predict", "--model", "run", &img], dir);
     let line = stdout(&o);
     assert!(line.contains("logits cat") && line.contains("->"), "{line}");
+}
+
+fn softmax(logits: &[f64], temperature: f64) -> Vec<f64> {
+    let m = logits.iter().cloned().fold(f64::MIN, f64::max);
+    let e: Vec<f64> = logits
+        .iter()
+        .map(|l| ((l - m) / temperature).exp())
+        .collect();
+    let z: f64 = e.iter().sum();
+    e.iter().map(|v| v / z).collect()
+}
+
+fn assert_close(a: &[f64], b: &[f64]) {
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(b) {
+        assert!((x - y).abs() < 1e-5, "{a:?} vs {b:?}");
+    }
+}
+
+/// `predict --json` of one image: its logits, probabilities and temperature.
+fn predict_probabilities(dir: &Path, extra: &[&str], img: &str) -> (Vec<f64>, Vec<f64>, f64) {
+    let mut args = vec!["predict", "--model", "run", "--json", img];
+    args.extend(extra);
+    let o = catdog(&args, dir);
+    assert_ok(&o);
+    let preds: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let floats = |key: &str| -> Vec<f64> {
+        let values = preds[0][key].as_array().unwrap();
+        values.iter().map(|v| v.as_f64().unwrap()).collect()
+    };
+    let t = preds[0]["temperature"].as_f64().unwrap();
+    (floats("logits"), floats("probabilities"), t)
+}
+
+#[test]
+fn probabilities_follow_the_stored_temperature_unless_calibration_is_off() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (paths, _) = trained(dir);
+    let img = paths[0].to_string_lossy().into_owned();
+    let config_path = dir.join("run/config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
+    config["temperature"] = serde_json::json!(0.25);
+    std::fs::write(&config_path, config.to_string()).unwrap();
+
+    let (logits, probs, t) = predict_probabilities(dir, &[], &img);
+    assert_eq!(t, 0.25);
+    assert_close(&probs, &softmax(&logits, 0.25));
+    let (raw_logits, raw, t) = predict_probabilities(dir, &["--no-calibration"], &img);
+    assert_eq!((t, &raw_logits), (1.0, &logits), "the logits never change");
+    assert_close(&raw, &softmax(&logits, 1.0));
+
+    // eval reports both calibration errors and the temperature.
+    let o = catdog(
+        &[
+            "eval",
+            "--model",
+            "run",
+            "--data",
+            "data",
+            "--json",
+            "--no-plots",
+        ],
+        dir,
+    );
+    assert_ok(&o);
+    let e: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(e["temperature"].as_f64(), Some(0.25));
+    assert!(e["uncalibrated"]["ece"].is_f64(), "{e}");
+    let o = catdog(
+        &[
+            "eval",
+            "--model",
+            "run",
+            "--data",
+            "data",
+            "--json",
+            "--no-plots",
+            "--no-calibration",
+        ],
+        dir,
+    );
+    let e: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(e["temperature"].as_f64(), Some(1.0));
+    assert!(e.get("uncalibrated").is_none(), "{e}");
+
+    // A temperature that is not positive is refused, naming the field.
+    for bad in [serde_json::json!(0.0), serde_json::json!(-2.0)] {
+        config["temperature"] = bad;
+        std::fs::write(&config_path, config.to_string()).unwrap();
+        let o = catdog(&["predict", "--model", "run", &img], dir);
+        assert_eq!(o.status.code(), Some(2), "{}", common::both(&o));
+        assert!(
+            common::both(&o).contains("temperature"),
+            "{}",
+            common::both(&o)
+        );
+    }
 }
 
 #[test]

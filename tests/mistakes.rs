@@ -203,7 +203,7 @@ fn results(logits: &[f32], labels: &[usize]) -> Vec<ImageResult> {
     let paths: Vec<PathBuf> = (0..labels.len())
         .map(|i| format!("{i}.png").into())
         .collect();
-    image_results(logits, labels, &paths, &classes).unwrap()
+    image_results(logits, labels, &paths, &classes, 1.0).unwrap()
 }
 
 #[test]
@@ -240,7 +240,7 @@ fn top_losses_and_least_confident_select_and_order() {
 fn skipped_files_keep_their_place_and_fields_are_quoted() {
     let classes = vec!["cat, \"tabby\"".to_string(), "dog".to_string()];
     let paths: Vec<PathBuf> = vec!["a,1.png".into(), "b\n2.png".into()];
-    let images = image_results(&[1.0, -1.0, 0.5, 0.25], &[0, 1], &paths, &classes).unwrap();
+    let images = image_results(&[1.0, -1.0, 0.5, 0.25], &[0, 1], &paths, &classes, 1.0).unwrap();
     let skipped = vec![
         Skipped {
             path: "z \"bad\".jpg".into(),

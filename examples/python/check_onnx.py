@@ -12,7 +12,8 @@ out the centre square, resize it with a triangle filter (an exact numpy replica 
 `image::imageops::resize` with `FilterType::Triangle`), scale to 0..1. onnxruntime's logits must
 match `catdog predict --json` on the same image files within the tolerance, with the same
 predicted class for all; the batch is also run one image at a time (the batch dimension is
-dynamic) and a `probabilities` output, when present, must be the softmax of the logits.
+dynamic) and a `probabilities` output, when present, must be the softmax of the logits divided
+by the model's temperature (the `temperature` metadata).
 
 Images: with --photos (Pillow needed to decode them) photos are decoded once by Pillow and saved
 as lossless PNG files at full size, so catdog and this script start from the same pixels and
@@ -242,12 +243,14 @@ def main():
         ok &= compare("onnxruntime one image at a time vs the whole batch", logits, single,
                       args.tolerance)
         if "probabilities" in outputs:
-            diff = float(np.abs(outputs["probabilities"] - softmax(logits.astype(np.float64)))
-                         .max())
+            # A calibrated model's probabilities are softmax(logits / temperature).
+            t = float(meta.get("temperature", "1"))
+            diff = float(np.abs(outputs["probabilities"]
+                                - softmax(logits.astype(np.float64) / t)).max())
             good = diff <= 1e-6
             ok &= good
-            print(f"output 'probabilities' vs softmax(logits): max difference {diff:.2e} -> "
-                  f"{'OK' if good else 'FAILED'}")
+            print(f"output 'probabilities' vs softmax(logits / {t:g}): max difference "
+                  f"{diff:.2e} -> {'OK' if good else 'FAILED'}")
 
         if picked and any(p.lower().endswith((".jpg", ".jpeg")) for _, p, _ in picked):
             originals = catdog_logits(args.catdog, args.model or args.bundle, [p for _, p, _ in picked])

@@ -181,6 +181,10 @@ pub struct EvalArgs {
     /// Average the logits of each image and its mirror image.
     #[arg(long)]
     pub tta: bool,
+    /// Probabilities (and the calibration error) from softmax(logits), ignoring the
+    /// temperature fitted in training.
+    #[arg(long)]
+    pub no_calibration: bool,
     #[command(flatten)]
     pub backend: BackendArgs,
     #[arg(long)]
@@ -217,6 +221,9 @@ pub struct PredictArgs {
     /// Print predictions as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Probabilities as softmax(logits), ignoring the temperature fitted in training.
+    #[arg(long)]
+    pub no_calibration: bool,
     #[command(flatten)]
     pub backend: BackendArgs,
 }

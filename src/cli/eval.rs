@@ -88,6 +88,11 @@ pub fn run(a: EvalArgs) -> Result<ExitCode, Failure> {
     }
     let batch_size = EVAL_BATCH.min(trained.spec.model.max_batch_size());
     let tta = if a.tta { Tta::Flip } else { Tta::Off };
+    let temperature = if a.no_calibration {
+        1.0
+    } else {
+        trained.spec.temperature
+    };
     let evaluated = evaluate(
         &trained.model,
         Arc::new(set),
@@ -95,6 +100,7 @@ pub fn run(a: EvalArgs) -> Result<ExitCode, Failure> {
         &opened.device,
         batch_size,
         tta,
+        temperature,
     )
     .context("evaluation failed")?;
     let e = &evaluated.evaluation;

@@ -2,7 +2,7 @@ use std::{path::PathBuf, process::ExitCode, sync::Arc};
 
 use catdog_data::{decode_image, discover_files, ImageSet};
 use catdog_infer::{infer_logits, load_model, Tta};
-use catdog_model::{argmax, format_percent, printable, softmax_row};
+use catdog_model::{argmax, format_percent, printable, softmax_row_at};
 use serde::Serialize;
 
 use super::{args::PredictArgs, usage, Failure};
@@ -15,6 +15,9 @@ struct Prediction {
     error: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     logits: Vec<f32>,
+    /// `probabilities = softmax(logits / temperature)`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f32>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     probabilities: Vec<f32>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -28,6 +31,11 @@ pub fn run(a: PredictArgs) -> Result<ExitCode, Failure> {
     let trained = load_model(&a.model, &opened.device)?;
     let classes = &trained.spec.classes;
     let size = trained.spec.image_size;
+    let temperature = if a.no_calibration {
+        1.0
+    } else {
+        trained.spec.temperature
+    };
     let files = discover_files(&a.images)?;
 
     // Each file on its own: one bad file is reported and the others are still predicted.
@@ -54,6 +62,7 @@ pub fn run(a: PredictArgs) -> Result<ExitCode, Failure> {
             path: sample.path.clone(),
             error: result.err(),
             logits: vec![],
+            temperature: None,
             probabilities: vec![],
             predicted: None,
             confidence: None,
@@ -69,10 +78,11 @@ pub fn run(a: PredictArgs) -> Result<ExitCode, Failure> {
             Tta::Off,
         )?;
         for (row, &p) in logits.chunks_exact(classes.len()).zip(&ok_rows) {
-            let probs = softmax_row(row);
+            let probs = softmax_row_at(row, temperature);
             let best = argmax(&probs);
             let pred = &mut predictions[p];
             pred.logits = row.to_vec();
+            pred.temperature = Some(temperature);
             pred.predicted = Some(classes[best].clone());
             pred.confidence = Some(probs[best]);
             pred.probabilities = probs;
@@ -82,6 +92,12 @@ pub fn run(a: PredictArgs) -> Result<ExitCode, Failure> {
     if a.json {
         println!("{}", serde_json::to_string_pretty(&predictions)?);
     } else {
+        if temperature != 1.0 {
+            eprintln!(
+                "probabilities: softmax(logits / {temperature:.4}), the temperature fitted on \
+                 the validation split (--no-calibration for softmax(logits))"
+            );
+        }
         // File and class names are untrusted: printed with terminal controls escaped.
         for p in &predictions {
             let path = p.path.to_string_lossy();

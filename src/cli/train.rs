@@ -39,18 +39,31 @@ pub fn run(a: TrainArgs) -> Result<ExitCode, Failure> {
     );
     if let Some(t) = &summary.test {
         println!(
-            "held-out test accuracy: {:.2}% ({} images)",
+            "held-out test accuracy: {:.2}% ({} images), calibration error {:.2}% at \
+             temperature {:.3}",
             100.0 * t.accuracy,
-            t.images
+            t.images,
+            100.0 * t.calibration.ece,
+            t.temperature
         );
     }
-    println!(
-        "{} epochs in {:.1} s, {:.1} training images/s; weights: {}",
-        summary.epochs_run,
-        summary.wall_seconds,
-        summary.train_images_per_sec,
-        summary.run_dir.join(WEIGHTS_FILE).display()
-    );
+    let weights = summary.run_dir.join(WEIGHTS_FILE);
+    if summary.train_images_per_sec > 0.0 {
+        println!(
+            "{} epochs in {:.1} s, {:.1} training images/s; weights: {}",
+            summary.epochs_run,
+            summary.wall_seconds,
+            summary.train_images_per_sec,
+            weights.display()
+        );
+    } else {
+        println!(
+            "{} epochs, all trained before this resume; evaluated in {:.1} s; weights: {}",
+            summary.epochs_run,
+            summary.wall_seconds,
+            weights.display()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

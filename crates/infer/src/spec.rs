@@ -16,6 +16,15 @@ pub struct ModelSpec {
     /// Images are resized to `image_size x image_size` (equal to the model's own).
     pub image_size: usize,
     pub normalization: Normalization,
+    /// Probabilities are read as `softmax(logits / temperature)`. Training fits it on the
+    /// validation split (temperature scaling); 1 reads the raw logits' softmax. The model's
+    /// outputs stay raw logits either way.
+    #[serde(default = "unit_temperature")]
+    pub temperature: f32,
+}
+
+fn unit_temperature() -> f32 {
+    1.0
 }
 
 /// Why a `config.json` cannot rebuild its model or preprocess an image.
@@ -31,6 +40,8 @@ pub enum SpecError {
     EmptyClass { index: usize },
     #[error("classes[{index}] repeats \"{}\": class names must be unique", printable(.name))]
     DuplicateClass { index: usize, name: String },
+    #[error("temperature is {0}: it must be a positive, finite number (1 for no calibration)")]
+    Temperature(f32),
     #[error("normalization.{field}[{channel}] = {value}: {fix}")]
     Normalization {
         field: &'static str,
@@ -49,13 +60,14 @@ impl ModelSpec {
             model,
             classes,
             normalization,
+            temperature: 1.0,
         }
     }
 
     /// Refuses a spec that cannot rebuild its model or preprocess an image exactly: the model
     /// section (through the same validator as training: image-size range, memory bounds), a
     /// top-level image size that disagrees with it, class names that do not match the outputs
-    /// one to one, and a normalisation that would turn pixels into NaN or infinity.
+    /// one to one, a temperature that is not positive, and a normalisation that would turn pixels into NaN or infinity.
     pub fn validate(&self) -> Result<(), SpecError> {
         self.model.validate()?;
         if self.image_size != self.model.image_size() {
@@ -80,6 +92,9 @@ impl ModelSpec {
                     name: name.clone(),
                 });
             }
+        }
+        if !(self.temperature.is_finite() && self.temperature > 0.0) {
+            return Err(SpecError::Temperature(self.temperature));
         }
         let norm = &self.normalization;
         let bad = |field, channel, value, fix| {

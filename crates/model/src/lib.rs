@@ -22,5 +22,7 @@ pub use config::{
 };
 pub use fast_ops::{batch_norm, conv3x3_as_matmul, MATMUL_CONV_MAX_CHANNELS};
 pub use mlp::{Mlp, MlpConfig};
-pub use probs::{argmax, format_percent, format_probability, probabilities, softmax_row};
+pub use probs::{
+    argmax, format_percent, format_probability, probabilities, softmax_row, softmax_row_at,
+};
 pub use text::printable;

@@ -1,5 +1,7 @@
 use burn::tensor::{Device, Tensor, TensorData};
-use catdog_model::{argmax, format_percent, format_probability, probabilities, softmax_row};
+use catdog_model::{
+    argmax, format_percent, format_probability, probabilities, softmax_row, softmax_row_at,
+};
 
 /// The two photos of the README's motivating example, as `examples/logits_to_probs` prints them.
 #[test]
@@ -47,4 +49,23 @@ fn argmax_takes_the_lowest_index_on_ties_and_never_a_nan() {
     assert_eq!(argmax(&[f32::NAN, 0.9]), 0);
     assert_eq!(argmax(&[-1.0]), 0);
     assert_eq!(argmax(&[]), 0);
+}
+
+#[test]
+fn temperature_scales_the_logits_before_the_softmax() {
+    // softmax((1.004, 0.709) / 0.5) = softmax(2.008, 1.418): 1 / (1 + e^-0.59) = 0.6434.
+    assert_eq!(
+        format_probability(softmax_row_at(&[1.004, 0.709], 0.5)[0]),
+        "0.6434"
+    );
+    // T = 2 softens: 1 / (1 + e^-0.1475) = 0.5368.
+    assert_eq!(
+        format_probability(softmax_row_at(&[1.004, 0.709], 2.0)[0]),
+        "0.5368"
+    );
+    assert_eq!(softmax_row_at(&[3.0, -1.0], 1.0), softmax_row(&[3.0, -1.0]));
+    // A small temperature on huge logits stays finite and keeps the argmax.
+    let p = softmax_row_at(&[1000.0, 999.0, -1000.0], 0.01);
+    assert!(p.iter().all(|v| v.is_finite()), "{p:?}");
+    assert_eq!(argmax(&p), 0);
 }

@@ -54,6 +54,12 @@ fn run(dir: &Path, probabilities: bool) -> Result<(), String> {
         .map_err(|e| format!("config.json classes: {e}"))?;
     let image_size: usize = serde_json::from_value(field("image_size")?)
         .map_err(|e| format!("config.json image_size: {e}"))?;
+    // Written by catdog's calibration; older configs have none (the raw softmax).
+    let temperature = match json.get("temperature") {
+        Some(t) => serde_json::from_value(t.clone())
+            .map_err(|e| format!("config.json temperature: {e}"))?,
+        None => 1.0f32,
+    };
     let norm = field("normalization")?;
     let mean: [f32; 3] = serde_json::from_value(norm["mean"].clone())
         .map_err(|e| format!("config.json normalization.mean: {e}"))?;
@@ -75,6 +81,7 @@ fn run(dir: &Path, probabilities: bool) -> Result<(), String> {
         std,
         image_size,
         probabilities,
+        temperature,
         producer_version: env!("CARGO_PKG_VERSION"),
     })
     .map_err(|e| e.to_string())?;

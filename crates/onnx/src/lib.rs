@@ -15,7 +15,8 @@
 //!   no node;
 //! - output `logits`: `float32 [batch, classes]`, raw, in the order of the class names;
 //!   with [`OnnxInput::probabilities`] a second output `probabilities`, `Softmax(logits,
-//!   axis=1)`.
+//!   axis=1)`, or `Softmax(Div(logits, temperature), axis=1)` for a model calibrated by
+//!   temperature scaling.
 //!
 //! Opset [`OPSET_VERSION`] (17), IR version [`IR_VERSION`] (8); weights are initializers, named
 //! and laid out as in catdog's safetensors export (PyTorch's `state_dict` convention:
@@ -103,6 +104,8 @@ pub mod metadata {
     pub const MODEL: &str = "model";
     /// The graph's output names, comma-separated (`logits` or `logits,probabilities`).
     pub const OUTPUTS: &str = "outputs";
+    /// Probabilities are `softmax(logits / temperature)` (decimal; 1 when not calibrated).
+    pub const TEMPERATURE: &str = "temperature";
 }
 
 /// Everything the export needs. Independent of the trainer: the caller reads these from a run
@@ -123,6 +126,8 @@ pub struct OnnxInput<'a> {
     pub image_size: usize,
     /// Add a second output `probabilities`, the softmax of the logits over the classes.
     pub probabilities: bool,
+    /// The probabilities are `softmax(logits / temperature)` (positive; 1 for the raw softmax).
+    pub temperature: f32,
     /// Written as the model's `producer_version` (catdog's version).
     pub producer_version: &'a str,
 }
@@ -199,17 +204,32 @@ pub fn to_model_proto(input: &OnnxInput) -> Result<ModelProto, OnnxError> {
         "Raw logits (no softmax), one column per class in the order of the 'classes' metadata.",
     )];
     if input.probabilities {
+        let scores = if input.temperature == 1.0 {
+            LOGITS_NAME.to_string()
+        } else {
+            let t = g.constant("temperature", &[1], vec![input.temperature]);
+            g.node(
+                "Div",
+                "probabilities/temperature",
+                &[LOGITS_NAME, &t],
+                "logits.scaled",
+                vec![],
+            )
+        };
         g.node(
             "Softmax",
             "probabilities/softmax",
-            &[LOGITS_NAME],
+            &[&scores],
             PROBABILITIES_NAME,
             vec![attr_int("axis", 1)],
         );
         outputs.push(value_info(
             PROBABILITIES_NAME,
             &[Dim::Batch, Dim::Fixed(classes)],
-            "Softmax of the logits over the classes (axis 1).",
+            &format!(
+                "Softmax of the logits divided by the temperature {} over the classes (axis 1).",
+                input.temperature
+            ),
         ));
     }
 
@@ -234,6 +254,7 @@ pub fn to_model_proto(input: &OnnxInput) -> Result<ModelProto, OnnxError> {
             serde_json::to_string(input.config).map_err(|e| OnnxError::Settings(e.to_string()))?,
         ),
         entry(metadata::OUTPUTS, output_names.join(",")),
+        entry(metadata::TEMPERATURE, input.temperature.to_string()),
     ];
 
     let graph = GraphProto {
@@ -302,6 +323,12 @@ fn check_settings(input: &OnnxInput) -> Result<(), OnnxError> {
             input.image_size,
             input.config.image_size(),
             input.config.image_size()
+        ));
+    }
+    if !(input.temperature.is_finite() && input.temperature > 0.0) {
+        return bad(format!(
+            "the temperature {} must be finite and positive",
+            input.temperature
         ));
     }
     if !input.mean.iter().all(|m| m.is_finite()) {

@@ -69,6 +69,7 @@ fn input<'a>(
         std: STD,
         image_size: config.image_size(),
         probabilities,
+        temperature: 1.0,
         producer_version: "0.1.0-test",
     }
 }
@@ -416,6 +417,36 @@ fn an_mlp_without_hidden_layers_is_one_gemm() {
 }
 
 #[test]
+fn a_calibrated_model_divides_by_its_temperature_before_the_softmax() {
+    let config = mlp_config();
+    let model = build(&config);
+    let classes = class_names(config.num_classes());
+    let onnx = export(&OnnxInput {
+        temperature: 0.625,
+        ..input(&model, &config, &classes, true)
+    });
+    assert_well_formed(&onnx);
+    let g = onnx.graph.as_ref().unwrap();
+    let [.., div, softmax] = &g.node[..] else {
+        panic!("too few nodes")
+    };
+    assert_eq!(div.op_type, "Div");
+    assert_eq!(div.input, ["logits", "temperature"]);
+    assert_eq!(
+        (softmax.op_type.as_str(), &softmax.input[..]),
+        ("Softmax", &div.output[..])
+    );
+    assert_eq!(softmax.output, ["probabilities"]);
+    let t = initializers(&onnx)["temperature"];
+    assert_eq!((t.dims.clone(), floats(t)), (vec![1], vec![0.625]));
+    assert_eq!(meta(&onnx)["temperature"], "0.625");
+    // Uncalibrated: no Div, and the metadata says 1.
+    let plain = export(&input(&model, &config, &classes, true));
+    assert!(!ops(&plain).ends_with(&["Div", "Softmax"]));
+    assert_eq!(meta(&plain)["temperature"], "1");
+}
+
+#[test]
 fn the_export_is_deterministic() {
     let config = cnn_config(None, 1);
     let model = build(&config);
@@ -463,6 +494,14 @@ fn bad_settings_are_refused() {
         ..input(&model, &config, &classes, false)
     });
     assert!(e.contains("mean"), "{e}");
+
+    for t in [0.0, -1.0, f32::INFINITY, f32::NAN] {
+        let e = settings_error(&OnnxInput {
+            temperature: t,
+            ..input(&model, &config, &classes, true)
+        });
+        assert!(e.contains("temperature"), "{t}: {e}");
+    }
 }
 
 fn mismatch(input: &OnnxInput) -> String {

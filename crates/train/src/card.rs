@@ -48,8 +48,12 @@ pub struct HeldOutMetrics {
     pub accuracy: f64,
     /// Mean cross-entropy.
     pub loss: f64,
-    /// Expected calibration error of the softmax confidence.
+    /// Expected calibration error of the confidence: of `softmax(logits / temperature)` with
+    /// the model's fitted temperature.
     pub ece: f64,
+    /// Expected calibration error of the raw `softmax(logits)`, when the model is calibrated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ece_uncalibrated: Option<f64>,
     pub per_class: Vec<ClassMetrics>,
 }
 
@@ -72,10 +76,17 @@ impl ModelCard {
             preprocessing: preprocessing(config),
             output: format!(
                 "raw logits [batch, {}], one per class in the order of `classes`; \
-                 softmax gives probabilities{}",
+                 softmax(logits / temperature) gives probabilities, with `temperature` {} \
+                 {}{}",
                 config.spec.classes.len(),
+                config.spec.temperature,
+                if config.spec.temperature == 1.0 {
+                    "(not calibrated)"
+                } else {
+                    "(fitted on the validation split: temperature scaling)"
+                },
                 if opts.probabilities {
-                    " (the ONNX graph's second output `probabilities` is that softmax)"
+                    "; the ONNX graph's second output `probabilities` is that softmax"
                 } else {
                     ""
                 }
@@ -99,6 +110,7 @@ impl HeldOutMetrics {
             accuracy: e.accuracy,
             loss: e.loss,
             ece: e.calibration.ece,
+            ece_uncalibrated: e.uncalibrated.as_ref().map(|c| c.ece),
             per_class: e.per_class.clone(),
         }
     }

@@ -36,7 +36,8 @@ pub struct Evaluated {
 }
 
 /// Accuracy, loss, confusion matrix and example images of `model` (in inference mode, on the
-/// plain `device`) on a labelled set, with each image's logits, probabilities and loss.
+/// plain `device`) on a labelled set, with each image's logits, probabilities
+/// (`softmax(logits / temperature)`) and loss.
 pub fn evaluate(
     model: &Classifier,
     set: Arc<ImageSet>,
@@ -44,9 +45,10 @@ pub fn evaluate(
     device: &Device,
     batch_size: usize,
     tta: Tta,
+    temperature: f32,
 ) -> Result<Evaluated, EvalError> {
     let logits = infer_logits(model, set.clone(), norm, device, batch_size, tta)?;
-    evaluated(&logits, &set)
+    evaluated(&logits, &set, temperature)
 }
 
 /// [`evaluate`] plain and with flip TTA, from one pass over the set (two forwards per image,
@@ -57,16 +59,32 @@ pub fn evaluate_plain_and_flip_tta(
     norm: &Normalization,
     device: &Device,
     batch_size: usize,
+    temperature: f32,
 ) -> Result<(Evaluated, Evaluated), EvalError> {
     let (plain, averaged) =
         infer_logits_plain_and_flip(model, set.clone(), norm, device, batch_size)?;
-    Ok((evaluated(&plain, &set)?, evaluated(&averaged, &set)?))
+    Ok((
+        evaluated(&plain, &set, temperature)?,
+        evaluated(&averaged, &set, temperature)?,
+    ))
 }
 
-fn evaluated(logits: &[f32], set: &ImageSet) -> Result<Evaluated, EvalError> {
-    let images = image_results(logits, &set.labels, &set.paths, &set.classes)?;
+impl Evaluated {
+    /// The same logits read at another temperature (no new pass over the images).
+    pub fn at_temperature(&self, set: &ImageSet, temperature: f32) -> Result<Self, EvalError> {
+        let logits: Vec<f32> = self
+            .images
+            .iter()
+            .flat_map(|image| image.logits.iter().copied())
+            .collect();
+        evaluated(&logits, set, temperature)
+    }
+}
+
+fn evaluated(logits: &[f32], set: &ImageSet, temperature: f32) -> Result<Evaluated, EvalError> {
+    let images = image_results(logits, &set.labels, &set.paths, &set.classes, temperature)?;
     Ok(Evaluated {
-        evaluation: Evaluation::from_images(&images, &set.classes, EXAMPLES),
+        evaluation: Evaluation::from_images(&images, &set.classes, EXAMPLES, temperature),
         images,
     })
 }

@@ -120,6 +120,7 @@ pub fn export(
                 std: spec.normalization.std,
                 image_size: spec.image_size,
                 probabilities: opts.probabilities,
+                temperature: spec.temperature,
                 producer_version: env!("CARGO_PKG_VERSION"),
             })?)
         }

@@ -6,6 +6,7 @@
 //! `catdog-infer`, which this crate builds on.
 
 mod budget;
+pub mod calibrate;
 mod card;
 mod config;
 pub mod dataset;

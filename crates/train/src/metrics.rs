@@ -1,6 +1,6 @@
 use std::path::PathBuf;
 
-use catdog_model::{argmax, softmax_row};
+use catdog_model::{argmax, softmax_row, softmax_row_at};
 use serde::{Deserialize, Serialize};
 
 use crate::{loss::cross_entropy_row, mistakes::least_confident};
@@ -80,9 +80,20 @@ pub struct Evaluation {
     pub least_sure: Vec<ImageVerdict>,
     /// Wrong predictions with the highest confidence.
     pub confidently_wrong: Vec<ImageVerdict>,
-    /// How far the softmax confidence can be trusted.
+    /// How far the confidence (the top probability, at `temperature`) can be trusted.
     #[serde(default)]
     pub calibration: Calibration,
+    /// Probabilities are `softmax(logits / temperature)`; 1 when not calibrated.
+    #[serde(default = "unit_temperature")]
+    pub temperature: f32,
+    /// The calibration of the raw `softmax(logits)`, when `temperature` is not 1: what
+    /// temperature scaling changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uncalibrated: Option<Calibration>,
+}
+
+fn unit_temperature() -> f32 {
+    1.0
 }
 
 /// Equal-width confidence bins over [0, 1] for the reliability diagram and the ECE.
@@ -150,7 +161,7 @@ impl Calibration {
 
 /// Logits and labels that do not describe one evaluation: rows missing (a pass cut short) or
 /// extra, no classes, or a label without a class.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum LogitsError {
     #[error(
         "{logits} logits for {images} images of {classes} classes: expected {images} x {classes}"
@@ -168,6 +179,8 @@ pub enum LogitsError {
         label: usize,
         classes: usize,
     },
+    #[error("temperature {0} is not a positive, finite number")]
+    Temperature(f32),
 }
 
 /// One image's result: what an [`Evaluation`] sums up, and one row of `predictions.csv`.
@@ -180,7 +193,7 @@ pub struct ImageResult {
     pub predicted: usize,
     /// The model's raw scores, in class order.
     pub logits: Vec<f32>,
-    /// Softmax of the logits.
+    /// `softmax(logits / temperature)` (the evaluation's temperature, 1 when uncalibrated).
     pub probabilities: Vec<f32>,
     /// Cross-entropy of the true class, from the logits with log-sum-exp (no label smoothing).
     pub loss: f64,
@@ -197,17 +210,19 @@ impl ImageResult {
     }
 }
 
-/// Each image's prediction, probabilities and loss from a row-major `[n, classes]` logits
-/// matrix and the true labels, `n = labels.len()`, in the set's order: the one place where
-/// logits become per-image results ([`Evaluation`] sums these up).
+/// Each image's prediction, probabilities (`softmax(logits / temperature)`) and loss from a
+/// row-major `[n, classes]` logits matrix and the true labels, `n = labels.len()`, in the set's
+/// order: the one place where logits become per-image results ([`Evaluation`] sums these up).
 ///
 /// Refuses logits that are not exactly `n x classes` (a pass that lost rows), an empty class
-/// list and labels outside it. A missing path is left empty.
+/// list, labels outside it and a temperature that is not positive. A missing path is left
+/// empty.
 pub fn image_results(
     logits: &[f32],
     labels: &[usize],
     paths: &[PathBuf],
     classes: &[String],
+    temperature: f32,
 ) -> Result<Vec<ImageResult>, LogitsError> {
     let k = classes.len();
     let n = labels.len();
@@ -221,6 +236,9 @@ pub fn image_results(
             classes: k,
         });
     }
+    if !(temperature.is_finite() && temperature > 0.0) {
+        return Err(LogitsError::Temperature(temperature));
+    }
     if let Some((index, &label)) = labels.iter().enumerate().find(|(_, &l)| l >= k) {
         return Err(LogitsError::Label {
             index,
@@ -233,7 +251,7 @@ pub fn image_results(
         .zip(labels)
         .enumerate()
         .map(|(i, (row, &label))| {
-            let probabilities = softmax_row(row);
+            let probabilities = softmax_row_at(row, temperature);
             ImageResult {
                 path: paths.get(i).cloned().unwrap_or_default(),
                 label,
@@ -247,7 +265,8 @@ pub fn image_results(
 }
 
 impl Evaluation {
-    /// From a row-major `[n, classes]` logits matrix and the true labels, `n = labels.len()`.
+    /// From a row-major `[n, classes]` logits matrix and the true labels, `n = labels.len()`,
+    /// with probabilities read as the raw `softmax(logits)`.
     ///
     /// Refuses logits that are not exactly `n x classes` (a pass that lost rows is never
     /// averaged over the full count), an empty class list and labels outside it.
@@ -258,8 +277,8 @@ impl Evaluation {
         classes: &[String],
         examples: usize,
     ) -> Result<Self, LogitsError> {
-        let images = image_results(logits, labels, paths, classes)?;
-        Ok(Self::from_images(&images, classes, examples))
+        let images = image_results(logits, labels, paths, classes, 1.0)?;
+        Ok(Self::from_images(&images, classes, examples, 1.0))
     }
 
     /// [`Self::try_from_logits`] for callers that have already checked the shapes.
@@ -278,9 +297,14 @@ impl Evaluation {
             .unwrap_or_else(|e| panic!("Evaluation::from_logits: {e}"))
     }
 
-    /// The summary of per-image results made by [`image_results`] (labels and predictions are
-    /// indices into `classes`).
-    pub(crate) fn from_images(images: &[ImageResult], classes: &[String], examples: usize) -> Self {
+    /// The summary of per-image results made by [`image_results`] at `temperature` (labels and
+    /// predictions are indices into `classes`).
+    pub(crate) fn from_images(
+        images: &[ImageResult],
+        classes: &[String],
+        examples: usize,
+        temperature: f32,
+    ) -> Self {
         let k = classes.len();
         let n = images.len();
         let mut confusion = vec![vec![0usize; k]; k];
@@ -354,6 +378,13 @@ impl Evaluation {
                 .collect(),
             confidently_wrong: wrong.iter().map(verdict).collect(),
             calibration,
+            temperature,
+            uncalibrated: (temperature != 1.0).then(|| {
+                Calibration::from_predictions(images.iter().map(|image| {
+                    let raw = softmax_row(&image.logits);
+                    (raw[image.predicted], image.correct())
+                }))
+            }),
         }
     }
 
@@ -375,11 +406,21 @@ impl Evaluation {
             .max()
             .unwrap_or(4)
             .max(9);
-        let _ = writeln!(
-            s,
-            "expected calibration error {:.2}% ({CALIBRATION_BINS} confidence bins)",
-            100.0 * self.calibration.ece
-        );
+        let _ = match &self.uncalibrated {
+            Some(raw) => writeln!(
+                s,
+                "expected calibration error {:.2}% with probabilities softmax(logits / {:.4}) \
+                 ({:.2}% for softmax(logits)), {CALIBRATION_BINS} confidence bins",
+                100.0 * self.calibration.ece,
+                self.temperature,
+                100.0 * raw.ece
+            ),
+            None => writeln!(
+                s,
+                "expected calibration error {:.2}% ({CALIBRATION_BINS} confidence bins)",
+                100.0 * self.calibration.ece
+            ),
+        };
         let _ = write!(
             s,
             "\nconfusion (rows: true, columns: predicted)\n{:>w$}",

@@ -311,6 +311,14 @@ pub fn reliability_diagram(eval: &Evaluation, title: &str, path: &Path) -> Resul
         let first = ((bins as f64) / eval.classes.len().max(1) as f64).floor() as usize;
         let x_lo = cal.bins.get(first).map(|b| b.lower).unwrap_or(0.0);
         let (upper, lower) = root.split_vertically(640);
+        let x_desc = match &eval.uncalibrated {
+            Some(raw) => format!(
+                "confidence: top-class softmax(logits / {:.3}); error {:.2}% at temperature 1",
+                eval.temperature,
+                100.0 * raw.ece
+            ),
+            None => "confidence (top-class softmax probability)".to_string(),
+        };
         let mut chart = ChartBuilder::on(&upper)
             .caption(
                 format!(
@@ -325,7 +333,7 @@ pub fn reliability_diagram(eval: &Evaluation, title: &str, path: &Path) -> Resul
             .build_cartesian_2d(x_lo..1.0, 0.0..1.0)?;
         chart
             .configure_mesh()
-            .x_desc("confidence (top-class softmax probability)")
+            .x_desc(x_desc)
             .y_desc("accuracy in bin")
             .label_style(font(16))
             .axis_desc_style(font(18))

@@ -8,11 +8,12 @@ use std::{
 
 use burn::tensor::Device;
 use catdog_data::{DataError, Normalization};
-use catdog_infer::{BackendError, ModelIoError, ModelSpec, OpenDevice};
+use catdog_infer::{BackendError, ModelIoError, ModelSpec, OpenDevice, Tta};
 use catdog_model::printable;
 
 use crate::{
     budget::epochs_within,
+    calibrate::fit_temperature,
     dataset::RunData,
     evaluate::{evaluate, evaluate_plain_and_flip_tta, EvalError, EVAL_BATCH},
     metrics::Evaluation,
@@ -156,7 +157,7 @@ pub fn train(req: TrainRequest) -> Result<Summary, TrainError> {
     }
 
     let (validation, test, test_flip_tta) =
-        evaluate_best(&run, &run_config, &data, &opened, &state, &progress)?;
+        evaluate_best(&run, &mut run_config, &data, &opened, &state, &progress)?;
     let summary = Summary {
         run_dir: run.path().to_path_buf(),
         device: opened.name,
@@ -165,7 +166,11 @@ pub fn train(req: TrainRequest) -> Result<Summary, TrainError> {
         best_epoch: state.best_epoch,
         stopped_early: state.epoch < config.epochs,
         wall_seconds: started.elapsed().as_secs_f64(),
-        train_images_per_sec: throughput.iter().sum::<f64>() / throughput.len().max(1) as f64,
+        // 0 (not the -0 of an empty float sum) when a resumed run had no epoch left.
+        train_images_per_sec: match throughput.len() {
+            0 => 0.0,
+            n => throughput.iter().sum::<f64>() / n as f64,
+        },
         train_images: data.train.len(),
         validation,
         test,
@@ -238,42 +243,73 @@ impl Epoch<'_> {
     }
 }
 
-/// The best epoch's weights become the run's model; it is evaluated on the validation split
-/// and the held-out folder (plain and with flip TTA), and the held-out evaluation (else the
+/// The best epoch's weights become the run's model; its temperature is fitted on the
+/// validation split and stored in `config.json`; it is evaluated on the validation split and
+/// the held-out folder (plain and with flip TTA), and the held-out evaluation (else the
 /// validation) is drawn.
 fn evaluate_best(
     run: &RunDir,
-    run_config: &RunConfig,
+    run_config: &mut RunConfig,
     data: &RunData,
     opened: &OpenDevice,
     state: &TrainState,
     progress: &Progress,
 ) -> Result<(Evaluation, Option<Evaluation>, Option<Evaluation>), TrainError> {
-    let (device, norm) = (&opened.device, &run_config.spec.normalization);
+    let norm = run_config.spec.normalization;
+    let (device, norm) = (&opened.device, &norm);
     let best = run.load_best(&run_config.spec.model, device)?;
     run.save_model(&best)?;
-    let validation = evaluate(
+    let raw = evaluate(
         &best,
         data.valid.clone(),
         norm,
         device,
         EVAL_BATCH,
-        Default::default(),
+        Tta::Off,
+        1.0,
     )?;
+    // Temperature scaling: the probabilities the run reports and ships say how often the model
+    // is right (label smoothing alone leaves them under-confident).
+    let temperature = fit_temperature(&raw.images).unwrap_or(1.0);
+    run_config.spec.temperature = temperature;
+    run.write_config(run_config)?;
+    let validation = raw.at_temperature(&data.valid, temperature)?;
     let v = &validation.evaluation;
     progress.say(&format!(
-        "best epoch {}: validation accuracy {:.2}% ({} images), loss {:.4}",
+        "best epoch {}: validation accuracy {:.2}% ({} images), loss {:.4}; temperature {:.3} \
+         fitted on it: calibration error {:.2}% -> {:.2}%",
         state.best_epoch,
         100.0 * v.accuracy,
         v.images,
-        v.loss
+        v.loss,
+        temperature,
+        100.0 * raw.evaluation.calibration.ece,
+        100.0 * v.calibration.ece
     ));
     let (test, test_flip_tta) = match &data.test {
         Some((dir, set)) => {
-            let (e, tta) =
-                evaluate_plain_and_flip_tta(&best, set.clone(), norm, device, EVAL_BATCH)?;
+            let (e, tta) = evaluate_plain_and_flip_tta(
+                &best,
+                set.clone(),
+                norm,
+                device,
+                EVAL_BATCH,
+                temperature,
+            )?;
+            let calibration = match &e.evaluation.uncalibrated {
+                Some(raw) => format!(
+                    "calibration error {:.2}% ({:.2}% uncalibrated)",
+                    100.0 * e.evaluation.calibration.ece,
+                    100.0 * raw.ece
+                ),
+                None => format!(
+                    "calibration error {:.2}%",
+                    100.0 * e.evaluation.calibration.ece
+                ),
+            };
             progress.say(&format!(
-                "held-out test {}: accuracy {:.2}% ({} images), loss {:.4}; with flip TTA {:.2}%",
+                "held-out test {}: accuracy {:.2}% ({} images), loss {:.4}, {calibration}; \
+                 with flip TTA {:.2}%",
                 dir.display(),
                 100.0 * e.evaluation.accuracy,
                 e.evaluation.images,

@@ -337,7 +337,7 @@ impl Trainer {
         device: &Device,
     ) -> Result<Evaluation, TrainError> {
         let batch_size = self.config.batch_size.max(VALIDATION_MIN_BATCH);
-        Ok(evaluate(model, set, norm, device, batch_size, Tta::Off)?.evaluation)
+        Ok(evaluate(model, set, norm, device, batch_size, Tta::Off, 1.0)?.evaluation)
     }
 
     /// Saves the model and optimiser after an epoch.

@@ -30,14 +30,15 @@ fn one_pass_plain_and_flip_tta_equal_separate_evaluations() {
     });
     let norm = Normalization::default();
 
-    let (plain, tta) = evaluate_plain_and_flip_tta(&model, set.clone(), &norm, &device, 4).unwrap();
+    let (plain, tta) =
+        evaluate_plain_and_flip_tta(&model, set.clone(), &norm, &device, 4, 1.0).unwrap();
     assert_eq!(
         plain,
-        evaluate(&model, set.clone(), &norm, &device, 4, Tta::Off).unwrap()
+        evaluate(&model, set.clone(), &norm, &device, 4, Tta::Off, 1.0).unwrap()
     );
     assert_eq!(
         tta,
-        evaluate(&model, set.clone(), &norm, &device, 4, Tta::Flip).unwrap()
+        evaluate(&model, set.clone(), &norm, &device, 4, Tta::Flip, 1.0).unwrap()
     );
 
     // TTA logits are the mean of the image's and its mirror image's.
