@@ -2,19 +2,22 @@
 //! backend: the catdog side of the PyTorch comparison (`benches/reference/`).
 //!
 //! `cargo run --release --example throughput -- [mlp|cnn] [--backend flex] [--batch 64]
-//!  [--image-size 64] [--steps 20] [--channels 32,64,128,256] [--convs-per-block 1]`
+//!  [--image-size 64] [--steps 20] [--channels 32,64,128,256] [--convs-per-block 1] [--unfused]`
+//!
+//! The optimiser is Adam (as the PyTorch reference); `--unfused` uses burn's own Adam instead
+//! of catdog's fused step, for a before/after comparison in one build.
 
 use std::time::Instant;
 
 use burn::{
     module::Module,
-    optim::{AdamConfig, GradientsParams},
+    optim::GradientsParams,
     tensor::{Distribution, Int, Tensor, TensorData},
 };
 use catdog::{
     infer::Backend,
     model::{Classifier, CnnConfig, MlpConfig, ModelConfig},
-    train::Loss,
+    train::{Loss, OptimConfig, OptimizerKind},
 };
 use clap::ValueEnum;
 
@@ -61,7 +64,12 @@ fn main() -> anyhow::Result<()> {
     let ad = device.clone().autodiff();
     ad.seed(1);
     let mut model = Classifier::new(&config, &ad)?;
-    let mut optim = AdamConfig::new().init();
+    let mut optim = OptimConfig {
+        optimizer: OptimizerKind::Adam,
+        weight_decay: 0.0,
+        ..Default::default()
+    }
+    .build_with(!args.iter().any(|a| a == "--unfused"));
     let loss = Loss::new(0.0, &ad);
     let x = Tensor::<4>::random([batch, 3, size, size], Distribution::Normal(0.0, 1.0), &ad);
     let labels: Vec<i64> = (0..batch as i64).map(|i| i % 2).collect();

@@ -12,6 +12,7 @@ mod config;
 pub mod dataset;
 pub mod evaluate;
 pub mod export;
+pub mod fused_adam;
 pub mod gallery;
 mod lock;
 pub mod loss;
