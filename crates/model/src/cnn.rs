@@ -11,6 +11,7 @@ use burn::{
 use crate::{
     config::{mul, LayerParams},
     fast_ops::{batch_norm, conv3x3_as_matmul, MATMUL_CONV_MAX_CHANNELS},
+    norm_relu_pool,
 };
 use serde::{Deserialize, Serialize};
 
@@ -148,6 +149,9 @@ impl ConvBlock {
             } else {
                 conv.forward(x)
             };
+            if i == last && norm_relu_pool::applies(&y, &self.pool) {
+                return norm_relu_pool::norm_relu_pool(norm, y);
+            }
             x = batch_norm(norm, y);
             if i < last {
                 x = relu(x);

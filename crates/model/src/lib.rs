@@ -10,6 +10,7 @@ mod cnn;
 mod config;
 mod fast_ops;
 mod mlp;
+pub mod norm_relu_pool;
 mod probs;
 mod text;
 

@@ -1,0 +1,419 @@
+//! BatchNorm -> ReLU -> 2x2/stride-2 max-pool as one burn-flex op with its own backward.
+//!
+//! Composed from burn's ops, the end of every `ConvBlock` made about ten passes over the
+//! convolution's output in each direction (statistics, centring, scaling, the pool's window
+//! search and index tensor, the ReLU mask, and as many for the gradients), most of them
+//! single-threaded. Here:
+//!
+//! - forward: one pass for the per-channel statistics (accumulated in f64) and one that
+//!   normalises, pools and applies the ReLU, keeping one byte per pooled value (which of the four
+//!   inputs won, and whether the ReLU let it through);
+//! - backward: one pass over the pooled gradients for the two per-channel sums of the BatchNorm
+//!   gradient, and one dense pass that writes the input gradient;
+//!
+//! both split over the rayon pool by `(image, channel)` plane. Values and gradients (input, gamma,
+//! beta) and the running statistics are those of `batch_norm` -> `max_pool2d` -> `relu` to float
+//! rounding, with burn's rules: the first of equal values wins the pool window, a NaN wins it and
+//! passes the ReLU (tested in `tests/norm_relu_pool.rs`).
+//!
+//! Other backends (ndarray, wgpu) never come here: the model picks this path only for tensors on
+//! burn-flex ([`applies`]).
+
+use burn::{
+    backend::{
+        autodiff::{
+            checkpoint::{base::Checkpointer, strategy::CheckpointStrategy},
+            grads::Gradients,
+            ops::{Backward, Ops, OpsKind},
+            Autodiff,
+        },
+        backend_extension,
+        flex::FlexTensor,
+        tensor::FloatTensor,
+        Backend, Dispatch, Flex,
+    },
+    nn::{pool::MaxPool2d, BatchNorm, PaddingConfig2d},
+    tensor::{DType, Device, Shape, Tensor, TensorData},
+};
+use rayon::prelude::*;
+
+#[backend_extension(Flex, Autodiff)]
+pub trait NormReluPoolOps: Backend {
+    /// Per-channel mean and biased variance of `[N, C, H, W]` (never differentiated).
+    fn channel_stats(x: FloatTensor<Self>) -> (FloatTensor<Self>, FloatTensor<Self>);
+
+    /// `relu(max_pool_2x2(gamma * (x - mean) / sqrt(var + epsilon) + beta))` with the statistics
+    /// given: the batch's own in training (the gradient then includes their dependence on
+    /// `x`), the running ones at inference.
+    fn norm_relu_pool(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        var: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self>;
+}
+
+/// Whether a block may take this path: f32 on burn-flex, a 2x2, stride-2 pool without padding,
+/// and an input at least 2x2.
+pub fn applies(x: &Tensor<4>, pool: &MaxPool2d) -> bool {
+    let [_, _, h, w] = x.dims();
+    x.dtype() == DType::F32
+        && x.device() == Device::flex()
+        && pool.kernel_size == [2, 2]
+        && pool.stride == [2, 2]
+        && pool.dilation == [1, 1]
+        && pool.padding == PaddingConfig2d::Valid
+        && !pool.ceil_mode
+        && h >= 2
+        && w >= 2
+}
+
+/// `relu(pool.forward(batch_norm(norm, x)))` for a `[batch, channels, H, W]` input on burn-flex
+/// (see [`applies`]). In training mode the batch statistics normalise and the running
+/// statistics are updated as `BatchNorm` does (biased variance, `momentum`); otherwise the
+/// running statistics normalise.
+pub fn norm_relu_pool(norm: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
+    let training = x.device().is_autodiff() && norm.training.is_enabled();
+    let (mean, var) = if training {
+        // The statistics are read from the plain tensor: they are constants of the op, whose
+        // backward accounts for their dependence on `x` itself.
+        let (mean, var) =
+            <Dispatch as NormReluPoolOps>::channel_stats(x.clone().inner().into_dispatch());
+        let (mean, var) = (
+            Tensor::<1>::from_dispatch(mean),
+            Tensor::<1>::from_dispatch(var),
+        );
+        let m = norm.momentum;
+        let device = x.device();
+        let keep = |running: Tensor<1>, batch: Tensor<1>| {
+            running
+                .mul_scalar(1.0 - m)
+                .add(Tensor::from_inner(batch).mul_scalar(m))
+                .detach()
+        };
+        norm.running_mean.update(keep(
+            norm.running_mean.value_sync().to_device(&device),
+            mean.clone(),
+        ));
+        norm.running_var.update(keep(
+            norm.running_var.value_sync().to_device(&device),
+            var.clone(),
+        ));
+        (Tensor::from_inner(mean), Tensor::from_inner(var))
+    } else {
+        (norm.running_mean.value(), norm.running_var.value())
+    };
+    Tensor::from_dispatch(<Dispatch as NormReluPoolOps>::norm_relu_pool(
+        x.into_dispatch(),
+        norm.gamma.val().into_dispatch(),
+        norm.beta.val().into_dispatch(),
+        mean.into_dispatch(),
+        var.into_dispatch(),
+        norm.epsilon,
+    ))
+}
+
+/// A contiguous f32 copy (or the data itself) of a tensor, in logical order.
+fn values(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
+    match t.as_slice::<f32>() {
+        Some(s) => std::borrow::Cow::Borrowed(s),
+        None => std::borrow::Cow::Owned(
+            t.to_contiguous()
+                .as_slice::<f32>()
+                .expect("contiguous f32")
+                .to_vec(),
+        ),
+    }
+}
+
+fn tensor(values: Vec<f32>, shape: impl Into<Shape>) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape.into()))
+}
+
+fn dims4(t: &FlexTensor) -> [usize; 4] {
+    let s = t.layout().shape();
+    [s[0], s[1], s[2], s[3]]
+}
+
+/// Per-channel mean and biased variance, accumulated in f64 per plane.
+fn stats(x: &[f32], [n, c, h, w]: [usize; 4]) -> (Vec<f32>, Vec<f32>) {
+    let plane = h * w;
+    let sums: Vec<(f64, f64)> = x
+        .par_chunks(plane.max(1))
+        .map(|p| {
+            p.iter().fold((0.0, 0.0), |(s, q), &v| {
+                let v = f64::from(v);
+                (s + v, q + v * v)
+            })
+        })
+        .collect();
+    let count = (n * plane) as f64;
+    let mut mean = vec![0f32; c];
+    let mut var = vec![0f32; c];
+    for ch in 0..c {
+        let (s, q) = (0..n).fold((0.0, 0.0), |(s, q), i| {
+            let (ps, pq) = sums[i * c + ch];
+            (s + ps, q + pq)
+        });
+        let m = s / count;
+        mean[ch] = m as f32;
+        var[ch] = (q / count - m * m).max(0.0) as f32;
+    }
+    (mean, var)
+}
+
+/// The per-channel factors: `(mean, gamma / sqrt(var + eps), beta)`.
+struct Affine {
+    mean: Vec<f32>,
+    scale: Vec<f32>,
+    beta: Vec<f32>,
+}
+
+impl Affine {
+    fn new(gamma: &[f32], beta: &[f32], mean: &[f32], var: &[f32], epsilon: f64) -> Self {
+        let eps = epsilon as f32;
+        Self {
+            mean: mean.to_vec(),
+            scale: gamma
+                .iter()
+                .zip(var)
+                .map(|(&g, &v)| g / (v + eps).sqrt())
+                .collect(),
+            beta: beta.to_vec(),
+        }
+    }
+}
+
+/// Bit 2 of a mask byte: the ReLU let the window's maximum through (bits 0-1: which input).
+const ACTIVE: u8 = 4;
+
+/// Normalises, pools and applies the ReLU: `[N, C, H/2, W/2]` values and one mask byte each.
+fn forward(x: &[f32], [n, c, h, w]: [usize; 4], a: &Affine) -> (Vec<f32>, Vec<u8>) {
+    let (h2, w2) = (h / 2, w / 2);
+    let pooled = h2 * w2;
+    let mut out = vec![0f32; n * c * pooled];
+    let mut mask = vec![0u8; n * c * pooled];
+    out.par_chunks_mut(pooled)
+        .zip(mask.par_chunks_mut(pooled))
+        .enumerate()
+        .for_each(|(p, (out, mask))| {
+            let ch = p % c;
+            let (mean, scale, beta) = (a.mean[ch], a.scale[ch], a.beta[ch]);
+            let plane = &x[p * h * w..(p + 1) * h * w];
+            for oh in 0..h2 {
+                let top = &plane[2 * oh * w..2 * oh * w + w];
+                let bottom = &plane[(2 * oh + 1) * w..(2 * oh + 1) * w + w];
+                for ow in 0..w2 {
+                    let window = [
+                        top[2 * ow],
+                        top[2 * ow + 1],
+                        bottom[2 * ow],
+                        bottom[2 * ow + 1],
+                    ];
+                    let mut best = (window[0] - mean) * scale + beta;
+                    let mut at = 0u8;
+                    for (k, &v) in window.iter().enumerate().skip(1) {
+                        let y = (v - mean) * scale + beta;
+                        // burn's pool: the first of equal values wins, a NaN always does.
+                        if y > best || y.is_nan() {
+                            best = y;
+                            at = k as u8;
+                        }
+                    }
+                    let i = oh * w2 + ow;
+                    // burn's ReLU: NaN passes, so does its gradient.
+                    if best > 0.0 || best.is_nan() {
+                        out[i] = best;
+                        mask[i] = at | ACTIVE;
+                    } else {
+                        mask[i] = at;
+                    }
+                }
+            }
+        });
+    (out, mask)
+}
+
+/// The input position (within its plane) of a pooled value's winning input.
+#[inline]
+fn source(i: usize, at: u8, w: usize, w2: usize) -> usize {
+    let (oh, ow) = (i / w2, i % w2);
+    (2 * oh + usize::from(at >> 1)) * w + 2 * ow + usize::from(at & 1)
+}
+
+impl NormReluPoolOps for Flex {
+    fn channel_stats(x: FlexTensor) -> (FlexTensor, FlexTensor) {
+        let dims = dims4(&x);
+        let (mean, var) = stats(&values(&x), dims);
+        (tensor(mean, [dims[1]]), tensor(var, [dims[1]]))
+    }
+
+    fn norm_relu_pool(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        mean: FlexTensor,
+        var: FlexTensor,
+        epsilon: f64,
+    ) -> FlexTensor {
+        let dims = dims4(&x);
+        let affine = Affine::new(
+            &values(&gamma),
+            &values(&beta),
+            &values(&mean),
+            &values(&var),
+            epsilon,
+        );
+        let (out, _) = forward(&values(&x), dims, &affine);
+        tensor(out, [dims[0], dims[1], dims[2] / 2, dims[3] / 2])
+    }
+}
+
+/// What the backward pass needs: the input, the statistics and gamma, and the pool's mask.
+#[derive(Debug, Clone)]
+struct Saved {
+    x: FlexTensor,
+    dims: [usize; 4],
+    gamma: Vec<f32>,
+    mean: Vec<f32>,
+    /// `1 / sqrt(var + eps)` per channel.
+    inv_std: Vec<f32>,
+    mask: Vec<u8>,
+}
+
+#[derive(Debug)]
+struct NormReluPoolBackward;
+
+impl Backward<Flex, 3> for NormReluPoolBackward {
+    type State = Saved;
+
+    fn backward(self, ops: Ops<Saved, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_gamma, node_beta] = ops.parents;
+        let grad = grads.consume::<Flex>(&ops.node);
+        let s = ops.state;
+        let [n, c, h, w] = s.dims;
+        let (w2, pooled) = (w / 2, (h / 2) * (w / 2));
+        let g = values(&grad);
+        let x = values(&s.x);
+        let x_hat = |ch: usize, v: f32| (v - s.mean[ch]) * s.inv_std[ch];
+
+        // Per plane: the sums of dy and dy * x_hat over the values that reached the output.
+        let sums: Vec<(f64, f64)> = g
+            .par_chunks(pooled.max(1))
+            .zip(s.mask.par_chunks(pooled.max(1)))
+            .enumerate()
+            .map(|(p, (g, mask))| {
+                let ch = p % c;
+                let plane = &x[p * h * w..(p + 1) * h * w];
+                let mut sums = (0.0f64, 0.0f64);
+                for (i, (&g, &m)) in g.iter().zip(mask).enumerate() {
+                    if m & ACTIVE != 0 {
+                        let xh = x_hat(ch, plane[source(i, m & 3, w, w2)]);
+                        sums.0 += f64::from(g);
+                        sums.1 += f64::from(g) * f64::from(xh);
+                    }
+                }
+                sums
+            })
+            .collect();
+        let mut d_beta = vec![0f64; c];
+        let mut d_gamma = vec![0f64; c];
+        for (p, (b, gm)) in sums.iter().enumerate() {
+            d_beta[p % c] += b;
+            d_gamma[p % c] += gm;
+        }
+
+        if let Some(node) = node_x {
+            let count = (n * h * w) as f64;
+            let mean_dy: Vec<f32> = d_beta.iter().map(|v| (v / count) as f32).collect();
+            let mean_dy_xhat: Vec<f32> = d_gamma.iter().map(|v| (v / count) as f32).collect();
+            let mut dx = vec![0f32; n * c * h * w];
+            dx.par_chunks_mut(h * w).enumerate().for_each(|(p, dx)| {
+                let ch = p % c;
+                let k = s.gamma[ch] * s.inv_std[ch];
+                let plane = &x[p * h * w..(p + 1) * h * w];
+                // Every input gets the statistics' share; the pool's winners also dy.
+                for (d, &v) in dx.iter_mut().zip(plane) {
+                    *d = k * (-mean_dy[ch] - x_hat(ch, v) * mean_dy_xhat[ch]);
+                }
+                let g = &g[p * pooled..(p + 1) * pooled];
+                let mask = &s.mask[p * pooled..(p + 1) * pooled];
+                for (i, (&g, &m)) in g.iter().zip(mask).enumerate() {
+                    if m & ACTIVE != 0 {
+                        dx[source(i, m & 3, w, w2)] += k * g;
+                    }
+                }
+            });
+            grads.register::<Flex>(node.id, tensor(dx, [n, c, h, w]));
+        }
+        if let Some(node) = node_gamma {
+            let v = d_gamma.iter().map(|&v| v as f32).collect();
+            grads.register::<Flex>(node.id, tensor(v, [c]));
+        }
+        if let Some(node) = node_beta {
+            let v = d_beta.iter().map(|&v| v as f32).collect();
+            grads.register::<Flex>(node.id, tensor(v, [c]));
+        }
+    }
+}
+
+impl<C: CheckpointStrategy> NormReluPoolOps for Autodiff<Flex, C> {
+    fn channel_stats(x: FloatTensor<Self>) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let (mean, var) = Flex::channel_stats(x.into_primitive());
+        (
+            FloatTensor::<Self>::new(mean),
+            FloatTensor::<Self>::new(var),
+        )
+    }
+
+    fn norm_relu_pool(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        var: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self> {
+        match NormReluPoolBackward
+            .prepare::<C>([x.node(), gamma.node(), beta.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let xp = x.primitive().clone();
+                let dims = dims4(&xp);
+                let gamma = values(gamma.primitive()).into_owned();
+                let (mean, var) = (
+                    values(mean.primitive()).into_owned(),
+                    values(var.primitive()).into_owned(),
+                );
+                let affine = Affine::new(&gamma, &values(beta.primitive()), &mean, &var, epsilon);
+                let (out, mask) = forward(&values(&xp), dims, &affine);
+                let eps = epsilon as f32;
+                let inv_std = var.iter().map(|&v| 1.0 / (v + eps).sqrt()).collect();
+                let saved = Saved {
+                    x: xp,
+                    dims,
+                    gamma,
+                    mean,
+                    inv_std,
+                    mask,
+                };
+                prep.finish(
+                    saved,
+                    tensor(out, [dims[0], dims[1], dims[2] / 2, dims[3] / 2]),
+                )
+            }
+            OpsKind::UnTracked(prep) => prep.finish(Flex::norm_relu_pool(
+                x.into_primitive(),
+                gamma.into_primitive(),
+                beta.into_primitive(),
+                mean.into_primitive(),
+                var.into_primitive(),
+                epsilon,
+            )),
+        }
+    }
+}

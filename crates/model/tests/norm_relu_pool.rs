@@ -1,0 +1,183 @@
+//! The fused BatchNorm -> ReLU -> max-pool op equals burn's composition in values, in every
+//! gradient and in the running statistics.
+
+use burn::{
+    module::{Module, Param},
+    nn::{
+        pool::{MaxPool2d, MaxPool2dConfig},
+        BatchNorm, BatchNormConfig,
+    },
+    tensor::{activation::relu, Device, Distribution, Tensor, TensorData},
+};
+use catdog_model::{batch_norm, norm_relu_pool};
+
+fn pool() -> MaxPool2d {
+    MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init()
+}
+
+/// A BatchNorm with gamma and beta away from their initial 1 and 0 (the same for every call).
+fn norm(channels: usize, device: &Device) -> BatchNorm {
+    let mut n = BatchNormConfig::new(channels).init(device);
+    let gamma: Vec<f32> = (0..channels).map(|c| 0.5 + 0.37 * c as f32).collect();
+    let beta: Vec<f32> = (0..channels).map(|c| 0.3 - 0.21 * c as f32).collect();
+    n.gamma = Param::from_tensor(Tensor::from_data(
+        TensorData::new(gamma, [channels]),
+        device,
+    ));
+    n.beta = Param::from_tensor(Tensor::from_data(TensorData::new(beta, [channels]), device));
+    n
+}
+
+fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().iter::<f32>().collect()
+}
+
+fn assert_close(what: &str, a: &[f32], b: &[f32]) {
+    assert_eq!(a.len(), b.len(), "{what}: lengths");
+    let scale = b.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert!(
+            (x - y).abs() <= 1e-4 * scale,
+            "{what}[{i}]: fused {x} vs burn {y} (scale {scale})"
+        );
+    }
+}
+
+struct Outcome {
+    out: Vec<f32>,
+    dx: Vec<f32>,
+    dgamma: Vec<f32>,
+    dbeta: Vec<f32>,
+    running: Vec<f32>,
+}
+
+/// Forward in training mode, a weighted sum of the output (and, with `reuse`, of `x` itself: one
+/// tensor feeding two ops) backward.
+fn run(x: &Tensor<4>, norm: &BatchNorm, weights: &Tensor<4>, fused: bool, reuse: bool) -> Outcome {
+    let x = x.clone().require_grad();
+    let out = if fused {
+        assert!(norm_relu_pool::applies(&x, &pool()));
+        norm_relu_pool::norm_relu_pool(norm, x.clone())
+    } else {
+        relu(pool().forward(batch_norm(norm, x.clone())))
+    };
+    let mut loss = (out.clone() * weights.clone()).sum();
+    if reuse {
+        loss = loss + (x.clone() * x.clone()).sum().mul_scalar(0.25);
+    }
+    let grads = loss.backward();
+    Outcome {
+        out: values(out),
+        dx: values(x.grad(&grads).unwrap()),
+        dgamma: values(norm.gamma.grad(&grads).unwrap()),
+        dbeta: values(norm.beta.grad(&grads).unwrap()),
+        running: values(norm.running_mean.value())
+            .into_iter()
+            .chain(values(norm.running_var.value()))
+            .collect(),
+    }
+}
+
+fn check(shape: [usize; 4], x: Tensor<4>, reuse: bool) {
+    let device = x.device();
+    let [n, c, h, w] = shape;
+    let (reference, fused) = (norm(c, &device), norm(c, &device));
+    let weights = Tensor::random(
+        [n, c, h / 2, w / 2],
+        Distribution::Normal(0.0, 1.0),
+        &device,
+    );
+    let a = run(&x, &fused, &weights, true, reuse);
+    let b = run(&x, &reference, &weights, false, reuse);
+    let tag = |t: &str| format!("{t} {shape:?}");
+    assert_close(&tag("output"), &a.out, &b.out);
+    assert_close(&tag("dx"), &a.dx, &b.dx);
+    assert_close(&tag("dgamma"), &a.dgamma, &b.dgamma);
+    assert_close(&tag("dbeta"), &a.dbeta, &b.dbeta);
+    assert_close(&tag("running statistics"), &a.running, &b.running);
+
+    // Inference mode (the running statistics, no autodiff) on the plain device.
+    let plain = Device::flex();
+    let x = Tensor::<4>::from_data(x.into_data(), &plain);
+    let (fused, reference) = (fused.valid(), reference.valid());
+    let a = norm_relu_pool::norm_relu_pool(&fused, x.clone());
+    let b = relu(pool().forward(reference.forward(x)));
+    assert_close(&tag("inference output"), &values(a), &values(b));
+}
+
+#[test]
+fn equals_burns_composition_on_odd_shapes_and_batch_one() {
+    let device = Device::flex().autodiff();
+    for shape in [[2, 3, 5, 7], [1, 1, 2, 2], [1, 4, 9, 4], [4, 6, 8, 10]] {
+        device.seed(shape.iter().sum::<usize>() as u64);
+        let x = Tensor::random(shape, Distribution::Normal(0.3, 2.0), &device);
+        check(shape, x, false);
+    }
+}
+
+#[test]
+fn constant_inputs_tie_every_window_as_burn_breaks_ties() {
+    let device = Device::flex().autodiff();
+    let shape = [2, 3, 4, 6];
+    let x = Tensor::<4>::full(shape, 0.7, &device);
+    check(shape, x, false);
+    // Ties between some inputs only: two of four equal maxima per window.
+    let v: Vec<f32> = (0..2 * 3 * 4 * 6).map(|i| ((i / 2) % 3) as f32).collect();
+    check(
+        shape,
+        Tensor::from_data(TensorData::new(v, shape), &device),
+        false,
+    );
+}
+
+#[test]
+fn gradients_add_when_the_input_also_feeds_another_op() {
+    let device = Device::flex().autodiff();
+    let shape = [3, 2, 6, 5];
+    device.seed(9);
+    let x = Tensor::random(shape, Distribution::Normal(0.0, 1.0), &device);
+    check(shape, x, true);
+}
+
+#[test]
+fn the_cnn_gives_burns_logits_and_gradients_through_the_fused_path() {
+    use burn::optim::GradientsParams;
+    use catdog_model::{Classifier, CnnConfig, ModelConfig};
+    // On ndarray the model uses burn's ops; on Flex the fused op: same model, same numbers.
+    let config = ModelConfig::Cnn(CnnConfig {
+        num_classes: 2,
+        image_size: 16,
+        channels: vec![4, 8],
+        convs_per_block: 1,
+        hidden: None,
+        dropout: 0.0,
+    });
+    #[allow(deprecated)]
+    let devices = [Device::flex().autodiff(), Device::ndarray().autodiff()];
+    let mut logits = Vec::new();
+    let mut grads = Vec::new();
+    devices[0].seed(21);
+    let flex_model = Classifier::new(&config, &devices[0]).unwrap();
+    for device in &devices {
+        let model = flex_model.clone().fork(device);
+        let x = Tensor::<4>::from_data(
+            TensorData::new(
+                (0..2 * 3 * 16 * 16)
+                    .map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0)
+                    .collect(),
+                [2, 3, 16, 16],
+            ),
+            device,
+        );
+        let out = model.forward(x);
+        logits.push(values(out.clone()));
+        let g = GradientsParams::from_grads(out.sum().backward(), &model);
+        let Classifier::Cnn(cnn) = &model else {
+            unreachable!()
+        };
+        let w = &cnn.blocks[0].convs[0].weight;
+        grads.push(values(g.get::<4>(w.id).unwrap()));
+    }
+    assert_close("logits", &logits[0], &logits[1]);
+    assert_close("first conv's weight gradient", &grads[0], &grads[1]);
+}
