@@ -10,6 +10,7 @@ use burn::{
 
 use crate::{
     config::{mul, LayerParams},
+    conv3x3,
     fast_ops::{batch_norm, conv3x3_as_matmul, MATMUL_CONV_MAX_CHANNELS},
     norm_relu_pool,
 };
@@ -146,6 +147,8 @@ impl ConvBlock {
         for (i, (conv, norm)) in self.convs.iter().zip(&self.norms).enumerate() {
             let y = if x.dims()[1] <= MATMUL_CONV_MAX_CHANNELS {
                 conv3x3_as_matmul(conv, x)
+            } else if conv3x3::applies(conv, &x) {
+                conv3x3::conv3x3(conv, x)
             } else {
                 conv.forward(x)
             };

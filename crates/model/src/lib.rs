@@ -8,6 +8,7 @@ mod architecture;
 mod classifier;
 mod cnn;
 mod config;
+pub mod conv3x3;
 mod fast_ops;
 mod mlp;
 pub mod norm_relu_pool;

@@ -1,0 +1,249 @@
+//! The CNN's 3x3, stride-1, padding-1 convolution on burn-flex, with its weight gradient as one
+//! gemm per chunk of images.
+//!
+//! burn computes a convolution's weight gradient as another convolution whose gemm is only 9
+//! columns wide and re-reads the whole output gradient once per input channel: 67 of the 103 ms
+//! that the 32->64-channel layer took forward and backward (64x64 images, batch 64, 2-core Intel
+//! Xeon, `examples/op_profile.rs`). Here `dW[out, in*9] = dY[out, pixels] x im2col(X)[pixels,
+//! in*9]`, summed over chunks of up to 8 images: each rayon task lays its chunk out once in a
+//! buffer it keeps for the next chunk, runs one gemm (the `gemm` crate, as burn-flex does) into
+//! its own accumulator, and the accumulators are added at the end. The forward pass and the input
+//! gradient stay burn's (`conv2d`, and `conv2d_x_backward`, a transposed convolution), whose
+//! speed is close to what the gemm gives.
+//!
+//! Values and both gradients equal burn's convolution to float rounding (tested in
+//! `tests/conv3x3.rs`). Other backends never come here ([`applies`]).
+
+use burn::{
+    backend::{
+        autodiff::{
+            checkpoint::{base::Checkpointer, strategy::CheckpointStrategy},
+            grads::Gradients,
+            ops::{Backward, Ops, OpsKind},
+            Autodiff,
+        },
+        backend_extension,
+        flex::FlexTensor,
+        ops::ModuleOps,
+        tensor::FloatTensor,
+        Backend, Dispatch, Flex,
+    },
+    nn::{conv::Conv2d, PaddingConfig2d},
+    tensor::{ops::ConvOptions, DType, Device, Tensor, TensorData},
+};
+use rayon::prelude::*;
+
+/// Images per gemm of the weight gradient: enough pixels for a long inner dimension, a small
+/// buffer.
+const CHUNK_IMAGES: usize = 8;
+
+#[backend_extension(Flex, Autodiff)]
+pub trait Conv3x3Ops: Backend {
+    /// `[N, in, H, W]` convolved with `[out, in, 3, 3]`, stride 1, padding 1, no bias.
+    fn conv3x3(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self>;
+}
+
+/// Whether `conv` applied to `x` may take this path: f32 on burn-flex, a 3x3, stride-1,
+/// padding-1, undilated, ungrouped convolution without bias.
+pub fn applies(conv: &Conv2d, x: &Tensor<4>) -> bool {
+    x.dtype() == DType::F32
+        && x.device() == Device::flex()
+        && conv.kernel_size == [3, 3]
+        && conv.stride == [1, 1]
+        && conv.dilation == [1, 1]
+        && conv.groups == 1
+        && conv.padding == PaddingConfig2d::Explicit(1, 1, 1, 1)
+        && conv.bias.is_none()
+}
+
+/// `conv.forward(x)` for a convolution that [`applies`].
+pub fn conv3x3(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as Conv3x3Ops>::conv3x3(
+        x.into_dispatch(),
+        conv.weight.val().into_dispatch(),
+    ))
+}
+
+fn options() -> ConvOptions<2> {
+    ConvOptions::new([1, 1], [1, 1], [1, 1], 1)
+}
+
+impl Conv3x3Ops for Flex {
+    fn conv3x3(x: FlexTensor, weight: FlexTensor) -> FlexTensor {
+        Flex::conv2d(x, weight, None, options())
+    }
+}
+
+fn dense(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
+    match t.as_slice::<f32>() {
+        Some(s) => std::borrow::Cow::Borrowed(s),
+        None => std::borrow::Cow::Owned(
+            t.to_contiguous()
+                .as_slice::<f32>()
+                .expect("a contiguous f32 tensor")
+                .to_vec(),
+        ),
+    }
+}
+
+/// Writes row `src` shifted by `dx` in -1..=1 (reading `src[x + dx]`) into `dst`, zero where
+/// that falls outside.
+#[inline]
+fn shifted_row(dst: &mut [f32], src: &[f32], dx: isize) {
+    let w = dst.len();
+    match dx {
+        -1 => {
+            dst[0] = 0.0;
+            dst[1..].copy_from_slice(&src[..w - 1]);
+        }
+        0 => dst.copy_from_slice(src),
+        _ => {
+            dst[..w - 1].copy_from_slice(&src[1..]);
+            dst[w - 1] = 0.0;
+        }
+    }
+}
+
+/// One task's reusable buffers and its share of the weight gradient.
+struct Partial {
+    grad_w: Vec<f32>,
+    columns: Vec<f32>,
+    output_grad: Vec<f32>,
+}
+
+/// `dW [out, in, 3, 3]` of a 3x3, stride-1, padding-1 convolution from its input `x
+/// [n, in, h, w]` and output gradient `g [n, out, h, w]`.
+pub fn weight_grad(x: &[f32], g: &[f32], [n, cin, h, w]: [usize; 4], cout: usize) -> Vec<f32> {
+    let hw = h * w;
+    let rows = cin * 9;
+    let threads = rayon::current_num_threads().max(1);
+    // At least one chunk per thread when the batch allows it.
+    let per_chunk = n.div_ceil(threads).clamp(1, CHUNK_IMAGES);
+    let chunks = n.div_ceil(per_chunk);
+    let new_partial = || Partial {
+        grad_w: vec![0.0; cout * rows],
+        columns: Vec::new(),
+        output_grad: Vec::new(),
+    };
+    let partials: Vec<Partial> = (0..chunks)
+        .into_par_iter()
+        .fold(new_partial, |mut p, chunk| {
+            let first = chunk * per_chunk;
+            let images = per_chunk.min(n - first);
+            let k = images * hw;
+            // columns [in*9, k]: row (c, ky, kx) holds x[c] shifted by (ky-1, kx-1), zero-padded.
+            p.columns.resize(rows * k, 0.0);
+            // output_grad [out, k]: the chunk's output gradients side by side.
+            p.output_grad.resize(cout * k, 0.0);
+            for j in 0..images {
+                let image = first + j;
+                for c in 0..cin {
+                    let plane = &x[(image * cin + c) * hw..(image * cin + c + 1) * hw];
+                    for ky in 0..3isize {
+                        for kx in 0..3isize {
+                            let row = (c * 9 + (ky * 3 + kx) as usize) * k + j * hw;
+                            let dst = &mut p.columns[row..row + hw];
+                            for y in 0..h {
+                                let sy = y as isize + ky - 1;
+                                let out = &mut dst[y * w..(y + 1) * w];
+                                if sy < 0 || sy >= h as isize {
+                                    out.fill(0.0);
+                                } else {
+                                    let sy = sy as usize;
+                                    shifted_row(out, &plane[sy * w..(sy + 1) * w], kx - 1);
+                                }
+                            }
+                        }
+                    }
+                }
+                for o in 0..cout {
+                    let src = &g[(image * cout + o) * hw..(image * cout + o + 1) * hw];
+                    p.output_grad[o * k + j * hw..o * k + (j + 1) * hw].copy_from_slice(src);
+                }
+            }
+            // grad_w [out, in*9] += output_grad [out, k] x columns^T [k, in*9].
+            // SAFETY: every pointer covers its matrix with the strides given: grad_w is
+            // cout x rows row-major, output_grad cout x k row-major, columns rows x k row-major
+            // read as its transpose; the three buffers do not overlap.
+            unsafe {
+                gemm::gemm(
+                    cout,
+                    rows,
+                    k,
+                    p.grad_w.as_mut_ptr(),
+                    1,
+                    rows as isize,
+                    true,
+                    p.output_grad.as_ptr(),
+                    1,
+                    k as isize,
+                    p.columns.as_ptr(),
+                    k as isize,
+                    1,
+                    1.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    if chunks < threads {
+                        gemm::Parallelism::Rayon(0)
+                    } else {
+                        gemm::Parallelism::None
+                    },
+                );
+            }
+            p
+        })
+        .collect();
+    let mut total = vec![0f32; cout * rows];
+    for p in &partials {
+        for (t, v) in total.iter_mut().zip(&p.grad_w) {
+            *t += v;
+        }
+    }
+    total
+}
+
+#[derive(Debug)]
+struct Conv3x3Backward;
+
+impl Backward<Flex, 2> for Conv3x3Backward {
+    type State = (FlexTensor, FlexTensor);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_w] = ops.parents;
+        let grad = grads.consume::<Flex>(&ops.node);
+        let (x, weight) = ops.state;
+        if let Some(node) = node_w {
+            let s = x.layout().shape();
+            let dims = [s[0], s[1], s[2], s[3]];
+            let cout = weight.layout().shape()[0];
+            let dw = weight_grad(&dense(&x), &dense(&grad), dims, cout);
+            let dw = FlexTensor::from_data(TensorData::new(dw, [cout, dims[1], 3, 3]));
+            grads.register::<Flex>(node.id, dw);
+        }
+        if let Some(node) = node_x {
+            let dx = Flex::conv2d_x_backward(x, weight, grad, options());
+            grads.register::<Flex>(node.id, dx);
+        }
+    }
+}
+
+impl<C: CheckpointStrategy> Conv3x3Ops for Autodiff<Flex, C> {
+    fn conv3x3(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
+        match Conv3x3Backward
+            .prepare::<C>([x.node(), weight.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (x, weight) = (x.primitive().clone(), weight.primitive().clone());
+                let out = Flex::conv3x3(x.clone(), weight.clone());
+                prep.finish((x, weight), out)
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(Flex::conv3x3(x.into_primitive(), weight.into_primitive()))
+            }
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! The Flex 3x3 convolution op equals burn's convolution in values and in both gradients.
+
+use burn::{
+    module::Module,
+    nn::{
+        conv::{Conv2d, Conv2dConfig},
+        PaddingConfig2d,
+    },
+    tensor::{Device, Distribution, Tensor},
+};
+use catdog_model::conv3x3;
+
+fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().iter::<f32>().collect()
+}
+
+fn assert_close(what: &str, a: &[f32], b: &[f32]) {
+    assert_eq!(a.len(), b.len(), "{what}: lengths");
+    let scale = b.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert!(
+            (x - y).abs() <= 1e-4 * scale,
+            "{what}[{i}]: ours {x} vs burn {y} (scale {scale})"
+        );
+    }
+}
+
+fn conv(cin: usize, cout: usize, device: &Device) -> Conv2d {
+    Conv2dConfig::new([cin, cout], [3, 3])
+        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+        .with_bias(false)
+        .init(device)
+}
+
+/// Output, dx and dW of `conv` on `x` through our op or burn's, with a weighted-sum loss (plus,
+/// with `reuse`, a second use of `x`).
+fn run(conv: &Conv2d, x: &Tensor<4>, ours: bool, reuse: bool) -> [Vec<f32>; 3] {
+    let x = x.clone().require_grad();
+    let y = if ours {
+        assert!(conv3x3::applies(conv, &x));
+        conv3x3::conv3x3(conv, x.clone())
+    } else {
+        conv.forward(x.clone())
+    };
+    let weights = Tensor::<4>::from_data(
+        Tensor::<4>::ones(y.dims(), &Device::flex())
+            .cumsum(3)
+            .sin()
+            .into_data(),
+        &y.device(),
+    );
+    let mut loss = (y.clone() * weights).sum();
+    if reuse {
+        loss = loss + x.clone().powi_scalar(2).sum();
+    }
+    let grads = loss.backward();
+    [
+        values(y),
+        values(x.grad(&grads).unwrap()),
+        values(conv.weight.grad(&grads).unwrap()),
+    ]
+}
+
+fn check(shape: [usize; 4], cout: usize, reuse: bool) {
+    let device = Device::flex().autodiff();
+    device.seed(shape.iter().product::<usize>() as u64 + cout as u64);
+    let c = conv(shape[1], cout, &device);
+    let x = Tensor::random(shape, Distribution::Normal(0.0, 1.0), &device);
+    let ours = run(&c, &x, true, reuse);
+    let burns = run(&c, &x, false, reuse);
+    for (name, (a, b)) in ["output", "dx", "dW"].iter().zip(ours.iter().zip(&burns)) {
+        assert_close(&format!("{name} {shape:?} -> {cout}"), a, b);
+    }
+    // Inference (no autodiff) gives the same values.
+    let plain = Device::flex();
+    let (c, x) = (c.valid(), Tensor::<4>::from_data(x.into_data(), &plain));
+    assert_close(
+        "inference output",
+        &values(conv3x3::conv3x3(&c, x.clone())),
+        &values(c.forward(x)),
+    );
+}
+
+#[test]
+fn equals_burns_convolution_on_odd_shapes_and_batch_one() {
+    check([1, 5, 1, 1], 3, false);
+    check([1, 8, 7, 5], 6, false);
+    check([3, 6, 9, 4], 4, false);
+    // More images than one chunk per thread, and a ragged last chunk.
+    check([19, 5, 6, 6], 7, false);
+}
+
+#[test]
+fn gradients_add_when_the_input_also_feeds_another_op() {
+    check([2, 4, 5, 6], 3, true);
+}
+
+#[test]
+fn only_3x3_stride_1_padding_1_convolutions_without_bias_apply() {
+    let device = Device::flex();
+    let x = Tensor::<4>::zeros([1, 4, 8, 8], &device);
+    assert!(conv3x3::applies(&conv(4, 4, &device), &x));
+    let biased = Conv2dConfig::new([4, 4], [3, 3])
+        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+        .init(&device);
+    assert!(!conv3x3::applies(&biased, &x));
+    let strided = Conv2dConfig::new([4, 4], [3, 3])
+        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+        .with_stride([2, 2])
+        .with_bias(false)
+        .init(&device);
+    assert!(!conv3x3::applies(&strided, &x));
+    #[allow(deprecated)]
+    let other = Tensor::<4>::zeros([1, 4, 8, 8], &Device::ndarray());
+    assert!(!conv3x3::applies(&conv(4, 4, &device), &other));
+}
