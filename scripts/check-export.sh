@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Proof that exported models run outside catdog: train a small MLP and a small CNN, export them
+# Proof that exported models run outside catdog: train a small MLP, CNN and ResNet, export them
 # as safetensors and as ONNX; examples/python/check_export.py (numpy + safetensors) rebuilds
 # their forward passes, examples/python/check_onnx.py runs the ONNX file with onnx's checker and
 # onnxruntime; both compare logits with `catdog predict --json` to 1e-4.
@@ -47,8 +47,12 @@ PY
 fi
 
 printf 'image_size = 32\nepochs = 1\n[model]\narch = "cnn"\nchannels = [16, 32, 64]\n' >"$work/cnn.toml"
-for arch in mlp cnn; do
-  if [ "$arch" = cnn ]; then args=(--config "$work/cnn.toml"); else args=(--arch mlp --image-size 32 --epochs 1); fi
+printf 'image_size = 32\nepochs = 1\n[model]\narch = "resnet"\nstem = 8\nchannels = [16, 32]\nresidual = [1, 1]\n' >"$work/resnet.toml"
+for arch in mlp cnn resnet; do
+  case "$arch" in
+    mlp) args=(--arch mlp --image-size 32 --epochs 1) ;;
+    *) args=(--config "$work/$arch.toml") ;;
+  esac
   "$bin" train "${args[@]}" --data "$data" --out "$work/$arch" --quiet
   "$bin" export --model "$work/$arch" --format safetensors --out "$work/$arch-export"
   python3 examples/python/check_export.py --bundle "$work/$arch-export" --catdog "$bin" "${photos[@]}"

@@ -396,6 +396,67 @@ fn exported_and_imported_models_predict_bit_identically() {
 }
 
 #[test]
+fn a_resnet_trains_exports_and_imports_with_the_same_logits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let paths =
+        write_synth_set(&dir.join("data"), &["cat", "dog"], 8, 16, Layout::Kaggle, 4).unwrap();
+    let toml = "epochs = 1\nimage_size = 16\nbatch_size = 4\n[model]\narch = \"resnet\"\n\
+                stem = 4\nchannels = [6, 8]\nresidual = [1, 1]\n";
+    std::fs::write(dir.join("run.toml"), toml).unwrap();
+    let o = catdog(
+        &[
+            "train", "--config", "run.toml", "--data", "data", "--out", "run",
+        ],
+        dir,
+    );
+    assert_ok(&o);
+    assert!(stdout(&o).contains("resnet") || common::both(&o).contains("resnet"));
+    let img = paths[0].to_string_lossy().into_owned();
+    let a = predict_json(dir, "run", &img);
+    let export = |format: &str, out: &str| {
+        assert_ok(&catdog(
+            &["export", "--model", "run", "--out", out, "--format", format],
+            dir,
+        ))
+    };
+    export("safetensors", "st");
+    assert_eq!(a, predict_json(dir, "st", &img), "safetensors bundle");
+    let card: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("st/config.json")).unwrap())
+            .unwrap();
+    let names: Vec<&str> = card["export"]["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    for name in [
+        "stem.conv.weight",
+        "stages.0.down.convs.0.weight",
+        "stages.1.residual.0.second.norm.running_mean",
+        "output.weight",
+    ] {
+        assert!(names.contains(&name), "{name} not in {names:?}");
+    }
+    assert!(card["export"]["architecture"]
+        .as_str()
+        .unwrap()
+        .contains("x + second(first(x))"));
+    let import = [
+        "import",
+        "--weights",
+        "st/model.safetensors",
+        "--out",
+        "back",
+    ];
+    assert_ok(&catdog(&import, dir));
+    assert_eq!(a, predict_json(dir, "back", &img), "imported model");
+    export("onnx", "onnx");
+    assert!(dir.join("onnx/model.onnx").is_file());
+}
+
+#[test]
 fn onnx_export_writes_the_graph_and_probabilities_need_onnx() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();

@@ -154,6 +154,18 @@ def forward_numpy(model, weights, x):
         if model.get("hidden"):
             h = relu(linear(h, weights, "hidden"))
         return linear(h, weights, "output")
+    if model["arch"] == "resnet":
+        def conv_bn_relu(h, name):
+            return relu(batch_norm(conv3x3(h, weights[f"{name}.conv.weight"]), weights,
+                                   f"{name}.norm"))
+        h = conv_bn_relu(x, "stem")
+        for i, blocks in enumerate(model["residual"]):
+            h = conv3x3(h, weights[f"stages.{i}.down.convs.0.weight"])
+            h = max_pool2(relu(batch_norm(h, weights, f"stages.{i}.down.norms.0")))
+            for r in range(blocks):
+                name = f"stages.{i}.residual.{r}"
+                h = h + conv_bn_relu(conv_bn_relu(h, f"{name}.first"), f"{name}.second")
+        return linear(h.mean(axis=(2, 3)), weights, "output")
     raise SystemExit(f"unknown architecture {model['arch']!r}")
 
 
@@ -212,7 +224,7 @@ def forward_torch(model, weights, x):
                 if self.hidden is not None:
                     t = torch.relu(self.hidden(t))
                 return self.output(t)
-        net = Cnn()
+        net = Cnn() if model["arch"] == "cnn" else resnet_torch(model)
     state = {k: torch.from_numpy(v.copy()) for k, v in weights.items()}
     missing, unexpected = net.load_state_dict(state, strict=False)
     missing = [m for m in missing if not m.endswith("num_batches_tracked")]
@@ -221,6 +233,67 @@ def forward_torch(model, weights, x):
     net.eval()
     with torch.no_grad():
         return net(torch.from_numpy(x.astype(np.float32))).double().numpy()
+
+
+def resnet_torch(model):
+    """catdog's ResNet as torch.nn modules with its parameter names."""
+    from torch import nn
+    import torch
+
+    class ConvBnRelu(nn.Module):
+        def __init__(self, c_in, c_out):
+            super().__init__()
+            self.conv = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)
+            self.norm = nn.BatchNorm2d(c_out, eps=BATCH_NORM_EPS)
+
+        def forward(self, t):
+            return torch.relu(self.norm(self.conv(t)))
+
+    class Down(nn.Module):
+        def __init__(self, c_in, c_out):
+            super().__init__()
+            self.convs = nn.ModuleList([nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)])
+            self.norms = nn.ModuleList([nn.BatchNorm2d(c_out, eps=BATCH_NORM_EPS)])
+
+        def forward(self, t):
+            return nn.functional.max_pool2d(torch.relu(self.norms[0](self.convs[0](t))), 2, 2)
+
+    class Residual(nn.Module):
+        def __init__(self, c):
+            super().__init__()
+            self.first, self.second = ConvBnRelu(c, c), ConvBnRelu(c, c)
+
+        def forward(self, t):
+            return t + self.second(self.first(t))
+
+    class Stage(nn.Module):
+        def __init__(self, c_in, c_out, blocks):
+            super().__init__()
+            self.down = Down(c_in, c_out)
+            self.residual = nn.ModuleList(Residual(c_out) for _ in range(blocks))
+
+        def forward(self, t):
+            t = self.down(t)
+            for block in self.residual:
+                t = block(t)
+            return t
+
+    class ResNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            chans = [model["stem"]] + model["channels"]
+            self.stem = ConvBnRelu(3, model["stem"])
+            self.stages = nn.ModuleList(Stage(a, b, n) for a, b, n in
+                                        zip(chans, chans[1:], model["residual"]))
+            self.output = nn.Linear(chans[-1], model["num_classes"])
+
+        def forward(self, t):
+            t = self.stem(t)
+            for stage in self.stages:
+                t = stage(t)
+            return self.output(t.mean(dim=(2, 3)))
+
+    return ResNet()
 
 
 def catdog_logits(catdog, bundle, files):

@@ -41,6 +41,9 @@ pub enum Command {
 pub enum Arch {
     Mlp,
     Cnn,
+    /// ResNet-9-style residual network (see `[model]` `arch = "resnet"`).
+    #[value(name = "resnet")]
+    ResNet,
 }
 
 #[derive(Debug, Args)]

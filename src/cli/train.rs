@@ -5,7 +5,7 @@ use std::{
 
 use anyhow::Context;
 use catdog_infer::model_io::WEIGHTS_FILE;
-use catdog_model::{Architecture, CnnArch, MlpArch};
+use catdog_model::{Architecture, CnnArch, MlpArch, ResNetArch};
 use catdog_train::{train, ProgressMode, TrainConfig, TrainRequest};
 
 use super::{
@@ -128,6 +128,9 @@ pub(super) fn train_config(s: &SettingsArgs) -> Result<TrainConfig, Failure> {
         }
         Some(Arch::Cnn) if !matches!(c.model, Architecture::Cnn(_)) => {
             c.model = Architecture::Cnn(CnnArch::default());
+        }
+        Some(Arch::ResNet) if !matches!(c.model, Architecture::ResNet(_)) => {
+            c.model = Architecture::ResNet(ResNetArch::default());
         }
         _ => {}
     }

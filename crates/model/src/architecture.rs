@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{CnnConfig, MlpConfig, ModelConfig};
+use crate::{CnnConfig, MlpConfig, ModelConfig, ResNetConfig};
 
 /// Side of the square input images when nothing else is said: what the default CNN is tuned
 /// for, and the default of every config that has an image size.
@@ -20,6 +20,7 @@ pub const DEFAULT_IMAGE_SIZE: usize = 48;
 pub enum Architecture {
     Mlp(MlpArch),
     Cnn(CnnArch),
+    ResNet(ResNetArch),
 }
 
 impl Default for Architecture {
@@ -70,11 +71,38 @@ impl Default for CnnArch {
     }
 }
 
+/// Residual network hyperparameters (see [`ResNetConfig`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ResNetArch {
+    /// Channels of the full-resolution stem convolution.
+    pub stem: usize,
+    /// Output channels of each stage; every stage halves the resolution.
+    pub channels: Vec<usize>,
+    /// Residual blocks (two convolutions each) after each stage's pooling block.
+    pub residual: Vec<usize>,
+    pub dropout: f64,
+}
+
+impl Default for ResNetArch {
+    /// ResNet-9's shape (residual blocks after the first and last stages) at half its width,
+    /// for CPU budgets.
+    fn default() -> Self {
+        Self {
+            stem: 32,
+            channels: vec![64, 128, 256],
+            residual: vec![1, 0, 1],
+            dropout: 0.0,
+        }
+    }
+}
+
 impl Architecture {
     pub fn name(&self) -> &'static str {
         match self {
             Architecture::Mlp(_) => "mlp",
             Architecture::Cnn(_) => "cnn",
+            Architecture::ResNet(_) => "resnet",
         }
     }
 
@@ -96,6 +124,14 @@ impl Architecture {
                 hidden: a.hidden,
                 dropout: a.dropout,
             }),
+            Architecture::ResNet(a) => ModelConfig::ResNet(ResNetConfig {
+                num_classes,
+                image_size,
+                stem: a.stem,
+                channels: a.channels,
+                residual: a.residual,
+                dropout: a.dropout,
+            }),
         }
     }
 }
@@ -114,6 +150,12 @@ impl ModelConfig {
                 hidden: c.hidden,
                 dropout: c.dropout,
             }),
+            ModelConfig::ResNet(c) => Architecture::ResNet(ResNetArch {
+                stem: c.stem,
+                channels: c.channels,
+                residual: c.residual,
+                dropout: c.dropout,
+            }),
         }
     }
 }
@@ -122,7 +164,7 @@ impl Default for MlpConfig {
     fn default() -> Self {
         match Architecture::Mlp(MlpArch::default()).with_shape(DEFAULT_IMAGE_SIZE, 2) {
             ModelConfig::Mlp(c) => c,
-            ModelConfig::Cnn(_) => unreachable!("an MLP architecture gives an MLP config"),
+            _ => unreachable!("an MLP architecture gives an MLP config"),
         }
     }
 }
@@ -131,7 +173,16 @@ impl Default for CnnConfig {
     fn default() -> Self {
         match Architecture::Cnn(CnnArch::default()).with_shape(DEFAULT_IMAGE_SIZE, 2) {
             ModelConfig::Cnn(c) => c,
-            ModelConfig::Mlp(_) => unreachable!("a CNN architecture gives a CNN config"),
+            _ => unreachable!("a CNN architecture gives a CNN config"),
+        }
+    }
+}
+
+impl Default for ResNetConfig {
+    fn default() -> Self {
+        match Architecture::ResNet(ResNetArch::default()).with_shape(DEFAULT_IMAGE_SIZE, 2) {
+            ModelConfig::ResNet(c) => c,
+            _ => unreachable!("a ResNet architecture gives a ResNet config"),
         }
     }
 }
@@ -145,6 +196,7 @@ mod tests {
         for arch in [
             Architecture::Mlp(MlpArch::default()),
             Architecture::Cnn(CnnArch::default()),
+            Architecture::ResNet(ResNetArch::default()),
         ] {
             let config = arch.with_shape(32, 5);
             assert_eq!(config.image_size(), 32);

@@ -3,13 +3,16 @@ use burn::{
     tensor::{Device, Tensor},
 };
 
-use crate::{Cnn, ConfigError, Mlp, ModelConfig};
+use crate::{Cnn, ConfigError, Mlp, ModelConfig, ResNet};
 
 /// Any catdog model: one type for the trainer, evaluator and exporter to hold.
+// One model per process, moved rarely: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum Classifier {
     Mlp(Mlp),
     Cnn(Cnn),
+    ResNet(ResNet),
 }
 
 impl Classifier {
@@ -19,6 +22,7 @@ impl Classifier {
         Ok(match config {
             ModelConfig::Mlp(c) => Classifier::Mlp(c.init(device)),
             ModelConfig::Cnn(c) => Classifier::Cnn(c.init(device)),
+            ModelConfig::ResNet(c) => Classifier::ResNet(c.init(device)),
         })
     }
 
@@ -27,6 +31,7 @@ impl Classifier {
         match self {
             Classifier::Mlp(m) => m.forward(images),
             Classifier::Cnn(m) => m.forward(images),
+            Classifier::ResNet(m) => m.forward(images),
         }
     }
 }

@@ -2,7 +2,7 @@ use std::ops::RangeInclusive;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{CnnConfig, MlpConfig};
+use crate::{CnnConfig, MlpConfig, ResNetConfig};
 
 /// Image sides (pixels) that every model, training run and loaded `config.json` accepts: the
 /// one rule, used wherever an image size is checked.
@@ -33,6 +33,7 @@ pub const MAX_IMAGE_ACTIVATIONS: usize = MAX_BATCH_ACTIVATIONS / 16;
 pub enum ModelConfig {
     Mlp(MlpConfig),
     Cnn(CnnConfig),
+    ResNet(ResNetConfig),
 }
 
 /// A model configuration that cannot be built.
@@ -53,8 +54,13 @@ pub enum ConfigError {
     },
     #[error("dropout must be in [0, 1), got {0}")]
     Dropout(f64),
-    #[error("the CNN needs at least one block")]
+    #[error("the network needs at least one block (channels is empty)")]
     NoBlocks,
+    #[error(
+        "residual has {residual} entries but channels has {channels}: give one residual block \
+         count per stage"
+    )]
+    ResidualCount { residual: usize, channels: usize },
     #[error("{blocks} pooling blocks shrink a {image_size}x{image_size} image below 1 pixel")]
     TooManyBlocks { blocks: usize, image_size: usize },
     #[error(
@@ -129,6 +135,7 @@ impl ModelConfig {
         match self {
             ModelConfig::Mlp(_) => "mlp",
             ModelConfig::Cnn(_) => "cnn",
+            ModelConfig::ResNet(_) => "resnet",
         }
     }
 
@@ -136,6 +143,7 @@ impl ModelConfig {
         match self {
             ModelConfig::Mlp(c) => c.num_classes,
             ModelConfig::Cnn(c) => c.num_classes,
+            ModelConfig::ResNet(c) => c.num_classes,
         }
     }
 
@@ -143,6 +151,7 @@ impl ModelConfig {
         match self {
             ModelConfig::Mlp(c) => c.image_size,
             ModelConfig::Cnn(c) => c.image_size,
+            ModelConfig::ResNet(c) => c.image_size,
         }
     }
 
@@ -158,6 +167,7 @@ impl ModelConfig {
         match self {
             ModelConfig::Mlp(c) => c.layer_params(),
             ModelConfig::Cnn(c) => c.layer_params(),
+            ModelConfig::ResNet(c) => c.layer_params(),
         }
     }
 
@@ -167,6 +177,7 @@ impl ModelConfig {
         match self {
             ModelConfig::Mlp(c) => c.activations_per_image(),
             ModelConfig::Cnn(c) => c.activations_per_image(),
+            ModelConfig::ResNet(c) => c.activations_per_image(),
         }
     }
 
@@ -182,6 +193,7 @@ impl ModelConfig {
         let (classes, size, dropout) = match self {
             ModelConfig::Mlp(c) => (c.num_classes, c.image_size, c.dropout),
             ModelConfig::Cnn(c) => (c.num_classes, c.image_size, c.dropout),
+            ModelConfig::ResNet(c) => (c.num_classes, c.image_size, c.dropout),
         };
         if classes < 2 {
             return Err(ConfigError::TooFewClasses(classes));
@@ -215,6 +227,29 @@ impl ModelConfig {
                     return Err(ConfigError::ZeroWidth {
                         what: "hidden",
                         values: vec![0],
+                    });
+                }
+                if c.output_size() == 0 {
+                    return Err(ConfigError::TooManyBlocks {
+                        blocks: c.channels.len(),
+                        image_size: size,
+                    });
+                }
+            }
+            ModelConfig::ResNet(c) => {
+                if c.channels.is_empty() {
+                    return Err(ConfigError::NoBlocks);
+                }
+                if c.stem == 0 || c.channels.contains(&0) {
+                    return Err(ConfigError::ZeroWidth {
+                        what: "stem and channels",
+                        values: [c.stem].into_iter().chain(c.channels.clone()).collect(),
+                    });
+                }
+                if c.residual.len() != c.channels.len() {
+                    return Err(ConfigError::ResidualCount {
+                        residual: c.residual.len(),
+                        channels: c.channels.len(),
                     });
                 }
                 if c.output_size() == 0 {

@@ -13,9 +13,10 @@ mod fast_ops;
 mod mlp;
 pub mod norm_relu_pool;
 mod probs;
+mod resnet;
 mod text;
 
-pub use architecture::{Architecture, CnnArch, MlpArch, DEFAULT_IMAGE_SIZE};
+pub use architecture::{Architecture, CnnArch, MlpArch, ResNetArch, DEFAULT_IMAGE_SIZE};
 pub use classifier::Classifier;
 pub use cnn::{Cnn, CnnConfig, ConvBlock};
 pub use config::{
@@ -27,4 +28,5 @@ pub use mlp::{Mlp, MlpConfig};
 pub use probs::{
     argmax, format_percent, format_probability, probabilities, softmax_row, softmax_row_at,
 };
+pub use resnet::{ConvBnRelu, ResNet, ResNetConfig, Residual, Stage};
 pub use text::printable;

@@ -4,8 +4,8 @@
 
 use burn::{module::Module, tensor::Device};
 use catdog_model::{
-    Classifier, CnnConfig, ConfigError, MlpConfig, ModelConfig, IMAGE_SIZE, MAX_BATCH_ACTIVATIONS,
-    MAX_PARAMETERS,
+    Classifier, CnnConfig, ConfigError, MlpConfig, ModelConfig, ResNetConfig, IMAGE_SIZE,
+    MAX_BATCH_ACTIVATIONS, MAX_PARAMETERS,
 };
 
 fn mlp(image_size: usize, hidden: Vec<usize>) -> ModelConfig {
@@ -37,6 +37,15 @@ fn parameter_count_matches_the_built_model() {
             convs_per_block: 2,
             hidden: Some(7),
             dropout: 0.0,
+        }),
+        ModelConfig::ResNet(Default::default()),
+        ModelConfig::ResNet(ResNetConfig {
+            num_classes: 4,
+            image_size: 20,
+            stem: 3,
+            channels: vec![5, 7, 9],
+            residual: vec![2, 0, 1],
+            dropout: 0.1,
         }),
     ];
     for config in configs {
@@ -155,4 +164,39 @@ fn the_defaults_fit_with_room_to_spare() {
         assert!(config.max_batch_size() >= 64, "{config:?}");
         assert!(config.max_batch_size() * config.activations_per_image() <= MAX_BATCH_ACTIVATIONS);
     }
+}
+
+#[test]
+fn resnet_configs_that_cannot_be_built_are_refused() {
+    let base = ResNetConfig {
+        image_size: 16,
+        ..Default::default()
+    };
+    let refused = |c: ResNetConfig| ModelConfig::ResNet(c).validate().unwrap_err().to_string();
+    assert_eq!(
+        refused(ResNetConfig {
+            residual: vec![1, 0],
+            ..base.clone()
+        }),
+        "residual has 2 entries but channels has 3: give one residual block count per stage"
+    );
+    assert!(refused(ResNetConfig {
+        stem: 0,
+        ..base.clone()
+    })
+    .contains("must not contain 0"));
+    assert_eq!(
+        refused(ResNetConfig {
+            channels: vec![8; 5],
+            residual: vec![0; 5],
+            ..base.clone()
+        }),
+        "5 pooling blocks shrink a 16x16 image below 1 pixel"
+    );
+    assert!(refused(ResNetConfig {
+        channels: vec![],
+        residual: vec![],
+        ..base
+    })
+    .contains("at least one block"));
 }

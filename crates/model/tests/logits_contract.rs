@@ -8,7 +8,7 @@ use burn::{
     module::{Module, Param},
     tensor::{Device, Distribution, Tensor, TensorData},
 };
-use catdog_model::{Classifier, CnnConfig, ConfigError, MlpConfig, ModelConfig};
+use catdog_model::{Classifier, CnnConfig, ConfigError, MlpConfig, ModelConfig, ResNetConfig};
 
 fn images(device: &Device, n: usize, size: usize) -> Tensor<4> {
     Tensor::random([n, 3, size, size], Distribution::Normal(0.0, 1.0), device)
@@ -126,6 +126,32 @@ fn cnn_output_is_raw_affine() {
 }
 
 #[test]
+fn resnet_output_is_raw_affine() {
+    let device = Device::flex();
+    device.seed(4);
+    let config = ResNetConfig {
+        num_classes: 3,
+        image_size: 16,
+        stem: 4,
+        channels: vec![6, 8],
+        residual: vec![1, 1],
+        dropout: 0.3,
+    };
+    let mut net = config.init(&device).valid();
+    let (w, b) = hand_weights(8, 3);
+    net.output.weight = Param::from_tensor(Tensor::from_data(
+        TensorData::new(w.clone(), [8, 3]),
+        &device,
+    ));
+    net.output.bias = Some(Param::from_tensor(Tensor::from_data(
+        TensorData::new(b.clone(), [3]),
+        &device,
+    )));
+    let x = images(&device, 5, 16);
+    check_affine_output(net.features(x.clone()), net.forward(x), &w, &b, 3);
+}
+
+#[test]
 fn output_shape_follows_num_classes() {
     let device = Device::flex();
     for classes in [2, 5] {
@@ -217,6 +243,13 @@ fn flex_and_ndarray_agree() {
         ModelConfig::Cnn(CnnConfig {
             image_size: 16,
             channels: vec![8, 16],
+            ..Default::default()
+        }),
+        ModelConfig::ResNet(ResNetConfig {
+            image_size: 16,
+            stem: 4,
+            channels: vec![8, 16],
+            residual: vec![1, 1],
             ..Default::default()
         }),
     ] {

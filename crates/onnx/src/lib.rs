@@ -9,6 +9,9 @@
 //! - `Sub` the training mean and `Div` the training standard deviation (constants shaped
 //!   `[1, 3, 1, 1]`): the normalisation catdog applies is part of the graph;
 //! - MLP: `Flatten -> [Gemm -> Relu] x N -> Gemm`;
+//! - ResNet: `Conv -> BatchNormalization -> Relu`, then per stage the same with `MaxPool` and
+//!   residual blocks `Add(x, Relu(BN(Conv(Relu(BN(Conv(x)))))))`, `GlobalAveragePool -> Flatten
+//!   -> Gemm`;
 //! - CNN: `[[Conv -> BatchNormalization -> Relu] x n -> MaxPool] x blocks -> GlobalAveragePool
 //!   -> Flatten (-> Gemm -> Relu) -> Gemm`. BatchNormalization runs in inference mode on the
 //!   running statistics, with the layer's epsilon; dropout is the identity at inference and has
@@ -37,7 +40,9 @@ use burn::{
     },
     tensor::Tensor,
 };
-use catdog_model::{Classifier, Cnn, CnnConfig, Mlp, MlpConfig, ModelConfig};
+use catdog_model::{
+    Classifier, Cnn, CnnConfig, ConvBnRelu, Mlp, MlpConfig, ModelConfig, ResNet, ResNetConfig,
+};
 use prost::Message;
 
 use proto::{
@@ -98,7 +103,7 @@ pub mod metadata {
     pub const PREPROCESSING: &str = "preprocessing";
     /// The normalisation inside the graph, JSON `{"mean": [r, g, b], "std": [r, g, b]}`.
     pub const NORMALIZATION: &str = "normalization";
-    /// The architecture name (`mlp`, `cnn`).
+    /// The architecture name (`mlp`, `cnn`, `resnet`).
     pub const ARCHITECTURE: &str = "architecture";
     /// The full model config as catdog's `config.json` writes it (JSON).
     pub const MODEL: &str = "model";
@@ -188,6 +193,7 @@ pub fn to_model_proto(input: &OnnxInput) -> Result<ModelProto, OnnxError> {
     let logits = match (input.model, input.config) {
         (Classifier::Mlp(m), ModelConfig::Mlp(c)) => mlp(&mut g, m, c, "normalized")?,
         (Classifier::Cnn(m), ModelConfig::Cnn(c)) => cnn(&mut g, m, c, "normalized")?,
+        (Classifier::ResNet(m), ModelConfig::ResNet(c)) => resnet(&mut g, m, c, "normalized")?,
         (model, config) => {
             return Err(OnnxError::Mismatch(format!(
                 "the config is for the {} architecture but the model is a {}",
@@ -301,6 +307,7 @@ fn arch_name(model: &Classifier) -> &'static str {
     match model {
         Classifier::Mlp(_) => "mlp",
         Classifier::Cnn(_) => "cnn",
+        Classifier::ResNet(_) => "resnet",
     }
 }
 
@@ -430,6 +437,87 @@ fn cnn(g: &mut Graph, m: &Cnn, c: &CnnConfig, input: &str) -> Result<String, Onn
         "output",
         &x,
         [width, c.num_classes],
+        LOGITS_NAME,
+    )
+}
+
+/// `Conv -> BatchNormalization -> Relu` named `{name}.conv`, `{name}.norm`.
+fn conv_bn_relu(
+    g: &mut Graph,
+    layer: &ConvBnRelu,
+    name: &str,
+    input: &str,
+    channels: [usize; 2],
+) -> Result<String, OnnxError> {
+    let y = conv2d(g, &layer.conv, &format!("{name}.conv"), input, channels)?;
+    let norm = format!("{name}.norm");
+    let y = batch_norm(g, &layer.norm, &norm, &y, channels[1])?;
+    Ok(g.relu(&norm, &y))
+}
+
+/// Stem `Conv -> BatchNormalization -> Relu`; per stage `Conv -> BatchNormalization -> Relu ->
+/// MaxPool` then residual blocks `Add(x, Relu(BN(Conv(Relu(BN(Conv(x)))))))`;
+/// `GlobalAveragePool -> Flatten -> Gemm`. Returns the logits' name.
+fn resnet(g: &mut Graph, m: &ResNet, c: &ResNetConfig, input: &str) -> Result<String, OnnxError> {
+    let counts: Vec<usize> = m.stages.iter().map(|s| s.residual.len()).collect();
+    if m.stages.len() != c.channels.len() || counts != c.residual {
+        return Err(OnnxError::Mismatch(format!(
+            "the model has {} stages with {counts:?} residual blocks, the config {} with {:?}",
+            m.stages.len(),
+            c.channels.len(),
+            c.residual
+        )));
+    }
+    let mut x = conv_bn_relu(g, &m.stem, "stem", input, [3, c.stem])?;
+    let mut channels = c.stem;
+    for (i, (stage, &out)) in m.stages.iter().zip(&c.channels).enumerate() {
+        let down = &stage.down;
+        if down.convs.len() != 1 || down.norms.len() != 1 {
+            return Err(OnnxError::Mismatch(format!(
+                "stages.{i}.down has {} convolutions, a ResNet stage has 1",
+                down.convs.len()
+            )));
+        }
+        let name = format!("stages.{i}.down");
+        let y = conv2d(
+            g,
+            &down.convs[0],
+            &format!("{name}.convs.0"),
+            &x,
+            [channels, out],
+        )?;
+        let norm = format!("{name}.norms.0");
+        let y = batch_norm(g, &down.norms[0], &norm, &y, out)?;
+        let y = g.relu(&norm, &y);
+        x = max_pool(g, &down.pool, &format!("{name}.pool"), &y)?;
+        channels = out;
+        for (r, block) in stage.residual.iter().enumerate() {
+            let name = format!("stages.{i}.residual.{r}");
+            let y = conv_bn_relu(g, &block.first, &format!("{name}.first"), &x, [out, out])?;
+            let y = conv_bn_relu(g, &block.second, &format!("{name}.second"), &y, [out, out])?;
+            x = g.node(
+                "Add",
+                &format!("{name}/add"),
+                &[&x, &y],
+                &format!("{name}.sum"),
+                vec![],
+            );
+        }
+    }
+    x = global_pool(g, &m.global_pool, &x)?;
+    x = g.node(
+        "Flatten",
+        "flatten",
+        &[&x],
+        "flat",
+        vec![attr_int("axis", 1)],
+    );
+    gemm(
+        g,
+        &m.output,
+        "output",
+        &x,
+        [channels, c.num_classes],
         LOGITS_NAME,
     )
 }

@@ -417,6 +417,49 @@ fn an_mlp_without_hidden_layers_is_one_gemm() {
 }
 
 #[test]
+fn resnet_graph_has_residual_adds_and_pytorch_names() {
+    let config = ModelConfig::ResNet(catdog_model::ResNetConfig {
+        num_classes: 2,
+        image_size: 16,
+        stem: 3,
+        channels: vec![4, 6],
+        residual: vec![1, 0],
+        dropout: 0.1,
+    });
+    let model = build(&config);
+    let classes = class_names(2);
+    let onnx = export(&input(&model, &config, &classes, false));
+    assert_well_formed(&onnx);
+    let cbr = ["Conv", "BatchNormalization", "Relu"];
+    let mut expected = vec!["Sub", "Div"];
+    expected.extend(cbr); // stem
+    expected.extend(cbr); // stage 0 down
+    expected.push("MaxPool");
+    expected.extend(cbr); // stage 0 residual first
+    expected.extend(cbr); // stage 0 residual second
+    expected.push("Add");
+    expected.extend(cbr); // stage 1 down
+    expected.push("MaxPool");
+    expected.extend(["GlobalAveragePool", "Flatten", "Gemm"]);
+    assert_eq!(ops(&onnx), expected);
+    let g = onnx.graph.as_ref().unwrap();
+    let add = g.node.iter().find(|n| n.op_type == "Add").unwrap();
+    assert_eq!(
+        add.input,
+        ["stages.0.down.pool", "stages.0.residual.0.second.norm.relu"]
+    );
+    let init = initializers(&onnx);
+    let dims = |name: &str| init[name].dims.clone();
+    assert_eq!(dims("stem.conv.weight"), [3, 3, 3, 3]);
+    assert_eq!(dims("stages.0.down.convs.0.weight"), [4, 3, 3, 3]);
+    assert_eq!(dims("stages.0.residual.0.first.conv.weight"), [4, 4, 3, 3]);
+    assert_eq!(dims("stages.0.residual.0.second.norm.running_var"), [4]);
+    assert_eq!(dims("stages.1.down.norms.0.weight"), [6]);
+    assert_eq!(dims("output.weight"), [2, 6]);
+    assert_eq!(meta(&onnx)["architecture"], "resnet");
+}
+
+#[test]
 fn a_calibrated_model_divides_by_its_temperature_before_the_softmax() {
     let config = mlp_config();
     let model = build(&config);
@@ -529,7 +572,7 @@ fn a_model_that_does_not_match_its_config_is_refused() {
         hidden: vec![32, 8],
         ..match mlp {
             ModelConfig::Mlp(c) => c,
-            ModelConfig::Cnn(_) => unreachable!(),
+            _ => unreachable!(),
         }
     });
     let model = build(&mlp_config());

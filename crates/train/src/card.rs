@@ -138,6 +138,16 @@ fn architecture(model: &ModelConfig) -> String {
             },
             c.dropout
         ),
+        ModelConfig::ResNet(c) => format!(
+            "stem: [conv: Conv2d 3x3 (3 -> {}), stride 1, padding 1, no bias -> norm: BatchNorm2d \
+             (eps 1e-5, running statistics) -> ReLU]; stages.i for channels {:?}: down: \
+             [convs.0: the same Conv2d 3x3 -> norms.0: BatchNorm2d -> ReLU -> MaxPool2d 2x2 \
+             stride 2], then residual.j ({:?} per stage): x + second(first(x)) where first and \
+             second are each [conv: Conv2d 3x3 -> norm: BatchNorm2d -> ReLU]; global average \
+             pool to [batch, channels]; output: Linear -> logits (dropout {} is identity at \
+             inference)",
+            c.stem, c.channels, c.residual, c.dropout
+        ),
     }
 }
 
