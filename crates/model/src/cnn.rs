@@ -155,6 +155,10 @@ impl ConvBlock {
             if i == last && norm_relu_pool::applies(&y, &self.pool) {
                 return norm_relu_pool::norm_relu_pool(norm, y);
             }
+            if i < last && norm_relu_pool::applies_without_pool(&y) {
+                x = norm_relu_pool::norm_relu(norm, y);
+                continue;
+            }
             x = batch_norm(norm, y);
             if i < last {
                 x = relu(x);

@@ -1,4 +1,5 @@
-//! BatchNorm -> ReLU -> 2x2/stride-2 max-pool as one burn-flex op with its own backward.
+//! BatchNorm -> ReLU -> 2x2/stride-2 max-pool (or BatchNorm -> ReLU alone) as one burn-flex op
+//! with its own backward.
 //!
 //! Composed from burn's ops, the end of every `ConvBlock` made about ten passes over the
 //! convolution's output in each direction (statistics, centring, scaling, the pool's window
@@ -15,6 +16,9 @@
 //! beta) and the running statistics are those of `batch_norm` -> `max_pool2d` -> `relu` to float
 //! rounding, with burn's rules: the first of equal values wins the pool window, a NaN wins it and
 //! passes the ReLU (tested in `tests/norm_relu_pool.rs`).
+//!
+//! Without the pool (`norm_relu`: the ResNet's residual blocks, the inner convolutions of a
+//! CNN block) the same passes run with one mask byte per value.
 //!
 //! Other backends (ndarray, wgpu) never come here: the model picks this path only for tensors on
 //! burn-flex ([`applies`]).
@@ -42,9 +46,9 @@ pub trait NormReluPoolOps: Backend {
     /// Per-channel mean and biased variance of `[N, C, H, W]` (never differentiated).
     fn channel_stats(x: FloatTensor<Self>) -> (FloatTensor<Self>, FloatTensor<Self>);
 
-    /// `relu(max_pool_2x2(gamma * (x - mean) / sqrt(var + epsilon) + beta))` with the statistics
-    /// given: the batch's own in training (the gradient then includes their dependence on
-    /// `x`), the running ones at inference.
+    /// `relu(max_pool_2x2(gamma * (x - mean) / sqrt(var + epsilon) + beta))` (without the
+    /// pool when `pool` is false) with the statistics given: the batch's own in training (the
+    /// gradient then includes their dependence on `x`), the running ones at inference.
     fn norm_relu_pool(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
@@ -52,6 +56,7 @@ pub trait NormReluPoolOps: Backend {
         mean: FloatTensor<Self>,
         var: FloatTensor<Self>,
         epsilon: f64,
+        pool: bool,
     ) -> FloatTensor<Self>;
 }
 
@@ -70,11 +75,26 @@ pub fn applies(x: &Tensor<4>, pool: &MaxPool2d) -> bool {
         && w >= 2
 }
 
+/// Whether `relu(batch_norm(x))` may take this path: f32 on burn-flex.
+pub fn applies_without_pool(x: &Tensor<4>) -> bool {
+    x.dtype() == DType::F32 && x.device() == Device::flex()
+}
+
 /// `relu(pool.forward(batch_norm(norm, x)))` for a `[batch, channels, H, W]` input on burn-flex
 /// (see [`applies`]). In training mode the batch statistics normalise and the running
 /// statistics are updated as `BatchNorm` does (biased variance, `momentum`); otherwise the
 /// running statistics normalise.
 pub fn norm_relu_pool(norm: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
+    fused(norm, x, true)
+}
+
+/// `relu(batch_norm(norm, x))` on burn-flex (see [`applies_without_pool`]), as
+/// [`norm_relu_pool`] without the pool.
+pub fn norm_relu(norm: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
+    fused(norm, x, false)
+}
+
+fn fused(norm: &BatchNorm, x: Tensor<4>, pool: bool) -> Tensor<4> {
     let training = x.device().is_autodiff() && norm.training.is_enabled();
     let (mean, var) = if training {
         // The statistics are read from the plain tensor: they are constants of the op, whose
@@ -112,6 +132,7 @@ pub fn norm_relu_pool(norm: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
         mean.into_dispatch(),
         var.into_dispatch(),
         norm.epsilon,
+        pool,
     ))
 }
 
@@ -189,9 +210,10 @@ impl Affine {
 /// Bit 2 of a mask byte: the ReLU let the window's maximum through (bits 0-1: which input).
 const ACTIVE: u8 = 4;
 
-/// Normalises, pools and applies the ReLU: `[N, C, H/2, W/2]` values and one mask byte each.
-fn forward(x: &[f32], [n, c, h, w]: [usize; 4], a: &Affine) -> (Vec<f32>, Vec<u8>) {
-    let (h2, w2) = (h / 2, w / 2);
+/// Normalises, pools (2x2 windows when `f` is 2, none when 1) and applies the ReLU:
+/// `[N, C, H/f, W/f]` values and one mask byte each.
+fn forward(x: &[f32], [n, c, h, w]: [usize; 4], a: &Affine, f: usize) -> (Vec<f32>, Vec<u8>) {
+    let (h2, w2) = (h / f, w / f);
     let pooled = h2 * w2;
     let mut out = vec![0f32; n * c * pooled];
     let mut mask = vec![0u8; n * c * pooled];
@@ -202,6 +224,16 @@ fn forward(x: &[f32], [n, c, h, w]: [usize; 4], a: &Affine) -> (Vec<f32>, Vec<u8
             let ch = p % c;
             let (mean, scale, beta) = (a.mean[ch], a.scale[ch], a.beta[ch]);
             let plane = &x[p * h * w..(p + 1) * h * w];
+            if f == 1 {
+                for ((out, mask), &v) in out.iter_mut().zip(mask.iter_mut()).zip(plane) {
+                    let y = (v - mean) * scale + beta;
+                    if y > 0.0 || y.is_nan() {
+                        *out = y;
+                        *mask = ACTIVE;
+                    }
+                }
+                return;
+            }
             for oh in 0..h2 {
                 let top = &plane[2 * oh * w..2 * oh * w + w];
                 let bottom = &plane[(2 * oh + 1) * w..(2 * oh + 1) * w + w];
@@ -236,11 +268,20 @@ fn forward(x: &[f32], [n, c, h, w]: [usize; 4], a: &Affine) -> (Vec<f32>, Vec<u8
     (out, mask)
 }
 
-/// The input position (within its plane) of a pooled value's winning input.
+/// The input position (within its plane) of output `i`'s winning input (pool factor `f`).
 #[inline]
-fn source(i: usize, at: u8, w: usize, w2: usize) -> usize {
+fn source(i: usize, at: u8, w: usize, w2: usize, f: usize) -> usize {
     let (oh, ow) = (i / w2, i % w2);
-    (2 * oh + usize::from(at >> 1)) * w + 2 * ow + usize::from(at & 1)
+    (f * oh + usize::from(at >> 1)) * w + f * ow + usize::from(at & 1)
+}
+
+/// The pool factor: 2 with the pool, 1 without.
+fn factor(pool: bool) -> usize {
+    if pool {
+        2
+    } else {
+        1
+    }
 }
 
 impl NormReluPoolOps for Flex {
@@ -257,7 +298,9 @@ impl NormReluPoolOps for Flex {
         mean: FlexTensor,
         var: FlexTensor,
         epsilon: f64,
+        pool: bool,
     ) -> FlexTensor {
+        let f = factor(pool);
         let dims = dims4(&x);
         let affine = Affine::new(
             &values(&gamma),
@@ -266,8 +309,8 @@ impl NormReluPoolOps for Flex {
             &values(&var),
             epsilon,
         );
-        let (out, _) = forward(&values(&x), dims, &affine);
-        tensor(out, [dims[0], dims[1], dims[2] / 2, dims[3] / 2])
+        let (out, _) = forward(&values(&x), dims, &affine, f);
+        tensor(out, [dims[0], dims[1], dims[2] / f, dims[3] / f])
     }
 }
 
@@ -281,6 +324,8 @@ struct Saved {
     /// `1 / sqrt(var + eps)` per channel.
     inv_std: Vec<f32>,
     mask: Vec<u8>,
+    /// The pool factor (1: no pool).
+    factor: usize,
 }
 
 #[derive(Debug)]
@@ -294,7 +339,8 @@ impl Backward<Flex, 3> for NormReluPoolBackward {
         let grad = grads.consume::<Flex>(&ops.node);
         let s = ops.state;
         let [n, c, h, w] = s.dims;
-        let (w2, pooled) = (w / 2, (h / 2) * (w / 2));
+        let f = s.factor;
+        let (w2, pooled) = (w / f, (h / f) * (w / f));
         let g = values(&grad);
         let x = values(&s.x);
         let x_hat = |ch: usize, v: f32| (v - s.mean[ch]) * s.inv_std[ch];
@@ -310,7 +356,7 @@ impl Backward<Flex, 3> for NormReluPoolBackward {
                 let mut sums = (0.0f64, 0.0f64);
                 for (i, (&g, &m)) in g.iter().zip(mask).enumerate() {
                     if m & ACTIVE != 0 {
-                        let xh = x_hat(ch, plane[source(i, m & 3, w, w2)]);
+                        let xh = x_hat(ch, plane[source(i, m & 3, w, w2, f)]);
                         sums.0 += f64::from(g);
                         sums.1 += f64::from(g) * f64::from(xh);
                     }
@@ -342,7 +388,7 @@ impl Backward<Flex, 3> for NormReluPoolBackward {
                 let mask = &s.mask[p * pooled..(p + 1) * pooled];
                 for (i, (&g, &m)) in g.iter().zip(mask).enumerate() {
                     if m & ACTIVE != 0 {
-                        dx[source(i, m & 3, w, w2)] += k * g;
+                        dx[source(i, m & 3, w, w2, f)] += k * g;
                     }
                 }
             });
@@ -375,7 +421,9 @@ impl<C: CheckpointStrategy> NormReluPoolOps for Autodiff<Flex, C> {
         mean: FloatTensor<Self>,
         var: FloatTensor<Self>,
         epsilon: f64,
+        pool: bool,
     ) -> FloatTensor<Self> {
+        let f = factor(pool);
         match NormReluPoolBackward
             .prepare::<C>([x.node(), gamma.node(), beta.node()])
             .compute_bound()
@@ -390,7 +438,7 @@ impl<C: CheckpointStrategy> NormReluPoolOps for Autodiff<Flex, C> {
                     values(var.primitive()).into_owned(),
                 );
                 let affine = Affine::new(&gamma, &values(beta.primitive()), &mean, &var, epsilon);
-                let (out, mask) = forward(&values(&xp), dims, &affine);
+                let (out, mask) = forward(&values(&xp), dims, &affine, f);
                 let eps = epsilon as f32;
                 let inv_std = var.iter().map(|&v| 1.0 / (v + eps).sqrt()).collect();
                 let saved = Saved {
@@ -400,10 +448,11 @@ impl<C: CheckpointStrategy> NormReluPoolOps for Autodiff<Flex, C> {
                     mean,
                     inv_std,
                     mask,
+                    factor: f,
                 };
                 prep.finish(
                     saved,
-                    tensor(out, [dims[0], dims[1], dims[2] / 2, dims[3] / 2]),
+                    tensor(out, [dims[0], dims[1], dims[2] / f, dims[3] / f]),
                 )
             }
             OpsKind::UnTracked(prep) => prep.finish(Flex::norm_relu_pool(
@@ -413,6 +462,7 @@ impl<C: CheckpointStrategy> NormReluPoolOps for Autodiff<Flex, C> {
                 mean.into_primitive(),
                 var.into_primitive(),
                 epsilon,
+                pool,
             )),
         }
     }

@@ -19,6 +19,7 @@ use crate::{
     config::{mul, LayerParams},
     conv3x3,
     fast_ops::{batch_norm, conv3x3_as_matmul, MATMUL_CONV_MAX_CHANNELS},
+    norm_relu_pool,
 };
 
 /// Residual network: stem, stages (each halves the resolution), global average pooling,
@@ -160,7 +161,11 @@ impl ConvBnRelu {
         } else {
             self.conv.forward(x)
         };
-        relu(batch_norm(&self.norm, y))
+        if norm_relu_pool::applies_without_pool(&y) {
+            norm_relu_pool::norm_relu(&self.norm, y)
+        } else {
+            relu(batch_norm(&self.norm, y))
+        }
     }
 }
 

@@ -53,13 +53,26 @@ struct Outcome {
 
 /// Forward in training mode, a weighted sum of the output (and, with `reuse`, of `x` itself: one
 /// tensor feeding two ops) backward.
-fn run(x: &Tensor<4>, norm: &BatchNorm, weights: &Tensor<4>, fused: bool, reuse: bool) -> Outcome {
+fn run(
+    x: &Tensor<4>,
+    norm: &BatchNorm,
+    weights: &Tensor<4>,
+    fused: bool,
+    reuse: bool,
+    pooled: bool,
+) -> Outcome {
     let x = x.clone().require_grad();
-    let out = if fused {
-        assert!(norm_relu_pool::applies(&x, &pool()));
-        norm_relu_pool::norm_relu_pool(norm, x.clone())
-    } else {
-        relu(pool().forward(batch_norm(norm, x.clone())))
+    let out = match (fused, pooled) {
+        (true, true) => {
+            assert!(norm_relu_pool::applies(&x, &pool()));
+            norm_relu_pool::norm_relu_pool(norm, x.clone())
+        }
+        (true, false) => {
+            assert!(norm_relu_pool::applies_without_pool(&x));
+            norm_relu_pool::norm_relu(norm, x.clone())
+        }
+        (false, true) => relu(pool().forward(batch_norm(norm, x.clone()))),
+        (false, false) => relu(batch_norm(norm, x.clone())),
     };
     let mut loss = (out.clone() * weights.clone()).sum();
     if reuse {
@@ -79,17 +92,23 @@ fn run(x: &Tensor<4>, norm: &BatchNorm, weights: &Tensor<4>, fused: bool, reuse:
 }
 
 fn check(shape: [usize; 4], x: Tensor<4>, reuse: bool) {
+    check_with(shape, x.clone(), reuse, true);
+    check_with(shape, x, reuse, false);
+}
+
+fn check_with(shape: [usize; 4], x: Tensor<4>, reuse: bool, pooled: bool) {
     let device = x.device();
     let [n, c, h, w] = shape;
+    let f = if pooled { 2 } else { 1 };
     let (reference, fused) = (norm(c, &device), norm(c, &device));
     let weights = Tensor::random(
-        [n, c, h / 2, w / 2],
+        [n, c, h / f, w / f],
         Distribution::Normal(0.0, 1.0),
         &device,
     );
-    let a = run(&x, &fused, &weights, true, reuse);
-    let b = run(&x, &reference, &weights, false, reuse);
-    let tag = |t: &str| format!("{t} {shape:?}");
+    let a = run(&x, &fused, &weights, true, reuse, pooled);
+    let b = run(&x, &reference, &weights, false, reuse, pooled);
+    let tag = |t: &str| format!("{t} {shape:?} pooled {pooled}");
     assert_close(&tag("output"), &a.out, &b.out);
     assert_close(&tag("dx"), &a.dx, &b.dx);
     assert_close(&tag("dgamma"), &a.dgamma, &b.dgamma);
@@ -100,8 +119,17 @@ fn check(shape: [usize; 4], x: Tensor<4>, reuse: bool) {
     let plain = Device::flex();
     let x = Tensor::<4>::from_data(x.into_data(), &plain);
     let (fused, reference) = (fused.valid(), reference.valid());
-    let a = norm_relu_pool::norm_relu_pool(&fused, x.clone());
-    let b = relu(pool().forward(reference.forward(x)));
+    let (a, b) = if pooled {
+        (
+            norm_relu_pool::norm_relu_pool(&fused, x.clone()),
+            relu(pool().forward(reference.forward(x))),
+        )
+    } else {
+        (
+            norm_relu_pool::norm_relu(&fused, x.clone()),
+            relu(reference.forward(x)),
+        )
+    };
     assert_close(&tag("inference output"), &values(a), &values(b));
 }
 
