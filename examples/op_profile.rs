@@ -1,34 +1,38 @@
-//! Where the default CNN's training step spends its time: each convolution forward, forward with
-//! backward (weight and input gradients), and ReLU + max-pool variants, at 64x64, batch 64, on
-//! Flex. The breakdown behind README's Performance section.
+//! Where the default CNN's training step spends its time, per layer, at 64x64, batch 64, on
+//! Flex: each convolution and each BatchNorm -> ReLU -> max-pool forward and backward as the model
+//! runs them (catdog's ops), burn's own composition beside them, the sum set against a whole
+//! measured training step, and each convolution's share of the machine's fp32 peak (a 2048^3
+//! matmul through burn-flex's gemm). The breakdown behind README's Performance section.
 //!
 //! `cargo run --release --example op_profile`
 use std::time::Instant;
 
 use burn::{
+    module::Module,
     nn::{
         conv::{Conv2d, Conv2dConfig},
-        PaddingConfig2d,
+        pool::MaxPool2dConfig,
+        BatchNormConfig, PaddingConfig2d,
     },
-    tensor::{activation::relu, Device, Distribution, Tensor},
+    optim::GradientsParams,
+    tensor::{activation::relu, Device, Distribution, Int, Tensor, TensorData},
 };
-use catdog_model::{batch_norm, conv3x3_as_matmul};
+use catdog::{
+    model::{conv3x3, conv3x3_as_matmul, norm_relu_pool, Classifier, CnnConfig, ModelConfig},
+    train::{Loss, OptimConfig},
+};
 
-/// Mean wall time of `reps` calls after one warm-up call.
-fn time<F: FnMut()>(name: &str, reps: usize, mut f: F) {
+/// Mean wall time in ms of `reps` calls after one warm-up call.
+fn time<F: FnMut()>(reps: usize, mut f: F) -> f64 {
     f();
     let t = Instant::now();
     for _ in 0..reps {
         f();
     }
-    println!(
-        "{name:60} {:8.2} ms",
-        t.elapsed().as_secs_f64() * 1000.0 / reps as f64
-    );
+    t.elapsed().as_secs_f64() * 1000.0 / reps as f64
 }
 
-/// A 3x3, stride-1, padding-1 convolution without bias, as the CNN's `ConvBlock` builds it.
-fn conv3x3(cin: usize, cout: usize, device: &Device) -> Conv2d {
+fn conv(cin: usize, cout: usize, device: &Device) -> Conv2d {
     Conv2dConfig::new([cin, cout], [3, 3])
         .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
         .with_bias(false)
@@ -40,129 +44,90 @@ fn main() {
     let device = Device::flex();
     let ad = device.clone().autodiff();
     let b = 64;
-    let pool = burn::nn::pool::MaxPool2dConfig::new([2, 2])
-        .with_strides([2, 2])
-        .init();
-    let shapes = [(3, 32, 64), (32, 64, 32), (64, 128, 16), (128, 256, 8)];
-    for (cin, cout, s) in shapes {
-        let x = Tensor::<4>::random([b, cin, s, s], Distribution::Default, &device);
-        let conv = conv3x3(cin, cout, &device);
-        time(&format!("fwd conv {cin}->{cout} @{s}"), 5, || {
-            let _ = conv.forward(x.clone()).into_data();
+
+    let n: usize = 2048;
+    let a = Tensor::<2>::random([n, n], Distribution::Default, &device);
+    let ms = time(5, || {
+        let _ = a.clone().matmul(a.clone()).into_data();
+    });
+    let peak = 2.0 * (n * n * n) as f64 / ms / 1e6;
+    println!("fp32 peak (2048^3 matmul): {peak:.0} GFLOP/s\n");
+
+    println!(
+        "{:<22} {:>9} {:>9} {:>9} {:>7} {:>10} {:>10}",
+        "layer (64x64, b 64)", "conv fwd", "conv f+b", "burn f+b", "% peak", "bn-relu-pool", "burn"
+    );
+    let pool = MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init();
+    let mut ours_total = 0.0;
+    for (cin, cout, s) in [(3, 32, 64), (32, 64, 32), (64, 128, 16), (128, 256, 8)] {
+        let c = conv(cin, cout, &ad);
+        let plain = c.valid();
+        let x = Tensor::<4>::random([b, cin, s, s], Distribution::Default, &ad).require_grad();
+        let xp = Tensor::<4>::random([b, cin, s, s], Distribution::Default, &device);
+        let forward = |conv: &Conv2d, x: Tensor<4>| {
+            if cin <= catdog::model::MATMUL_CONV_MAX_CHANNELS {
+                conv3x3_as_matmul(conv, x)
+            } else {
+                conv3x3::conv3x3(conv, x)
+            }
+        };
+        let fwd = time(5, || {
+            let _ = forward(&plain, xp.clone()).into_data();
         });
-        let xa = Tensor::<4>::random([b, cin, s, s], Distribution::Default, &ad).require_grad();
-        let conv_ad = conv3x3(cin, cout, &ad);
-        let wa = conv_ad.weight.val();
-        time(
-            &format!("fwd+bwd conv (x and w grads) {cin}->{cout} @{s}"),
-            5,
-            || {
-                let y = conv_ad.forward(xa.clone());
-                let g = y.sum().backward();
-                let _ = wa.grad(&g).unwrap().into_data();
-            },
-        );
-        let direct = conv_ad.forward(xa.clone()).into_data();
-        let via = conv3x3_as_matmul(&conv_ad, xa.clone()).into_data();
-        direct.assert_approx_eq::<f32>(&via, burn::tensor::Tolerance::rel_abs(1e-3, 1e-3));
-        time(
-            &format!("fwd im2col-matmul conv {cin}->{cout} @{s}"),
-            5,
-            || {
-                let _ = conv3x3_as_matmul(&conv, x.clone()).into_data();
-            },
-        );
-        time(
-            &format!("fwd+bwd im2col-matmul conv (x and w grads) {cin}->{cout} @{s}"),
-            5,
-            || {
-                let y = conv3x3_as_matmul(&conv_ad, xa.clone());
-                let g = y.sum().backward();
-                let _ = wa.grad(&g).unwrap().into_data();
-            },
-        );
-        let xc = Tensor::<4>::random([b, cin, s, s], Distribution::Default, &ad);
-        time(
-            &format!("fwd+bwd conv (w grad only) {cin}->{cout} @{s}"),
-            5,
-            || {
-                let y = conv_ad.forward(xc.clone());
-                let g = y.sum().backward();
-                let _ = wa.grad(&g).unwrap().into_data();
-            },
-        );
-        time(
-            &format!("fwd+bwd im2col-matmul conv (w grad only) {cin}->{cout} @{s}"),
-            5,
-            || {
-                let y = conv3x3_as_matmul(&conv_ad, xc.clone());
-                let g = y.sum().backward();
-                let _ = wa.grad(&g).unwrap().into_data();
-            },
-        );
+        let w = c.weight.val();
+        let ours = time(5, || {
+            let g = forward(&c, x.clone()).sum().backward();
+            let _ = (x.grad(&g).unwrap().into_data(), w.grad(&g).unwrap().into_data());
+        });
+        let burns = time(5, || {
+            let g = c.forward(x.clone()).sum().backward();
+            let _ = (x.grad(&g).unwrap().into_data(), w.grad(&g).unwrap().into_data());
+        });
+        let flops = 3.0 * 2.0 * (b * cin * cout * 9 * s * s) as f64;
         let y = Tensor::<4>::random([b, cout, s, s], Distribution::Default, &ad).require_grad();
-        let bn = burn::nn::BatchNormConfig::new(cout).init(&ad);
-        let direct = bn.forward(y.clone()).into_data();
-        let via = batch_norm(&bn, y.clone()).into_data();
-        direct.assert_approx_eq::<f32>(&via, burn::tensor::Tolerance::rel_abs(1e-3, 1e-3));
-        time(
-            &format!("fwd+bwd batchnorm composite {cout} @{s}"),
-            5,
-            || {
-                let z = batch_norm(&bn, y.clone());
-                let g = z.sum().backward();
-                let _ = y.grad(&g).unwrap().into_data();
-            },
+        let bn = BatchNormConfig::new(cout).init(&ad);
+        let fused = time(5, || {
+            let g = norm_relu_pool::norm_relu_pool(&bn, y.clone()).sum().backward();
+            let _ = y.grad(&g).unwrap().into_data();
+        });
+        let composed = time(5, || {
+            let g = relu(pool.forward(bn.forward(y.clone()))).sum().backward();
+            let _ = y.grad(&g).unwrap().into_data();
+        });
+        ours_total += ours + fused;
+        println!(
+            "{:<22} {fwd:>7.1}ms {ours:>7.1}ms {burns:>7.1}ms {:>6.0}% {fused:>8.1}ms {composed:>8.1}ms",
+            format!("{cin}->{cout} @{s}"),
+            100.0 * flops / ours / 1e6 / peak,
         );
-        time(&format!("fwd+bwd batchnorm (train) {cout} @{s}"), 5, || {
-            let z = bn.forward(y.clone());
-            let g = z.sum().backward();
-            let _ = y.grad(&g).unwrap().into_data();
-        });
-        time(
-            &format!("fwd+bwd maxpool+relu (pool first) {cout} @{s}"),
-            5,
-            || {
-                let z = relu(pool.forward(y.clone()));
-                let g = z.sum().backward();
-                let _ = y.grad(&g).unwrap().into_data();
-            },
-        );
-        time(
-            &format!("fwd+bwd reshape max_dim pool {cout} @{s}"),
-            5,
-            || {
-                let z = y
-                    .clone()
-                    .reshape([b, cout, s / 2, 2, s / 2, 2])
-                    .max_dim(5)
-                    .max_dim(3)
-                    .reshape([b, cout, s / 2, s / 2]);
-                let g = z.sum().backward();
-                let _ = y.grad(&g).unwrap().into_data();
-            },
-        );
-        time(&format!("fwd+bwd pair-max pool {cout} @{s}"), 5, || {
-            let h = s / 2;
-            let r = y.clone().reshape([b, cout, h, 2, h, 2]);
-            let top = r.clone().narrow(3, 0, 1).max_pair(r.narrow(3, 1, 1));
-            let z = top
-                .clone()
-                .narrow(5, 0, 1)
-                .max_pair(top.narrow(5, 1, 1))
-                .reshape([b, cout, h, h]);
-            let g = z.sum().backward();
-            let _ = y.grad(&g).unwrap().into_data();
-        });
-        time(&format!("fwd+bwd relu only {cout} @{s}"), 5, || {
-            let z = relu(y.clone());
-            let g = z.sum().backward();
-            let _ = y.grad(&g).unwrap().into_data();
-        });
-        time(&format!("fwd+bwd relu+maxpool {cout} @{s}"), 5, || {
-            let z = pool.forward(relu(y.clone()));
-            let g = z.sum().backward();
-            let _ = y.grad(&g).unwrap().into_data();
-        });
     }
+
+    // A whole training step of the default CNN at 64x64: forward, loss, backward, AdamW.
+    let config = ModelConfig::Cnn(CnnConfig {
+        image_size: 64,
+        ..Default::default()
+    });
+    ad.seed(1);
+    let mut model = Classifier::new(&config, &ad).expect("the default CNN builds");
+    let mut optim = OptimConfig::default().build();
+    let loss = Loss::new(0.0, &ad);
+    let x = Tensor::<4>::random([b, 3, 64, 64], Distribution::Normal(0.0, 1.0), &ad);
+    let labels: Vec<i64> = (0..b as i64).map(|i| i % 2).collect();
+    let y = Tensor::<1, Int>::from_data(TensorData::new(labels, [b]), &ad);
+    let mut model_slot = Some(model);
+    let step = time(5, || {
+        let m = model_slot.take().expect("the model is put back every step");
+        let l = loss.forward(m.forward(x.clone()), y.clone());
+        let grads = GradientsParams::from_grads(l.backward(), &m);
+        model_slot = Some(optim.step(1e-3, m, grads));
+    });
+    model = model_slot.take().expect("the model is put back every step");
+    println!(
+        "\nconvolutions and bn-relu-pool, forward and backward, summed: {ours_total:.1} ms of a \
+         {step:.1} ms training step ({:.0}%; the rest: global pool, output layer, loss, AdamW, \
+         autodiff bookkeeping); {:.0} images/s; {} parameters",
+        100.0 * ours_total / step,
+        b as f64 * 1000.0 / step,
+        model.num_params()
+    );
 }

@@ -1,7 +1,7 @@
 //! Training and inference throughput of a model on synthetic data (no data pipeline), on any
 //! backend: the catdog side of the PyTorch comparison (`benches/reference/`).
 //!
-//! `cargo run --release --example throughput -- [mlp|cnn] [--backend flex] [--batch 64]
+//! `cargo run --release --example throughput -- [mlp|cnn|resnet] [--backend flex] [--batch 64]
 //!  [--image-size 64] [--steps 20] [--channels 32,64,128,256] [--convs-per-block 1] [--unfused]`
 //!
 //! The optimiser is Adam (as the PyTorch reference); `--unfused` uses burn's own Adam instead
@@ -16,7 +16,7 @@ use burn::{
 };
 use catdog::{
     infer::Backend,
-    model::{Classifier, CnnConfig, MlpConfig, ModelConfig},
+    model::{Classifier, CnnConfig, MlpConfig, ModelConfig, ResNetConfig},
     train::{Loss, OptimConfig, OptimizerKind},
 };
 use clap::ValueEnum;
@@ -42,6 +42,10 @@ fn main() -> anyhow::Result<()> {
     let steps: usize = flag("--steps").map_or(Ok(20), |v| v.parse())?;
     let config = match arch.as_str() {
         "mlp" => ModelConfig::Mlp(MlpConfig {
+            image_size: size,
+            ..Default::default()
+        }),
+        "resnet" => ModelConfig::ResNet(ResNetConfig {
             image_size: size,
             ..Default::default()
         }),

@@ -125,7 +125,9 @@ pub fn weight_grad(x: &[f32], g: &[f32], [n, cin, h, w]: [usize; 4], cout: usize
         columns: Vec::new(),
         output_grad: Vec::new(),
     };
-    let partials: Vec<Partial> = (0..chunks)
+    // Each rayon job folds its chunks through one set of buffers; only its accumulator leaves
+    // the job (collected buffers would keep a column matrix per job alive until the end).
+    let partials: Vec<Vec<f32>> = (0..chunks)
         .into_par_iter()
         .fold(new_partial, |mut p, chunk| {
             let first = chunk * per_chunk;
@@ -194,10 +196,11 @@ pub fn weight_grad(x: &[f32], g: &[f32], [n, cin, h, w]: [usize; 4], cout: usize
             }
             p
         })
+        .map(|p| p.grad_w)
         .collect();
     let mut total = vec![0f32; cout * rows];
     for p in &partials {
-        for (t, v) in total.iter_mut().zip(&p.grad_w) {
+        for (t, v) in total.iter_mut().zip(p) {
             *t += v;
         }
     }
