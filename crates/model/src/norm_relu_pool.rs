@@ -268,11 +268,27 @@ fn forward(x: &[f32], [n, c, h, w]: [usize; 4], a: &Affine, f: usize) -> (Vec<f3
     (out, mask)
 }
 
-/// The input position (within its plane) of output `i`'s winning input (pool factor `f`).
+/// Calls `visit(input position, gradient)` for each output of one plane that the ReLU let
+/// through, with the position (within the input plane) of its window's winner.
 #[inline]
-fn source(i: usize, at: u8, w: usize, w2: usize, f: usize) -> usize {
-    let (oh, ow) = (i / w2, i % w2);
-    (f * oh + usize::from(at >> 1)) * w + f * ow + usize::from(at & 1)
+fn for_each_active(
+    g: &[f32],
+    mask: &[u8],
+    [h2, w2]: [usize; 2],
+    w: usize,
+    f: usize,
+    mut visit: impl FnMut(usize, f32),
+) {
+    for oh in 0..h2 {
+        let row = &mask[oh * w2..(oh + 1) * w2];
+        let grads = &g[oh * w2..(oh + 1) * w2];
+        for (ow, (&m, &g)) in row.iter().zip(grads).enumerate() {
+            if m & ACTIVE != 0 {
+                let at = usize::from(m & 3);
+                visit((f * oh + (at >> 1)) * w + f * ow + (at & 1), g);
+            }
+        }
+    }
 }
 
 /// The pool factor: 2 with the pool, 1 without.
@@ -340,7 +356,8 @@ impl Backward<Flex, 3> for NormReluPoolBackward {
         let s = ops.state;
         let [n, c, h, w] = s.dims;
         let f = s.factor;
-        let (w2, pooled) = (w / f, (h / f) * (w / f));
+        let (h2, w2) = (h / f, w / f);
+        let pooled = h2 * w2;
         let g = values(&grad);
         let x = values(&s.x);
         let x_hat = |ch: usize, v: f32| (v - s.mean[ch]) * s.inv_std[ch];
@@ -354,13 +371,11 @@ impl Backward<Flex, 3> for NormReluPoolBackward {
                 let ch = p % c;
                 let plane = &x[p * h * w..(p + 1) * h * w];
                 let mut sums = (0.0f64, 0.0f64);
-                for (i, (&g, &m)) in g.iter().zip(mask).enumerate() {
-                    if m & ACTIVE != 0 {
-                        let xh = x_hat(ch, plane[source(i, m & 3, w, w2, f)]);
-                        sums.0 += f64::from(g);
-                        sums.1 += f64::from(g) * f64::from(xh);
-                    }
-                }
+                for_each_active(g, mask, [h2, w2], w, f, |at, g| {
+                    let xh = x_hat(ch, plane[at]);
+                    sums.0 += f64::from(g);
+                    sums.1 += f64::from(g) * f64::from(xh);
+                });
                 sums
             })
             .collect();
@@ -380,17 +395,17 @@ impl Backward<Flex, 3> for NormReluPoolBackward {
                 let ch = p % c;
                 let k = s.gamma[ch] * s.inv_std[ch];
                 let plane = &x[p * h * w..(p + 1) * h * w];
-                // Every input gets the statistics' share; the pool's winners also dy.
+                // Every input gets the statistics' share, k * (-mean_dy - x_hat * mean_dy_xhat),
+                // an affine function of x; the pool's winners also get k * dy.
+                let (mean, inv_std) = (s.mean[ch], s.inv_std[ch]);
+                let slope = -k * inv_std * mean_dy_xhat[ch];
+                let offset = k * (mean * inv_std * mean_dy_xhat[ch] - mean_dy[ch]);
                 for (d, &v) in dx.iter_mut().zip(plane) {
-                    *d = k * (-mean_dy[ch] - x_hat(ch, v) * mean_dy_xhat[ch]);
+                    *d = v * slope + offset;
                 }
                 let g = &g[p * pooled..(p + 1) * pooled];
                 let mask = &s.mask[p * pooled..(p + 1) * pooled];
-                for (i, (&g, &m)) in g.iter().zip(mask).enumerate() {
-                    if m & ACTIVE != 0 {
-                        dx[source(i, m & 3, w, w2, f)] += k * g;
-                    }
-                }
+                for_each_active(g, mask, [h2, w2], w, f, |at, g| dx[at] += k * g);
             });
             grads.register::<Flex>(node.id, tensor(dx, [n, c, h, w]));
         }
