@@ -70,7 +70,11 @@ fn options() -> ConvOptions<2> {
 
 impl Conv3x3Ops for Flex {
     fn conv3x3(x: FlexTensor, weight: FlexTensor) -> FlexTensor {
-        Flex::conv2d(x, weight, None, options())
+        let s = x.layout().shape();
+        let dims = [s[0], s[1], s[2], s[3]];
+        let cout = weight.layout().shape()[0];
+        let y = forward(&dense(&x), &dense(&weight), dims, cout);
+        FlexTensor::from_data(TensorData::new(y, [dims[0], cout, dims[2], dims[3]]))
     }
 }
 
@@ -104,6 +108,106 @@ fn shifted_row(dst: &mut [f32], src: &[f32], dx: isize) {
     }
 }
 
+/// Lays out `images` of `x [n, in, h, w]` as the columns of a 3x3, padding-1 convolution:
+/// `columns [in*9, images*h*w]`, row `(c, ky, kx)` holding channel `c` shifted by
+/// `(ky-1, kx-1)`, zero where that falls outside, the images side by side.
+fn im2col(
+    x: &[f32],
+    [_, cin, h, w]: [usize; 4],
+    images: std::ops::Range<usize>,
+    columns: &mut Vec<f32>,
+) {
+    let hw = h * w;
+    let k = images.len() * hw;
+    columns.resize(cin * 9 * k, 0.0);
+    for (j, image) in images.enumerate() {
+        for c in 0..cin {
+            let plane = &x[(image * cin + c) * hw..(image * cin + c + 1) * hw];
+            for ky in 0..3isize {
+                for kx in 0..3isize {
+                    let row = (c * 9 + (ky * 3 + kx) as usize) * k + j * hw;
+                    let dst = &mut columns[row..row + hw];
+                    for y in 0..h {
+                        let sy = y as isize + ky - 1;
+                        let out = &mut dst[y * w..(y + 1) * w];
+                        if sy < 0 || sy >= h as isize {
+                            out.fill(0.0);
+                        } else {
+                            let sy = sy as usize;
+                            shifted_row(out, &plane[sy * w..(sy + 1) * w], kx - 1);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Images per task of the batch, and the number of tasks: at least one task per thread when
+/// the batch allows it, at most [`CHUNK_IMAGES`] images each.
+fn chunking(n: usize) -> (usize, usize) {
+    let threads = rayon::current_num_threads().max(1);
+    let per_chunk = n.div_ceil(threads).clamp(1, CHUNK_IMAGES);
+    (per_chunk, n.div_ceil(per_chunk))
+}
+
+/// The gemm's own threading: none when the tasks already keep every thread busy.
+fn gemm_threads(chunks: usize) -> gemm::Parallelism {
+    if chunks < rayon::current_num_threads() {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    }
+}
+
+/// `y [n, out, h, w]` of a 3x3, stride-1, padding-1 convolution of `x [n, in, h, w]` by
+/// `weight [out, in, 3, 3]`: per task, the chunk's columns once, then one gemm per image
+/// written straight into its output.
+pub fn forward(x: &[f32], weight: &[f32], [n, cin, h, w]: [usize; 4], cout: usize) -> Vec<f32> {
+    let hw = h * w;
+    let rows = cin * 9;
+    let (per_chunk, chunks) = chunking(n);
+    let mut y = vec![0f32; n * cout * hw];
+    y.par_chunks_mut(per_chunk * cout * hw)
+        .enumerate()
+        .for_each_init(Vec::new, |columns, (chunk, out)| {
+            let first = chunk * per_chunk;
+            let images = out.len() / (cout * hw);
+            let k = images * hw;
+            im2col(x, [n, cin, h, w], first..first + images, columns);
+            for j in 0..images {
+                // y_j [out, hw] = weight [out, rows] x columns[:, j*hw..(j+1)*hw] [rows, hw].
+                // SAFETY: weight is cout x rows row-major; the columns slice starts at j*hw of a
+                // rows x k row-major matrix and is read hw wide; the output image is cout x hw
+                // row-major inside `out`; the buffers do not overlap.
+                unsafe {
+                    gemm::gemm(
+                        cout,
+                        hw,
+                        rows,
+                        out[j * cout * hw..].as_mut_ptr(),
+                        1,
+                        hw as isize,
+                        false,
+                        weight.as_ptr(),
+                        1,
+                        rows as isize,
+                        columns[j * hw..].as_ptr(),
+                        1,
+                        k as isize,
+                        0.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        gemm_threads(chunks),
+                    );
+                }
+            }
+        });
+    y
+}
+
 /// One task's reusable buffers and its share of the weight gradient.
 struct Partial {
     grad_w: Vec<f32>,
@@ -116,10 +220,7 @@ struct Partial {
 pub fn weight_grad(x: &[f32], g: &[f32], [n, cin, h, w]: [usize; 4], cout: usize) -> Vec<f32> {
     let hw = h * w;
     let rows = cin * 9;
-    let threads = rayon::current_num_threads().max(1);
-    // At least one chunk per thread when the batch allows it.
-    let per_chunk = n.div_ceil(threads).clamp(1, CHUNK_IMAGES);
-    let chunks = n.div_ceil(per_chunk);
+    let (per_chunk, chunks) = chunking(n);
     let new_partial = || Partial {
         grad_w: vec![0.0; cout * rows],
         columns: Vec::new(),
@@ -133,31 +234,11 @@ pub fn weight_grad(x: &[f32], g: &[f32], [n, cin, h, w]: [usize; 4], cout: usize
             let first = chunk * per_chunk;
             let images = per_chunk.min(n - first);
             let k = images * hw;
-            // columns [in*9, k]: row (c, ky, kx) holds x[c] shifted by (ky-1, kx-1), zero-padded.
-            p.columns.resize(rows * k, 0.0);
             // output_grad [out, k]: the chunk's output gradients side by side.
             p.output_grad.resize(cout * k, 0.0);
+            im2col(x, [n, cin, h, w], first..first + images, &mut p.columns);
             for j in 0..images {
                 let image = first + j;
-                for c in 0..cin {
-                    let plane = &x[(image * cin + c) * hw..(image * cin + c + 1) * hw];
-                    for ky in 0..3isize {
-                        for kx in 0..3isize {
-                            let row = (c * 9 + (ky * 3 + kx) as usize) * k + j * hw;
-                            let dst = &mut p.columns[row..row + hw];
-                            for y in 0..h {
-                                let sy = y as isize + ky - 1;
-                                let out = &mut dst[y * w..(y + 1) * w];
-                                if sy < 0 || sy >= h as isize {
-                                    out.fill(0.0);
-                                } else {
-                                    let sy = sy as usize;
-                                    shifted_row(out, &plane[sy * w..(sy + 1) * w], kx - 1);
-                                }
-                            }
-                        }
-                    }
-                }
                 for o in 0..cout {
                     let src = &g[(image * cout + o) * hw..(image * cout + o + 1) * hw];
                     p.output_grad[o * k + j * hw..o * k + (j + 1) * hw].copy_from_slice(src);
@@ -187,11 +268,7 @@ pub fn weight_grad(x: &[f32], g: &[f32], [n, cin, h, w]: [usize; 4], cout: usize
                     false,
                     false,
                     false,
-                    if chunks < threads {
-                        gemm::Parallelism::Rayon(0)
-                    } else {
-                        gemm::Parallelism::None
-                    },
+                    gemm_threads(chunks),
                 );
             }
             p

@@ -218,55 +218,38 @@ fn fusable<const D: usize>(t: &Tensor<D>) -> bool {
     t.dtype() == DType::F32 && t.device() == Device::flex()
 }
 
-/// One fused step through the backend extension; returns parameter, moment 1, moment 2.
-fn fused<const D: usize>(
-    step: AdamStep,
+/// One fused step of a parameter through the backend extension, from its stored momentum
+/// (none before the first step; amsgrad is never used by catdog): the updated parameter and
+/// momentum.
+fn fused_step<const D: usize>(
+    lr: LearningRate,
+    weight_decay: f32,
+    decoupled: bool,
     tensor: Tensor<D>,
     grad: Tensor<D>,
-    moments: Option<(Tensor<D>, Tensor<D>)>,
-) -> (Tensor<D>, Tensor<D>, Tensor<D>) {
+    state: Option<AdaptiveMomentumState<D>>,
+) -> (Tensor<D>, AdaptiveMomentumState<D>) {
     // A first step is a step from zero moments: 0 * beta + x is exactly x, as burn's first step.
-    let (m, v) = moments.unwrap_or_else(|| (grad.zeros_like(), grad.zeros_like()));
+    let (m, v, time) = match state {
+        Some(s) => (s.moment_1, s.moment_2, s.time + 1),
+        None => (grad.zeros_like(), grad.zeros_like(), 1),
+    };
     let (p, m, v) = <Dispatch as FusedAdamOps>::fused_adam_step(
         tensor.into_dispatch(),
         grad.into_dispatch(),
         m.into_dispatch(),
         v.into_dispatch(),
-        step.lr,
-        step.beta_1,
-        step.beta_2,
-        step.epsilon,
-        step.weight_decay,
-        step.decoupled,
-        step.time,
-    );
-    (
-        Tensor::from_dispatch(p),
-        Tensor::from_dispatch(m),
-        Tensor::from_dispatch(v),
-    )
-}
-
-/// The moments and the next step count from a stored state (amsgrad is never used by catdog).
-fn moments<const D: usize>(
-    state: Option<AdaptiveMomentumState<D>>,
-) -> (Option<(Tensor<D>, Tensor<D>)>, usize) {
-    match state {
-        Some(s) => (Some((s.moment_1, s.moment_2)), s.time + 1),
-        None => (None, 1),
-    }
-}
-
-fn step_of(lr: LearningRate, weight_decay: f32, decoupled: bool, time: usize) -> AdamStep {
-    AdamStep {
         lr,
-        beta_1: BETA_1,
-        beta_2: BETA_2,
-        epsilon: EPSILON,
+        BETA_1,
+        BETA_2,
+        EPSILON,
         weight_decay,
         decoupled,
-        time: time as i32,
-    }
+        time as i32,
+    );
+    let momentum =
+        AdaptiveMomentumState::new(time, Tensor::from_dispatch(m), Tensor::from_dispatch(v));
+    (Tensor::from_dispatch(p), momentum)
 }
 
 /// AdamW, fused on burn-flex, burn's [`AdamW`] elsewhere.
@@ -303,10 +286,8 @@ impl Optimizer for FusedAdamW {
         if !fusable(&tensor) {
             return self.fallback.step(lr, tensor, grad, state);
         }
-        let (moments, time) = moments(state.map(|s| s.momentum));
-        let step = step_of(lr, self.weight_decay, true, time);
-        let (p, m, v) = fused(step, tensor, grad, moments);
-        let momentum = AdaptiveMomentumState::new(time, m, v);
+        let momentum = state.map(|s| s.momentum);
+        let (p, momentum) = fused_step(lr, self.weight_decay, true, tensor, grad, momentum);
         (p, Some(AdamWState::new(momentum)))
     }
 
@@ -356,10 +337,8 @@ impl Optimizer for FusedAdam {
         if !fusable(&tensor) {
             return self.fallback.step(lr, tensor, grad, state);
         }
-        let (moments, time) = moments(state.map(|s| s.momentum));
-        let step = step_of(lr, self.weight_decay, false, time);
-        let (p, m, v) = fused(step, tensor, grad, moments);
-        let momentum = AdaptiveMomentumState::new(time, m, v);
+        let momentum = state.map(|s| s.momentum);
+        let (p, momentum) = fused_step(lr, self.weight_decay, false, tensor, grad, momentum);
         (p, Some(AdamState::new(momentum)))
     }
 
