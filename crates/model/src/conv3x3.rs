@@ -24,12 +24,11 @@ use burn::{
         },
         backend_extension,
         flex::FlexTensor,
-        ops::ModuleOps,
         tensor::FloatTensor,
         Backend, Dispatch, Flex,
     },
     nn::{conv::Conv2d, PaddingConfig2d},
-    tensor::{ops::ConvOptions, DType, Device, Tensor, TensorData},
+    tensor::{DType, Device, Tensor, TensorData},
 };
 use rayon::prelude::*;
 
@@ -62,10 +61,6 @@ pub fn conv3x3(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
         x.into_dispatch(),
         conv.weight.val().into_dispatch(),
     ))
-}
-
-fn options() -> ConvOptions<2> {
-    ConvOptions::new([1, 1], [1, 1], [1, 1], 1)
 }
 
 impl Conv3x3Ops for Flex {
@@ -208,6 +203,89 @@ pub fn forward(x: &[f32], weight: &[f32], [n, cin, h, w]: [usize; 4], cout: usiz
     y
 }
 
+/// Adds row `src` into `dst` shifted by `dx` in -1..=1 (`dst[x + dx] += src[x]` where that is
+/// inside): the transpose of [`shifted_row`].
+#[inline]
+fn add_shifted_row(dst: &mut [f32], src: &[f32], dx: isize) {
+    let w = dst.len();
+    let pairs: (&mut [f32], &[f32]) = match dx {
+        -1 => (&mut dst[..w - 1], &src[1..]),
+        0 => (dst, src),
+        _ => (&mut dst[1..], &src[..w - 1]),
+    };
+    for (d, s) in pairs.0.iter_mut().zip(pairs.1) {
+        *d += s;
+    }
+}
+
+/// `dx [n, in, h, w]` of a 3x3, stride-1, padding-1 convolution from its output gradient
+/// `g [n, out, h, w]` and `weight [out, in, 3, 3]`: per image, the columns' gradient
+/// `weight^T [in*9, out] x g [out, h*w]` as one gemm into a buffer the task reuses, then added
+/// back onto the shifted input positions (col2im).
+pub fn input_grad(g: &[f32], weight: &[f32], [n, cin, h, w]: [usize; 4], cout: usize) -> Vec<f32> {
+    let hw = h * w;
+    let rows = cin * 9;
+    let (per_chunk, chunks) = chunking(n);
+    let mut dx = vec![0f32; n * cin * hw];
+    dx.par_chunks_mut(per_chunk * cin * hw)
+        .enumerate()
+        .for_each_init(Vec::new, |columns: &mut Vec<f32>, (chunk, dx)| {
+            columns.resize(rows * hw, 0.0);
+            for (j, dx) in dx.chunks_mut(cin * hw).enumerate() {
+                let image = chunk * per_chunk + j;
+                let g = &g[image * cout * hw..(image + 1) * cout * hw];
+                // columns [rows, hw] = weight^T [rows, out] x g [out, hw].
+                // SAFETY: weight is cout x rows row-major, read as its transpose; g is this
+                // image's cout x hw row-major gradient; columns is rows x hw row-major; the
+                // buffers do not overlap.
+                unsafe {
+                    gemm::gemm(
+                        rows,
+                        hw,
+                        cout,
+                        columns.as_mut_ptr(),
+                        1,
+                        hw as isize,
+                        false,
+                        weight.as_ptr(),
+                        rows as isize,
+                        1,
+                        g.as_ptr(),
+                        1,
+                        hw as isize,
+                        0.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        gemm_threads(chunks),
+                    );
+                }
+                for c in 0..cin {
+                    let plane = &mut dx[c * hw..(c + 1) * hw];
+                    for ky in 0..3isize {
+                        for kx in 0..3isize {
+                            let row = (c * 9 + (ky * 3 + kx) as usize) * hw;
+                            for y in 0..h {
+                                let sy = y as isize + ky - 1;
+                                if sy < 0 || sy >= h as isize {
+                                    continue;
+                                }
+                                let sy = sy as usize;
+                                add_shifted_row(
+                                    &mut plane[sy * w..(sy + 1) * w],
+                                    &columns[row + y * w..row + (y + 1) * w],
+                                    kx - 1,
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        });
+    dx
+}
+
 /// One task's reusable buffers and its share of the weight gradient.
 struct Partial {
     grad_w: Vec<f32>,
@@ -303,8 +381,11 @@ impl Backward<Flex, 2> for Conv3x3Backward {
             grads.register::<Flex>(node.id, dw);
         }
         if let Some(node) = node_x {
-            let dx = Flex::conv2d_x_backward(x, weight, grad, options());
-            grads.register::<Flex>(node.id, dx);
+            let s = x.layout().shape();
+            let dims = [s[0], s[1], s[2], s[3]];
+            let cout = weight.layout().shape()[0];
+            let dx = input_grad(&dense(&grad), &dense(&weight), dims, cout);
+            grads.register::<Flex>(node.id, FlexTensor::from_data(TensorData::new(dx, dims)));
         }
     }
 }
