@@ -1,15 +1,19 @@
-//! The CNN's 3x3, stride-1, padding-1 convolution on burn-flex, with its weight gradient as one
-//! gemm per chunk of images.
+//! The CNN's 3x3, stride-1, padding-1 convolution on burn-flex: forward, input gradient and
+//! weight gradient as gemms over im2col columns.
 //!
 //! burn computes a convolution's weight gradient as another convolution whose gemm is only 9
 //! columns wide and re-reads the whole output gradient once per input channel: 67 of the 103 ms
 //! that the 32->64-channel layer took forward and backward (64x64 images, batch 64, 2-core Intel
-//! Xeon, `examples/op_profile.rs`). Here `dW[out, in*9] = dY[out, pixels] x im2col(X)[pixels,
-//! in*9]`, summed over chunks of up to 8 images: each rayon task lays its chunk out once in a
-//! buffer it keeps for the next chunk, runs one gemm (the `gemm` crate, as burn-flex does) into
-//! its own accumulator, and the accumulators are added at the end. The forward pass and the input
-//! gradient stay burn's (`conv2d`, and `conv2d_x_backward`, a transposed convolution), whose
-//! speed is close to what the gemm gives.
+//! Xeon, `examples/op_profile.rs`). Here, with the batch split into chunks of up to 8 images, one
+//! rayon task per chunk, each keeping its buffers for its next chunk (the `gemm` crate, as
+//! burn-flex uses):
+//!
+//! - forward: the chunk's columns `im2col(X) [in*9, pixels]` once, then per image
+//!   `Y [out, pixels] = W [out, in*9] x columns`, written straight into the output;
+//! - weight gradient: `dW [out, in*9] += dY [out, pixels] x columns^T`, one gemm per chunk into
+//!   the task's own accumulator, the accumulators added at the end;
+//! - input gradient: per image `W^T [in*9, out] x dY [out, pixels]`, added back onto the
+//!   shifted input positions (col2im).
 //!
 //! Values and both gradients equal burn's convolution to float rounding (tested in
 //! `tests/conv3x3.rs`). Other backends never come here ([`applies`]).
