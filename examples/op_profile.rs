@@ -54,7 +54,7 @@ fn main() {
     println!("fp32 peak (2048^3 matmul): {peak:.0} GFLOP/s\n");
 
     println!(
-        "{:<22} {:>9} {:>9} {:>9} {:>9} {:>7} {:>10} {:>10}",
+        "{:<22} {:>9} {:>9} {:>9} {:>9} {:>7} {:>10} {:>10} {:>9}",
         "layer (64x64, b 64)",
         "conv fwd",
         "burn fwd",
@@ -62,7 +62,8 @@ fn main() {
         "burn f+b",
         "% peak",
         "bn-relu-pool",
-        "burn"
+        "burn",
+        "its fwd"
     );
     let pool = MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init();
     let mut ours_total = 0.0;
@@ -105,6 +106,11 @@ fn main() {
                 .backward();
             let _ = y.grad(&g).unwrap().into_data();
         });
+        let bn_plain = bn.valid();
+        let yp = Tensor::<4>::random([b, cout, s, s], Distribution::Default, &device);
+        let fused_fwd = time(5, || {
+            let _ = norm_relu_pool::norm_relu_pool(&bn_plain, yp.clone()).into_data();
+        });
         let composed = time(5, || {
             let g = relu(pool.forward(bn.forward(y.clone()))).sum().backward();
             let _ = y.grad(&g).unwrap().into_data();
@@ -112,7 +118,7 @@ fn main() {
         ours_total += ours + fused;
         println!(
             "{:<22} {fwd:>7.1}ms {burn_fwd:>7.1}ms {ours:>7.1}ms {burns:>7.1}ms {:>6.0}% \
-             {fused:>8.1}ms {composed:>8.1}ms",
+             {fused:>8.1}ms {composed:>8.1}ms {fused_fwd:>7.1}ms",
             format!("{cin}->{cout} @{s}"),
             100.0 * flops / ours / 1e6 / peak,
         );

@@ -161,15 +161,7 @@ fn dims4(t: &FlexTensor) -> [usize; 4] {
 /// Per-channel mean and biased variance, accumulated in f64 per plane.
 fn stats(x: &[f32], [n, c, h, w]: [usize; 4]) -> (Vec<f32>, Vec<f32>) {
     let plane = h * w;
-    let sums: Vec<(f64, f64)> = x
-        .par_chunks(plane.max(1))
-        .map(|p| {
-            p.iter().fold((0.0, 0.0), |(s, q), &v| {
-                let v = f64::from(v);
-                (s + v, q + v * v)
-            })
-        })
-        .collect();
+    let sums: Vec<(f64, f64)> = x.par_chunks(plane.max(1)).map(plane_sums).collect();
     let count = (n * plane) as f64;
     let mut mean = vec![0f32; c];
     let mut var = vec![0f32; c];
@@ -183,6 +175,30 @@ fn stats(x: &[f32], [n, c, h, w]: [usize; 4]) -> (Vec<f32>, Vec<f32>) {
         var[ch] = (q / count - m * m).max(0.0) as f32;
     }
     (mean, var)
+}
+
+/// The sum and the sum of squares of one plane, in f64 over eight independent lanes (one
+/// running sum would make every addition wait for the previous one).
+fn plane_sums(p: &[f32]) -> (f64, f64) {
+    const LANES: usize = 8;
+    let mut s = [0f64; LANES];
+    let mut q = [0f64; LANES];
+    let chunks = p.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for i in 0..LANES {
+            let v = f64::from(chunk[i]);
+            s[i] += v;
+            q[i] += v * v;
+        }
+    }
+    let (mut sum, mut squares) = (s.iter().sum::<f64>(), q.iter().sum::<f64>());
+    for &v in rest {
+        let v = f64::from(v);
+        sum += v;
+        squares += v * v;
+    }
+    (sum, squares)
 }
 
 /// The per-channel factors: `(mean, gamma / sqrt(var + eps), beta)`.
