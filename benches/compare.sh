@@ -7,8 +7,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds="${1:-3}"
+# The build cache .ci/run uses: a cold build of burn takes many minutes.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/catdog-target}"
 cargo build --release --example throughput >/dev/null
-bin="${CARGO_TARGET_DIR:-target}/release/examples/throughput"
+bin="$CARGO_TARGET_DIR/release/examples/throughput"
 python3 -c "import torch" 2>/dev/null || { echo "PyTorch is not installed: pip install torch"; exit 2; }
 rate() { sed -E "s/.*$1 ([0-9.]+) images.*/\1/" <<<"$2"; }
 for arch in mlp cnn; do
