@@ -88,11 +88,7 @@ pub fn run(a: EvalArgs) -> Result<ExitCode, Failure> {
     }
     let batch_size = EVAL_BATCH.min(trained.spec.model.max_batch_size());
     let tta = if a.tta { Tta::Flip } else { Tta::Off };
-    let temperature = if a.no_calibration {
-        1.0
-    } else {
-        trained.spec.temperature
-    };
+    let temperature = trained.spec.probability_temperature(!a.no_calibration);
     let evaluated = evaluate(
         &trained.model,
         Arc::new(set),

@@ -31,11 +31,7 @@ pub fn run(a: PredictArgs) -> Result<ExitCode, Failure> {
     let trained = load_model(&a.model, &opened.device)?;
     let classes = &trained.spec.classes;
     let size = trained.spec.image_size;
-    let temperature = if a.no_calibration {
-        1.0
-    } else {
-        trained.spec.temperature
-    };
+    let temperature = trained.spec.probability_temperature(!a.no_calibration);
     let files = discover_files(&a.images)?;
 
     // Each file on its own: one bad file is reported and the others are still predicted.

@@ -64,6 +64,16 @@ impl ModelSpec {
         }
     }
 
+    /// The temperature to read probabilities at: the fitted one, or 1 (the raw softmax) when
+    /// `calibrated` is false (`--no-calibration`).
+    pub fn probability_temperature(&self, calibrated: bool) -> f32 {
+        if calibrated {
+            self.temperature
+        } else {
+            1.0
+        }
+    }
+
     /// Refuses a spec that cannot rebuild its model or preprocess an image exactly: the model
     /// section (through the same validator as training: image-size range, memory bounds), a
     /// top-level image size that disagrees with it, class names that do not match the outputs

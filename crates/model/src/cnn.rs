@@ -101,13 +101,7 @@ impl CnnConfig {
             let mut norms = Vec::new();
             for i in 0..self.convs_per_block.max(1) {
                 let from = if i == 0 { c_in } else { c_out };
-                convs.push(
-                    Conv2dConfig::new([from, c_out], [3, 3])
-                        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-                        // BatchNorm's beta makes a conv bias redundant.
-                        .with_bias(false)
-                        .init(device),
-                );
+                convs.push(conv3x3_layer(from, c_out, device));
                 norms.push(BatchNormConfig::new(c_out).init(device));
             }
             blocks.push(ConvBlock {
@@ -131,6 +125,37 @@ impl CnnConfig {
     }
 }
 
+/// A 3x3, stride-1, padding-1 convolution without bias, as every block of the CNN and the ResNet
+/// builds it.
+pub(crate) fn conv3x3_layer(c_in: usize, c_out: usize, device: &Device) -> Conv2d {
+    Conv2dConfig::new([c_in, c_out], [3, 3])
+        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+        // BatchNorm's beta makes a conv bias redundant.
+        .with_bias(false)
+        .init(device)
+}
+
+/// `conv.forward(x)` by the fastest path with its values: the matmul form for the RGB input,
+/// catdog's op on burn-flex, burn's convolution elsewhere.
+pub(crate) fn conv_forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    if x.dims()[1] <= MATMUL_CONV_MAX_CHANNELS {
+        conv3x3_as_matmul(conv, x)
+    } else if conv3x3::applies(conv, &x) {
+        conv3x3::conv3x3(conv, x)
+    } else {
+        conv.forward(x)
+    }
+}
+
+/// `relu(batch_norm(norm, y))`: one fused op on burn-flex, burn's ops elsewhere.
+pub(crate) fn norm_relu(norm: &BatchNorm, y: Tensor<4>) -> Tensor<4> {
+    if norm_relu_pool::applies_without_pool(&y) {
+        norm_relu_pool::norm_relu(norm, y)
+    } else {
+        relu(batch_norm(norm, y))
+    }
+}
+
 #[derive(Module, Debug)]
 pub struct ConvBlock {
     pub convs: Vec<Conv2d>,
@@ -145,24 +170,15 @@ impl ConvBlock {
     pub fn forward(&self, mut x: Tensor<4>) -> Tensor<4> {
         let last = self.convs.len().saturating_sub(1);
         for (i, (conv, norm)) in self.convs.iter().zip(&self.norms).enumerate() {
-            let y = if x.dims()[1] <= MATMUL_CONV_MAX_CHANNELS {
-                conv3x3_as_matmul(conv, x)
-            } else if conv3x3::applies(conv, &x) {
-                conv3x3::conv3x3(conv, x)
-            } else {
-                conv.forward(x)
-            };
-            if i == last && norm_relu_pool::applies(&y, &self.pool) {
-                return norm_relu_pool::norm_relu_pool(norm, y);
-            }
-            if i < last && norm_relu_pool::applies_without_pool(&y) {
-                x = norm_relu_pool::norm_relu(norm, y);
+            let y = conv_forward(conv, x);
+            if i < last {
+                x = norm_relu(norm, y);
                 continue;
             }
-            x = batch_norm(norm, y);
-            if i < last {
-                x = relu(x);
+            if norm_relu_pool::applies(&y, &self.pool) {
+                return norm_relu_pool::norm_relu_pool(norm, y);
             }
+            x = batch_norm(norm, y);
         }
         relu(self.pool.forward(x))
     }

@@ -32,9 +32,11 @@ use burn::{
         Backend, Dispatch, Flex,
     },
     nn::{conv::Conv2d, PaddingConfig2d},
-    tensor::{DType, Device, Tensor, TensorData},
+    tensor::{DType, Device, Tensor},
 };
 use rayon::prelude::*;
+
+use crate::flex_data::{dims4, tensor, values};
 
 /// Images per gemm of the weight gradient: enough pixels for a long inner dimension, a small
 /// buffer.
@@ -69,23 +71,10 @@ pub fn conv3x3(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
 
 impl Conv3x3Ops for Flex {
     fn conv3x3(x: FlexTensor, weight: FlexTensor) -> FlexTensor {
-        let s = x.layout().shape();
-        let dims = [s[0], s[1], s[2], s[3]];
+        let dims = dims4(&x);
         let cout = weight.layout().shape()[0];
-        let y = forward(&dense(&x), &dense(&weight), dims, cout);
-        FlexTensor::from_data(TensorData::new(y, [dims[0], cout, dims[2], dims[3]]))
-    }
-}
-
-fn dense(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
-    match t.as_slice::<f32>() {
-        Some(s) => std::borrow::Cow::Borrowed(s),
-        None => std::borrow::Cow::Owned(
-            t.to_contiguous()
-                .as_slice::<f32>()
-                .expect("a contiguous f32 tensor")
-                .to_vec(),
-        ),
+        let y = forward(&values(&x), &values(&weight), dims, cout);
+        tensor(y, [dims[0], cout, dims[2], dims[3]])
     }
 }
 
@@ -376,20 +365,15 @@ impl Backward<Flex, 2> for Conv3x3Backward {
         let [node_x, node_w] = ops.parents;
         let grad = grads.consume::<Flex>(&ops.node);
         let (x, weight) = ops.state;
+        let dims = dims4(&x);
+        let cout = weight.layout().shape()[0];
         if let Some(node) = node_w {
-            let s = x.layout().shape();
-            let dims = [s[0], s[1], s[2], s[3]];
-            let cout = weight.layout().shape()[0];
-            let dw = weight_grad(&dense(&x), &dense(&grad), dims, cout);
-            let dw = FlexTensor::from_data(TensorData::new(dw, [cout, dims[1], 3, 3]));
-            grads.register::<Flex>(node.id, dw);
+            let dw = weight_grad(&values(&x), &values(&grad), dims, cout);
+            grads.register::<Flex>(node.id, tensor(dw, [cout, dims[1], 3, 3]));
         }
         if let Some(node) = node_x {
-            let s = x.layout().shape();
-            let dims = [s[0], s[1], s[2], s[3]];
-            let cout = weight.layout().shape()[0];
-            let dx = input_grad(&dense(&grad), &dense(&weight), dims, cout);
-            grads.register::<Flex>(node.id, FlexTensor::from_data(TensorData::new(dx, dims)));
+            let dx = input_grad(&values(&grad), &values(&weight), dims, cout);
+            grads.register::<Flex>(node.id, tensor(dx, dims));
         }
     }
 }

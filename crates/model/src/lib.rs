@@ -10,6 +10,7 @@ mod cnn;
 mod config;
 pub mod conv3x3;
 mod fast_ops;
+mod flex_data;
 mod mlp;
 pub mod norm_relu_pool;
 mod probs;

@@ -37,9 +37,11 @@ use burn::{
         Backend, Dispatch, Flex,
     },
     nn::{pool::MaxPool2d, BatchNorm, PaddingConfig2d},
-    tensor::{DType, Device, Shape, Tensor, TensorData},
+    tensor::{DType, Device, Tensor},
 };
 use rayon::prelude::*;
+
+use crate::flex_data::{dims4, tensor, values};
 
 #[backend_extension(Flex, Autodiff)]
 pub trait NormReluPoolOps: Backend {
@@ -134,28 +136,6 @@ fn fused(norm: &BatchNorm, x: Tensor<4>, pool: bool) -> Tensor<4> {
         norm.epsilon,
         pool,
     ))
-}
-
-/// A contiguous f32 copy (or the data itself) of a tensor, in logical order.
-fn values(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
-    match t.as_slice::<f32>() {
-        Some(s) => std::borrow::Cow::Borrowed(s),
-        None => std::borrow::Cow::Owned(
-            t.to_contiguous()
-                .as_slice::<f32>()
-                .expect("contiguous f32")
-                .to_vec(),
-        ),
-    }
-}
-
-fn tensor(values: Vec<f32>, shape: impl Into<Shape>) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(values, shape.into()))
-}
-
-fn dims4(t: &FlexTensor) -> [usize; 4] {
-    let s = t.layout().shape();
-    [s[0], s[1], s[2], s[3]]
 }
 
 /// Per-channel mean and biased variance, accumulated in f64 per plane.

@@ -6,20 +6,17 @@
 use burn::{
     module::Module,
     nn::{
-        conv::{Conv2d, Conv2dConfig},
+        conv::Conv2d,
         pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2dConfig},
-        BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d,
+        BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig,
     },
-    tensor::{activation::relu, Device, Tensor},
+    tensor::{Device, Tensor},
 };
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    cnn::ConvBlock,
+    cnn::{conv3x3_layer, conv_forward, norm_relu, ConvBlock},
     config::{mul, LayerParams},
-    conv3x3,
-    fast_ops::{batch_norm, conv3x3_as_matmul, MATMUL_CONV_MAX_CHANNELS},
-    norm_relu_pool,
 };
 
 /// Residual network: stem, stages (each halves the resolution), global average pooling,
@@ -106,7 +103,7 @@ impl ResNetConfig {
             .enumerate()
             .map(|(i, &c_out)| {
                 let down = ConvBlock {
-                    convs: vec![conv3x3(c_in, c_out, device)],
+                    convs: vec![conv3x3_layer(c_in, c_out, device)],
                     norms: vec![BatchNormConfig::new(c_out).init(device)],
                     pool: MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
                 };
@@ -130,14 +127,6 @@ impl ResNetConfig {
     }
 }
 
-fn conv3x3(c_in: usize, c_out: usize, device: &Device) -> Conv2d {
-    Conv2dConfig::new([c_in, c_out], [3, 3])
-        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-        // BatchNorm's beta makes a conv bias redundant.
-        .with_bias(false)
-        .init(device)
-}
-
 /// `relu(bn(conv3x3(x)))` at the input's resolution.
 #[derive(Module, Debug)]
 pub struct ConvBnRelu {
@@ -148,24 +137,13 @@ pub struct ConvBnRelu {
 impl ConvBnRelu {
     fn new(c_in: usize, c_out: usize, device: &Device) -> Self {
         Self {
-            conv: conv3x3(c_in, c_out, device),
+            conv: conv3x3_layer(c_in, c_out, device),
             norm: BatchNormConfig::new(c_out).init(device),
         }
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let y = if x.dims()[1] <= MATMUL_CONV_MAX_CHANNELS {
-            conv3x3_as_matmul(&self.conv, x)
-        } else if conv3x3::applies(&self.conv, &x) {
-            conv3x3::conv3x3(&self.conv, x)
-        } else {
-            self.conv.forward(x)
-        };
-        if norm_relu_pool::applies_without_pool(&y) {
-            norm_relu_pool::norm_relu(&self.norm, y)
-        } else {
-            relu(batch_norm(&self.norm, y))
-        }
+        norm_relu(&self.norm, conv_forward(&self.conv, x))
     }
 }
 

@@ -10,20 +10,9 @@ use burn::{
 };
 use catdog_model::conv3x3;
 
-fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data().iter::<f32>().collect()
-}
+mod common;
 
-fn assert_close(what: &str, a: &[f32], b: &[f32]) {
-    assert_eq!(a.len(), b.len(), "{what}: lengths");
-    let scale = b.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
-    for (i, (x, y)) in a.iter().zip(b).enumerate() {
-        assert!(
-            (x - y).abs() <= 1e-4 * scale,
-            "{what}[{i}]: ours {x} vs burn {y} (scale {scale})"
-        );
-    }
-}
+use common::{assert_close, values};
 
 fn conv(cin: usize, cout: usize, device: &Device) -> Conv2d {
     Conv2dConfig::new([cin, cout], [3, 3])

@@ -11,6 +11,10 @@ use burn::{
 };
 use catdog_model::{batch_norm, norm_relu_pool};
 
+mod common;
+
+use common::{assert_close, values};
+
 fn pool() -> MaxPool2d {
     MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init()
 }
@@ -26,21 +30,6 @@ fn norm(channels: usize, device: &Device) -> BatchNorm {
     ));
     n.beta = Param::from_tensor(Tensor::from_data(TensorData::new(beta, [channels]), device));
     n
-}
-
-fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data().iter::<f32>().collect()
-}
-
-fn assert_close(what: &str, a: &[f32], b: &[f32]) {
-    assert_eq!(a.len(), b.len(), "{what}: lengths");
-    let scale = b.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
-    for (i, (x, y)) in a.iter().zip(b).enumerate() {
-        assert!(
-            (x - y).abs() <= 1e-4 * scale,
-            "{what}[{i}]: fused {x} vs burn {y} (scale {scale})"
-        );
-    }
 }
 
 struct Outcome {

@@ -418,13 +418,6 @@ fn cnn(g: &mut Graph, m: &Cnn, c: &CnnConfig, input: &str) -> Result<String, Onn
         x = max_pool(g, &block.pool, &format!("blocks.{b}.pool"), &x)?;
     }
     x = global_pool(g, &m.global_pool, &x)?;
-    x = g.node(
-        "Flatten",
-        "flatten",
-        &[&x],
-        "flat",
-        vec![attr_int("axis", 1)],
-    );
     let mut width = channels;
     if let (Some(hidden), Some(out)) = (&m.hidden, c.hidden) {
         let y = gemm(g, hidden, "hidden", &x, [width, out], "hidden")?;
@@ -505,13 +498,6 @@ fn resnet(g: &mut Graph, m: &ResNet, c: &ResNetConfig, input: &str) -> Result<St
         }
     }
     x = global_pool(g, &m.global_pool, &x)?;
-    x = g.node(
-        "Flatten",
-        "flatten",
-        &[&x],
-        "flat",
-        vec![attr_int("axis", 1)],
-    );
     gemm(
         g,
         &m.output,
@@ -671,6 +657,8 @@ fn max_pool(g: &mut Graph, pool: &MaxPool2d, name: &str, input: &str) -> Result<
     ))
 }
 
+/// `GlobalAveragePool -> Flatten`: `[batch, channels, H, W]` to `[batch, channels]`, as the
+/// models' `global_pool.forward(x).flatten(1, 3)`; returns the flat features' name.
 fn global_pool(g: &mut Graph, pool: &AdaptiveAvgPool2d, input: &str) -> Result<String, OnnxError> {
     if pool.output_size != [1, 1] {
         return Err(OnnxError::Unsupported {
@@ -681,12 +669,19 @@ fn global_pool(g: &mut Graph, pool: &AdaptiveAvgPool2d, input: &str) -> Result<S
             ),
         });
     }
-    Ok(g.node(
+    let pooled = g.node(
         "GlobalAveragePool",
         "global_pool/average",
         &[input],
         "global_pool",
         vec![],
+    );
+    Ok(g.node(
+        "Flatten",
+        "flatten",
+        &[&pooled],
+        "flat",
+        vec![attr_int("axis", 1)],
     ))
 }
 
