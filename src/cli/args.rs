@@ -82,6 +82,13 @@ pub struct SettingsArgs {
     /// Input images are resized to SIZE x SIZE.
     #[arg(long, allow_negative_numbers = true)]
     pub image_size: Option<usize>,
+    /// Progressive resizing: train the first epochs on SIZE x SIZE images (40% of the run, then
+    /// growing to --image-size by 75%; CNN and ResNet).
+    #[arg(long, value_name = "SIZE", allow_negative_numbers = true)]
+    pub progressive: Option<usize>,
+    /// Train at --image-size throughout.
+    #[arg(long, conflicts_with = "progressive")]
+    pub no_progressive: bool,
     #[arg(long, allow_negative_numbers = true)]
     pub epochs: Option<usize>,
     /// Time for the whole run (e.g. 15m, 1h30m): after a short measurement the epoch count is
@@ -109,6 +116,13 @@ pub struct SettingsArgs {
     pub warmup_epochs: Option<f64>,
     #[arg(long, allow_negative_numbers = true)]
     pub label_smoothing: Option<f32>,
+    /// Validate, keep and export an exponential moving average of the weights with this decay
+    /// per step (e.g. 0.999).
+    #[arg(long, allow_negative_numbers = true)]
+    pub ema: Option<f64>,
+    /// Keep the last weights, not their moving average.
+    #[arg(long, conflicts_with = "ema")]
+    pub no_ema: bool,
     /// Stop after this many epochs without a better validation loss.
     #[arg(long, allow_negative_numbers = true)]
     pub patience: Option<usize>,

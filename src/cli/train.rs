@@ -6,7 +6,7 @@ use std::{
 use anyhow::Context;
 use catdog_infer::model_io::WEIGHTS_FILE;
 use catdog_model::{Architecture, CnnArch, MlpArch, ResNetArch};
-use catdog_train::{train, ProgressMode, TrainConfig, TrainRequest};
+use catdog_train::{train, Progressive, ProgressMode, TrainConfig, TrainRequest};
 
 use super::{
     args::{Arch, SettingsArgs, TrainArgs},
@@ -107,9 +107,15 @@ pub(super) fn train_config(s: &SettingsArgs) -> Result<TrainConfig, Failure> {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read config file {}", path.display()))
                 .map_err(usage)?;
-            toml::from_str::<TrainConfig>(&text)
+            let mut c = toml::from_str::<TrainConfig>(&text)
                 .with_context(|| format!("invalid config file {}", path.display()))
-                .map_err(usage)?
+                .map_err(usage)?;
+            // A file that sets an epoch count and no budget means that count, as --epochs does.
+            let keys = toml::from_str::<toml::Table>(&text).unwrap_or_default();
+            if keys.contains_key("epochs") && !keys.contains_key("budget") {
+                c.budget = None;
+            }
+            c
         }
         None => TrainConfig::default(),
     };
@@ -142,6 +148,16 @@ pub(super) fn train_config(s: &SettingsArgs) -> Result<TrainConfig, Failure> {
         };
     }
     set!(s.image_size, c.image_size);
+    if let Some(start_size) = s.progressive {
+        let schedule = c.progressive.unwrap_or_default();
+        c.progressive = Some(Progressive {
+            start_size,
+            ..schedule
+        });
+    }
+    if s.no_progressive {
+        c.progressive = None;
+    }
     if let Some(budget) = s.budget {
         c.budget = Some(budget);
     }
@@ -161,6 +177,12 @@ pub(super) fn train_config(s: &SettingsArgs) -> Result<TrainConfig, Failure> {
     set!(s.validation_fraction, c.validation_fraction);
     set!(s.seed, c.seed);
     set!(s.backend.backend, c.backend);
+    if s.ema.is_some() {
+        c.ema = s.ema;
+    }
+    if s.no_ema {
+        c.ema = None;
+    }
     if s.patience.is_some() {
         c.patience = s.patience;
     }
@@ -195,6 +217,8 @@ fn ignored_on_resume(a: &TrainArgs) -> Vec<&'static str> {
         ("--data", a.data.is_some()),
         ("--arch", a.arch.is_some()),
         ("--image-size", a.image_size.is_some()),
+        ("--progressive", a.progressive.is_some()),
+        ("--no-progressive", a.no_progressive),
         ("--budget", a.budget.is_some()),
         ("--batch-size", a.batch_size.is_some()),
         ("--optimizer", a.optimizer.is_some()),
@@ -204,6 +228,8 @@ fn ignored_on_resume(a: &TrainArgs) -> Vec<&'static str> {
         ("--schedule", a.schedule.is_some()),
         ("--warmup-epochs", a.warmup_epochs.is_some()),
         ("--label-smoothing", a.label_smoothing.is_some()),
+        ("--ema", a.ema.is_some()),
+        ("--no-ema", a.no_ema),
         ("--patience", a.patience.is_some()),
         ("--validation-fraction", a.validation_fraction.is_some()),
         ("--seed", a.seed.is_some()),

@@ -6,11 +6,17 @@ use std::{fmt, str::FromStr, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
+use crate::progressive::Progressive;
+
 /// A wall-clock budget, written `90s`, `15m`, `1h30m` (or a plain number of seconds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Budget(Duration);
 
 impl Budget {
+    pub const fn minutes(minutes: u64) -> Self {
+        Budget(Duration::from_secs(60 * minutes))
+    }
+
     pub fn duration(self) -> Duration {
         self.0
     }
@@ -90,34 +96,97 @@ impl<'de> Deserialize<'de> for Budget {
 /// What the warm-up measured, in seconds.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Measured {
-    /// One training step (forward, backward, optimiser) at the run's batch size.
+    /// One training step (forward, backward, optimiser) at the run's batch and image size.
     pub step: f64,
+    /// With progressive resizing: the image side of the first epochs and a step there.
+    pub small_step: Option<(usize, f64)>,
     /// Inference on one image.
     pub inference_per_image: f64,
 }
 
-/// The most epochs that fit: each costs its steps and a validation pass; the final evaluation
-/// (validation once, the held-out set plain and mirrored) and what was spent already come off
-/// the budget first. At least 1.
-pub fn epochs_within(
-    budget: Budget,
-    spent: Duration,
-    measured: Measured,
-    steps_per_epoch: usize,
+impl Measured {
+    /// Seconds per step on `size`-pixel images when the full size is `full`: linear in the
+    /// pixel count through the two measured sizes (a step's cost is mostly per pixel, plus the
+    /// optimiser's fixed part).
+    pub fn step_at(&self, size: usize, full: usize) -> f64 {
+        let pixels = |side: usize| (side * side) as f64;
+        match self.small_step {
+            Some((small, t)) if size != full && small != full => {
+                let slope = (self.step - t) / (pixels(full) - pixels(small));
+                (t + slope * (pixels(size) - pixels(small))).max(0.0)
+            }
+            _ => self.step * pixels(size) / pixels(full).max(1.0),
+        }
+    }
+}
+
+/// Most epochs a budget fits.
+const MAX_EPOCHS: usize = 10_000;
+
+/// What a budget needs to know about a run to fit its epochs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BudgetPlan {
+    pub budget: Budget,
+    pub steps_per_epoch: usize,
+    pub valid_images: usize,
+    pub test_images: usize,
+    /// The run's image size, at which every evaluation runs.
+    pub full_size: usize,
+    pub progressive: Option<Progressive>,
+}
+
+impl BudgetPlan {
+    /// The most epochs that fit when `spent` of the budget is gone and `steps_done` steps of
+    /// the first epoch are trained: each epoch costs its steps (at its image size) and a
+    /// validation pass; the final evaluation (validation once, the held-out set plain and
+    /// mirrored) comes off the budget first. At least 1.
+    pub fn epochs(&self, measured: Measured, spent: Duration, steps_done: usize) -> usize {
+        let full = self.full_size;
+        let size = |epoch, epochs| match &self.progressive {
+            Some(p) => p.size_at(epoch, epochs, full),
+            None => full,
+        };
+        epochs_within(
+            self.budget.duration().as_secs_f64() - spent.as_secs_f64(),
+            measured.inference_per_image,
+            self.valid_images,
+            self.test_images,
+            |epochs| {
+                let steps: f64 = (1..=epochs)
+                    .map(|e| self.steps_per_epoch as f64 * measured.step_at(size(e, epochs), full))
+                    .sum();
+                steps - steps_done as f64 * measured.step_at(size(1, epochs), full)
+            },
+        )
+    }
+}
+
+/// The most epochs that fit in `left` seconds when `train_seconds(epochs)` is the training
+/// time of a run of that many epochs.
+fn epochs_within(
+    left: f64,
+    inference_per_image: f64,
     valid_images: usize,
     test_images: usize,
+    train_seconds: impl Fn(usize) -> f64,
 ) -> usize {
-    let left = budget.duration().as_secs_f64() - spent.as_secs_f64();
-    let infer = |images: usize| images as f64 * measured.inference_per_image;
+    let infer = |images: usize| images as f64 * inference_per_image;
     let final_eval = infer(valid_images) + infer(2 * test_images);
-    let per_epoch = steps_per_epoch as f64 * measured.step + infer(valid_images);
-    // 5% for checkpoints, plots and the variation between epochs.
-    let epochs = ((left - final_eval) / (per_epoch * 1.05)).floor();
-    if epochs.is_finite() && epochs >= 1.0 {
-        epochs.min(10_000.0) as usize
-    } else {
-        1
+    let run_seconds = |epochs: usize| {
+        // 5% for checkpoints, plots and the variation between epochs.
+        (train_seconds(epochs) + epochs as f64 * infer(valid_images)) * 1.05 + final_eval
+    };
+    // More epochs never cost less: binary search for the last count that fits.
+    let (mut fits, mut over) = (1, MAX_EPOCHS + 1);
+    while over - fits > 1 {
+        let mid = fits + (over - fits) / 2;
+        if run_seconds(mid) <= left {
+            fits = mid;
+        } else {
+            over = mid;
+        }
     }
+    fits
 }
 
 #[cfg(test)]
@@ -143,21 +212,61 @@ mod tests {
         }
     }
 
+    fn plan(budget: &str, progressive: Option<Progressive>) -> BudgetPlan {
+        BudgetPlan {
+            budget: budget.parse().unwrap(),
+            steps_per_epoch: 190,
+            valid_images: 500,
+            test_images: 1000,
+            full_size: 48,
+            progressive,
+        }
+    }
+
     #[test]
     fn epochs_fill_what_is_left_after_the_final_evaluation() {
         let m = Measured {
             step: 0.5,
+            small_step: None,
             inference_per_image: 0.01,
         };
         // 100 s per epoch (190 steps x 0.5 s + 500 images x 0.01 s), 25 s of final evaluation.
-        let budget: Budget = "17m".parse().unwrap();
         let spent = Duration::from_secs(95);
         // (1020 - 95 - 25) / 105 = 8.57
-        assert_eq!(epochs_within(budget, spent, m, 190, 500, 1000), 8);
+        assert_eq!(plan("17m", None).epochs(m, spent, 0), 8);
+        // 95 steps of the first epoch done: 47.5 s less to train, (900 + 47.5) / 105 = 9.02.
+        assert_eq!(plan("17m", None).epochs(m, spent, 95), 9);
         // Too little time left still trains one epoch.
-        assert_eq!(
-            epochs_within("10s".parse().unwrap(), spent, m, 190, 500, 1000),
-            1
-        );
+        assert_eq!(plan("10s", None).epochs(m, spent, 0), 1);
+    }
+
+    #[test]
+    fn smaller_images_cost_what_the_two_measured_sizes_say() {
+        let m = Measured {
+            step: 0.5,
+            small_step: Some((32, 0.3)),
+            inference_per_image: 0.01,
+        };
+        assert!((m.step_at(48, 48) - 0.5).abs() < 1e-12);
+        assert!((m.step_at(32, 48) - 0.3).abs() < 1e-12);
+        // 40x40 is 1600 px, 576 of the 1280 between 32x32 and 48x48.
+        assert!((m.step_at(40, 48) - (0.3 + 0.2 * 576.0 / 1280.0)).abs() < 1e-12);
+        // Without a second measurement the cost is proportional to the pixels.
+        let plain = Measured {
+            small_step: None,
+            ..m
+        };
+        assert!((plain.step_at(24, 48) - 0.125).abs() < 1e-12);
+        // Cheaper early epochs buy more of them: those that start by half the run at 0.3 s.
+        let half_small = Progressive {
+            start_size: 32,
+            ramp_start: 0.5,
+            ramp_end: 0.5,
+        };
+        let spent = Duration::from_secs(95);
+        assert_eq!(plan("17m", None).epochs(m, spent, 0), 8);
+        // 10 epochs (6 small): 6 x 57 s + 4 x 95 s + 10 x 5 s = 772 s, x 1.05 + 25 = 835.6 s
+        // <= 925 s; 11 (6 small) would take 940.6 s.
+        assert_eq!(plan("17m", Some(half_small)).epochs(m, spent, 0), 10);
     }
 }

@@ -8,7 +8,10 @@ use catdog_infer::{
 use catdog_model::{Architecture, ModelConfig, DEFAULT_IMAGE_SIZE, IMAGE_SIZE};
 use serde::{Deserialize, Serialize};
 
-use crate::{budget::Budget, card::ModelCard, OptimConfig};
+use crate::{budget::Budget, card::ModelCard, progressive::Progressive, OptimConfig};
+
+/// How long `catdog train` runs when neither an epoch count nor a budget is given.
+pub const DEFAULT_BUDGET: Budget = Budget::minutes(15);
 
 /// Everything `catdog train` does, with defaults that train a good cats-vs-dogs CNN on a CPU.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -22,15 +25,21 @@ pub struct TrainConfig {
     pub model: Architecture,
     /// Images are resized to `image_size x image_size`.
     pub image_size: usize,
+    /// Train the first epochs on smaller images (see [`Progressive`]); CNN and ResNet only.
+    pub progressive: Option<Progressive>,
+    /// The epoch count when there is no `budget`.
     pub epochs: usize,
-    /// A wall-clock budget for the whole run: the trainer measures a few steps, then sets
-    /// `epochs` so that training and the final evaluation end within it (the chosen count is
-    /// stored in the run's `config.json`, so `--resume` keeps it).
+    /// A wall-clock budget for the whole run (the default: 15 minutes): the trainer measures a
+    /// few steps, then sets `epochs` so that training and the final evaluation end within it
+    /// (the chosen count is stored in the run's `config.json`, so `--resume` keeps it).
     pub budget: Option<Budget>,
     pub batch_size: usize,
     pub optim: OptimConfig,
     /// 0 for plain cross-entropy.
     pub label_smoothing: f32,
+    /// Keep an exponential moving average of the weights with this decay per step (e.g.
+    /// 0.999) and validate, keep and export it instead of the last weights.
+    pub ema: Option<f64>,
     /// Stop after this many epochs without a better validation loss.
     pub patience: Option<usize>,
     /// Share of each class held out for validation.
@@ -54,11 +63,13 @@ impl Default for TrainConfig {
             test: None,
             model: Architecture::default(),
             image_size: DEFAULT_IMAGE_SIZE,
+            progressive: None,
             epochs: 16,
-            budget: None,
+            budget: Some(DEFAULT_BUDGET),
             batch_size: 64,
             optim: OptimConfig::default(),
             label_smoothing: 0.1,
+            ema: None,
             patience: None,
             validation_fraction: 0.1,
             seed: 42,
@@ -150,6 +161,11 @@ impl TrainConfig {
                 "use a value in [0, 1)",
             );
         }
+        if let Some(decay) = self.ema {
+            if !(decay > 0.0 && decay < 1.0) {
+                return bad("ema", decay.to_string(), "use a decay in (0, 1), e.g. 0.999");
+            }
+        }
         if !(self.validation_fraction > 0.0 && self.validation_fraction < 0.9) {
             return bad(
                 "validation-fraction",
@@ -165,6 +181,29 @@ impl TrainConfig {
                 self.image_size.to_string(),
                 "use a size between 8 and 1024 pixels",
             );
+        }
+        if let Some(p) = &self.progressive {
+            if matches!(self.model, Architecture::Mlp(_)) {
+                return bad(
+                    "progressive",
+                    p.start_size.to_string(),
+                    "an MLP takes one input size: leave progressive resizing out",
+                );
+            }
+            if !(*IMAGE_SIZE.start()..self.image_size).contains(&p.start_size) {
+                return bad(
+                    "progressive start size",
+                    p.start_size.to_string(),
+                    "use a size of at least 8 pixels and below image-size",
+                );
+            }
+            if !(0.0 <= p.ramp_start && p.ramp_start <= p.ramp_end && p.ramp_end <= 1.0) {
+                return bad(
+                    "progressive ramp",
+                    format!("{}..{}", p.ramp_start, p.ramp_end),
+                    "use shares of the run with 0 <= ramp_start <= ramp_end <= 1",
+                );
+            }
         }
         if self.patience == Some(0) {
             return bad("patience", "0".into(), "use at least 1, or leave it out");
@@ -203,6 +242,15 @@ impl TrainConfig {
     /// The pixel cache folder to use, `None` with `no_cache`.
     pub fn pixel_cache(&self) -> Option<PathBuf> {
         pixel_cache(self.cache_dir.clone(), self.no_cache)
+    }
+
+    /// The side of the training images of 1-based `epoch`: `image_size`, or smaller early in a
+    /// run with progressive resizing.
+    pub fn train_size(&self, epoch: usize) -> usize {
+        match &self.progressive {
+            Some(p) => p.size_at(epoch, self.epochs, self.image_size),
+            None => self.image_size,
+        }
     }
 
     /// The model configuration for a data set with `num_classes` classes.

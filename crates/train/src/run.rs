@@ -12,7 +12,7 @@ use catdog_infer::{BackendError, ModelIoError, ModelSpec, OpenDevice, Tta};
 use catdog_model::printable;
 
 use crate::{
-    budget::epochs_within,
+    budget::BudgetPlan,
     calibrate::fit_temperature,
     dataset::RunData,
     evaluate::{evaluate, evaluate_plain_and_flip_tta, EvalError, EVAL_BATCH},
@@ -113,19 +113,26 @@ pub fn train(req: TrainRequest) -> Result<Summary, TrainError> {
     // A budget fixes the epoch count once, at the start; a resumed run keeps the stored one.
     if let (Some(budget), None) = (config.budget, &resumed) {
         let measured = trainer.measure(data.valid.clone(), &norm, &opened.device)?;
-        config.epochs = epochs_within(
+        let plan = BudgetPlan {
             budget,
-            started.elapsed(),
-            measured,
-            trainer.steps_per_epoch(),
-            data.valid.len(),
-            data.test.as_ref().map_or(0, |(_, set)| set.len()),
-        );
+            steps_per_epoch: trainer.steps_per_epoch(),
+            valid_images: data.valid.len(),
+            test_images: data.test.as_ref().map_or(0, |(_, set)| set.len()),
+            full_size: config.image_size,
+            progressive: config.progressive,
+        };
+        config.epochs = plan.epochs(measured, started.elapsed(), 0);
         trainer.set_epochs(config.epochs);
+        trainer.refit_budget(plan, measured, started);
         run_config.train = Some(config.clone());
         run.write_config(&run_config)?;
+        let small = match measured.small_step {
+            Some((size, step)) => format!(" ({step:.2} s at {size}x{size})"),
+            None => String::new(),
+        };
         progress.say(&format!(
-            "budget {budget}: {:.2} s per step, {:.1} ms per image to evaluate -> {} epochs",
+            "budget {budget}: {:.2} s per step{small}, {:.1} ms per image to evaluate -> {} \
+             epochs",
             measured.step,
             1000.0 * measured.inference_per_image,
             config.epochs
@@ -139,6 +146,12 @@ pub fn train(req: TrainRequest) -> Result<Summary, TrainError> {
         s = config.image_size,
     ));
 
+    if config.progressive.is_some() {
+        progress.say(&format!(
+            "progressive resizing: {}",
+            size_schedule(&config)
+        ));
+    }
     let mut throughput = Vec::new();
     while state.epoch < config.epochs && !state.patience_ran_out(config.patience) {
         let epoch = Epoch {
@@ -147,7 +160,13 @@ pub fn train(req: TrainRequest) -> Result<Summary, TrainError> {
             norm: &norm,
             device: &opened.device,
         };
-        throughput.push(epoch.run(&mut trainer, &mut state, &config, &mut progress)?);
+        let images_per_sec = epoch.run(
+            &mut trainer,
+            &mut state,
+            (&mut config, &mut run_config),
+            &mut progress,
+        )?;
+        throughput.push(images_per_sec);
     }
     if state.epoch < config.epochs {
         progress.say(&format!(
@@ -214,10 +233,17 @@ impl Epoch<'_> {
         &self,
         trainer: &mut Trainer,
         state: &mut TrainState,
-        config: &TrainConfig,
+        (config, run_config): (&mut TrainConfig, &mut RunConfig),
         progress: &mut Progress,
     ) -> Result<f64, TrainError> {
         let stats = trainer.train_epoch(state.epoch + 1, progress)?;
+        // A budget refitted the count during the warm-up: stored before the checkpoint, so a
+        // resume goes on with it.
+        if trainer.epochs() != config.epochs {
+            config.epochs = trainer.epochs();
+            run_config.train = Some(config.clone());
+            self.run.write_config(run_config)?;
+        }
         let val = trainer.validate(self.data.valid.clone(), self.norm, self.device)?;
         let metrics = stats.with_validation(&val);
         progress.end_epoch(&metrics, config.epochs);
@@ -230,7 +256,7 @@ impl Epoch<'_> {
             });
         }
         if state.record(metrics) {
-            self.run.save_best(trainer.model())?;
+            self.run.save_best(&trainer.kept_model())?;
         }
         self.run.write_history(&state.history)?;
         trainer.checkpoint(self.run, state)?;
@@ -393,6 +419,32 @@ pub(crate) fn settle_run_config(
         train: Some(config.clone()),
         export: None,
     })
+}
+
+/// The training image sizes by epoch, e.g. `32x32 for epochs 1-12, 40x40 for 13-15, 48x48 for
+/// 16-20`.
+fn size_schedule(config: &TrainConfig) -> String {
+    let mut runs: Vec<(usize, usize, usize)> = Vec::new();
+    for epoch in 1..=config.epochs {
+        let size = config.train_size(epoch);
+        match runs.last_mut() {
+            Some((s, _, last)) if *s == size => *last = epoch,
+            _ => runs.push((size, epoch, epoch)),
+        }
+    }
+    runs.iter()
+        .enumerate()
+        .map(|(i, (size, first, last))| {
+            let epochs = match (i, first == last) {
+                (0, true) => format!("epoch {first}"),
+                (0, false) => format!("epochs {first}-{last}"),
+                (_, true) => format!("{first}"),
+                (_, false) => format!("{first}-{last}"),
+            };
+            format!("{size}x{size} for {epochs}")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// How the training numbers of the curves were measured: not comparable with validation's

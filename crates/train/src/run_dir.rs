@@ -30,6 +30,7 @@ const CHECKPOINTS: &str = "checkpoints";
 const LATEST: &str = "latest.json";
 const CHECKPOINT_MODEL: &str = "model.bpk";
 const CHECKPOINT_OPTIM: &str = "optim.bpk";
+const CHECKPOINT_AVERAGE: &str = "average.bpk";
 const CURVES_FILE: &str = "curves.png";
 const CONFUSION_FILE: &str = "confusion.png";
 const CALIBRATION_FILE: &str = "calibration.png";
@@ -364,6 +365,7 @@ impl RunDir {
     pub fn save_checkpoint(
         &self,
         model: &Classifier,
+        average: Option<&Classifier>,
         optim: &ModuleOptimizer,
         state: &TrainState,
     ) -> Result<(), ModelIoError> {
@@ -376,6 +378,9 @@ impl RunDir {
         };
         std::fs::create_dir_all(&dir).map_err(|e| write_error(&dir, e))?;
         save_weights(model, &dir.join(CHECKPOINT_MODEL))?;
+        if let Some(average) = average {
+            save_weights(average, &dir.join(CHECKPOINT_AVERAGE))?;
+        }
         let optim_path = dir.join(CHECKPOINT_OPTIM);
         write_atomic_with(&optim_path, |tmp| {
             optim
@@ -405,14 +410,23 @@ fn is_checkpoint_dir(name: &str) -> bool {
         .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// What a checkpoint holds: the model (autodiff device, training mode), its weight average if
+/// the run keeps one, and the optimiser.
+pub struct Checkpoint {
+    pub model: Classifier,
+    pub average: Option<Classifier>,
+    pub optim: ModuleOptimizer,
+}
+
 impl RunDir {
-    /// Loads the last checkpoint's model and optimiser state, if there is one.
+    /// Loads the last checkpoint's model and optimiser state, if there is one, and its weight
+    /// average (inference mode) if it has one.
     pub fn load_checkpoint(
         &self,
         resumed: &Resumed,
         ad: &Device,
         optim: ModuleOptimizer,
-    ) -> Result<Option<(Classifier, ModuleOptimizer)>, ModelIoError> {
+    ) -> Result<Option<Checkpoint>, ModelIoError> {
         let Some(name) = &resumed.checkpoint else {
             return Ok(None);
         };
@@ -425,7 +439,16 @@ impl RunDir {
                 path: optim_path,
                 source: format!("optimiser state: {e}").into(),
             })?;
-        Ok(Some((model, optim)))
+        let average_path = dir.join(CHECKPOINT_AVERAGE);
+        let average = match average_path.exists() {
+            true => Some(load_weights(&resumed.config.spec.model, &average_path, ad)?.valid()),
+            false => None,
+        };
+        Ok(Some(Checkpoint {
+            model,
+            average,
+            optim,
+        }))
     }
 }
 

@@ -3,6 +3,7 @@
 //! results go is decided in `run.rs`.
 
 use std::{
+    borrow::Cow,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -10,7 +11,11 @@ use std::{
 use burn::{
     module::Module,
     optim::{GradientsParams, ModuleOptimizer},
-    tensor::{Device, Int, Tensor},
+    tensor::{
+        module::interpolate,
+        ops::{InterpolateMode, InterpolateOptions},
+        Device, Int, Tensor,
+    },
 };
 use catdog_data::{
     epoch_plan, Batch, ImageBatcher, ImageSet, Normalization, Order, Prefetcher, SplitMix64,
@@ -19,7 +24,8 @@ use catdog_infer::Tta;
 use catdog_model::{Classifier, ModelConfig};
 
 use crate::{
-    budget::Measured,
+    budget::{BudgetPlan, Measured},
+    ema::WeightAverage,
     evaluate::{evaluate, VALIDATION_MIN_BATCH},
     metrics::{EpochMetrics, Evaluation},
     run_dir::{Resumed, RunDir, TrainState},
@@ -29,11 +35,32 @@ use crate::{
 /// Batches prepared ahead of the step, on the batch thread.
 const PREFETCH_DEPTH: usize = 4;
 
+/// The budget's refit times the warm-up's steps after this many (allocator and caches settle).
+const REFIT_FROM: usize = 4;
+/// ... and only when at least this many are left to time.
+const REFIT_MIN_STEPS: usize = 8;
+
+/// A budget waiting for the end of the warm-up (see [`Trainer::refit_budget`]).
+struct BudgetRefit {
+    plan: BudgetPlan,
+    /// The probe's measurement.
+    measured: Measured,
+    run_started: Instant,
+    /// The global step count at the end of the warm-up (within the first epoch).
+    until: usize,
+    /// When step `REFIT_FROM` ended.
+    from: Option<Instant>,
+}
+
 pub struct Trainer {
     /// On the autodiff device, in training mode; taken out only inside `step`, so that the
     /// optimiser owns the only reference and updates the weights in place.
     model: Option<Classifier>,
     optim: ModuleOptimizer,
+    /// The weight average (`ema`), when the run keeps one: what is validated and kept.
+    average: Option<WeightAverage>,
+    /// A budget's count, to be fitted again at the end of the warm-up.
+    refit: Option<BudgetRefit>,
     loss: Loss,
     config: TrainConfig,
     model_config: ModelConfig,
@@ -97,6 +124,8 @@ impl Trainer {
         })?;
         let train_images = train_set.len();
         Ok(Trainer {
+            average: config.ema.map(WeightAverage::new),
+            refit: None,
             model: Some(model),
             optim: config.optim.build(),
             loss: Loss::new(config.label_smoothing, ad),
@@ -117,8 +146,13 @@ impl Trainer {
     pub fn restore(&mut self, run: &RunDir, resumed: &Resumed) -> Result<TrainState, TrainError> {
         let optim = std::mem::replace(&mut self.optim, self.config.optim.build());
         match run.load_checkpoint(resumed, &self.device, optim)? {
-            Some((model, optim)) => {
-                (self.model, self.optim) = (Some(model), optim);
+            Some(checkpoint) => {
+                self.average = self.config.ema.map(|decay| match checkpoint.average {
+                    Some(average) => WeightAverage::resume(&average, decay),
+                    // A checkpoint of a run that did not average yet starts its average here.
+                    None => WeightAverage::new(decay),
+                });
+                (self.model, self.optim) = (Some(checkpoint.model), checkpoint.optim);
                 Ok(resumed.state.clone().unwrap_or_default())
             }
             None => Ok(TrainState::new()),
@@ -142,7 +176,7 @@ impl Trainer {
             epoch_order(config, epoch),
         );
         progress.start_epoch(epoch, config.epochs, plan.len());
-        let total_steps = self.steps_per_epoch * config.epochs;
+        let size = config.train_size(epoch);
         let mut batches = Prefetcher::new(self.batcher.clone(), plan, PREFETCH_DEPTH)
             .map_err(TrainError::Thread)?;
         let mut stats = EpochStats {
@@ -161,19 +195,22 @@ impl Trainer {
             let Some(host) = batches.next() else { break };
             stats.data_wait += t.elapsed();
             let n = host.len();
-            stats.lr = self.config.optim.lr_at(
-                (epoch - 1) * self.steps_per_epoch + step_in_epoch,
-                total_steps,
-                self.steps_per_epoch,
-            );
-            let (loss, right) =
-                self.step(host.to_device(&self.device), stats.lr)
+            let global_step = (epoch - 1) * self.steps_per_epoch + step_in_epoch;
+            // The count may be refitted during the warm-up, whose rates do not depend on it.
+            let total_steps = self.steps_per_epoch * self.config.epochs;
+            stats.lr = self
+                .config
+                .optim
+                .lr_at(global_step, total_steps, self.steps_per_epoch);
+            let (loss, right) = self
+                .step(host.to_device(&self.device), size, stats.lr, global_step)
                     .map_err(|loss| TrainError::NonFinite {
                         epoch,
                         batch: step_in_epoch + 1,
                         loss,
                         lr: stats.lr,
                     })?;
+            self.after_step(global_step + 1, progress);
             loss_sum += loss as f64 * n as f64;
             correct += right;
             stats.images += n;
@@ -212,7 +249,8 @@ impl Trainer {
                 .map_err(TrainError::Thread)?;
             for host in batches.by_ref() {
                 let lr = lrs[step];
-                let loss = match self.step(host.to_device(&self.device), lr) {
+                let size = self.config.image_size;
+                let loss = match self.step(host.to_device(&self.device), size, lr, step) {
                     Ok((loss, _)) => loss,
                     Err(loss) => {
                         on_step(step, lr, loss);
@@ -239,6 +277,43 @@ impl Trainer {
         norm: &Normalization,
         device: &Device,
     ) -> Result<Measured, TrainError> {
+        let probe =
+            Classifier::new(&self.model_config, &self.device).map_err(|e| InvalidSetting {
+                field: "model",
+                value: e.to_string(),
+                fix: "change the architecture settings",
+            })?;
+        let mut optim = self.config.optim.build();
+        let full = self.config.image_size;
+        let (probe, step) = self.time_steps(probe, &mut optim, full)?;
+        let (probe, small_step) = match &self.config.progressive {
+            Some(p) if p.start_size < full => {
+                let (probe, step) = self.time_steps(probe, &mut optim, p.start_size)?;
+                (probe, Some((p.start_size, step)))
+            }
+            _ => (probe, None),
+        };
+        // Inference on up to 256 validation images, at the validation batch size.
+        let sample: Vec<usize> = (0..valid.len().min(256)).collect();
+        let sample = Arc::new(valid.subset(&sample));
+        let started = Instant::now();
+        self.validate_model(&probe.valid(), sample.clone(), norm, device)?;
+        let inference_per_image = started.elapsed().as_secs_f64() / sample.len().max(1) as f64;
+        Ok(Measured {
+            step,
+            small_step,
+            inference_per_image,
+        })
+    }
+
+    /// Seconds per training step of `probe` on `size`-pixel images: the mean of six steps after
+    /// two untimed ones.
+    fn time_steps(
+        &self,
+        mut probe: Classifier,
+        optim: &mut ModuleOptimizer,
+        size: usize,
+    ) -> Result<(Classifier, f64), TrainError> {
         const WARM: usize = 2;
         const TIMED: usize = 6;
         let plan = epoch_plan(
@@ -248,13 +323,6 @@ impl Trainer {
         );
         let plan: Vec<_> = plan.into_iter().take(WARM + TIMED).collect();
         let timed_steps = plan.len().saturating_sub(WARM).max(1);
-        let mut probe =
-            Classifier::new(&self.model_config, &self.device).map_err(|e| InvalidSetting {
-                field: "model",
-                value: e.to_string(),
-                fix: "change the architecture settings",
-            })?;
-        let mut optim = self.config.optim.build();
         let mut batches = Prefetcher::new(self.batcher.clone(), plan, PREFETCH_DEPTH)
             .map_err(TrainError::Thread)?;
         let mut started = Instant::now();
@@ -263,28 +331,78 @@ impl Trainer {
                 started = Instant::now();
             }
             let batch = host.to_device(&self.device);
-            let loss = self
-                .loss
-                .forward(probe.forward(batch.images), batch.targets);
+            let logits = probe.forward(resized(batch.images, size));
+            let loss = self.loss.forward(logits, batch.targets);
             let grads = GradientsParams::from_grads(loss.backward(), &probe);
             probe = optim.step(self.config.optim.lr, probe, grads);
         }
         batches.finish()?;
-        let step = started.elapsed().as_secs_f64() / timed_steps as f64;
-        // Inference on up to 256 validation images, at the validation batch size.
-        let sample: Vec<usize> = (0..valid.len().min(256)).collect();
-        let sample = Arc::new(valid.subset(&sample));
-        let started = Instant::now();
-        self.validate_model(&probe.valid(), sample.clone(), norm, device)?;
-        let inference_per_image = started.elapsed().as_secs_f64() / sample.len().max(1) as f64;
-        Ok(Measured {
-            step,
-            inference_per_image,
-        })
+        Ok((probe, started.elapsed().as_secs_f64() / timed_steps as f64))
     }
 
     pub fn steps_per_epoch(&self) -> usize {
         self.steps_per_epoch
+    }
+
+    /// The run's epoch count (a budget may refit it during the first epoch).
+    pub fn epochs(&self) -> usize {
+        self.config.epochs
+    }
+
+    /// Makes the budget fix the epoch count again at the end of the learning-rate warm-up, from
+    /// the time the run's own steps took. The probe of [`Self::measure`] runs a few steps of a
+    /// fresh model; sustained training on this kind of machine ran about 10% slower than that.
+    /// The warm-up's learning rates do not depend on the count, so the run is the same as one
+    /// given the final count with `--epochs`. Without a warm-up long enough to time, the
+    /// probe's count stands.
+    pub fn refit_budget(&mut self, plan: BudgetPlan, measured: Measured, run_started: Instant) {
+        let warmup = (self.config.optim.warmup_epochs * self.steps_per_epoch as f64).round();
+        let until = (warmup as usize).min(self.steps_per_epoch);
+        self.refit = (until >= REFIT_FROM + REFIT_MIN_STEPS).then_some(BudgetRefit {
+            plan,
+            measured,
+            run_started,
+            until,
+            from: None,
+        });
+    }
+
+    /// Times the warm-up's steps and, at its end, refits the epoch count.
+    fn after_step(&mut self, steps_done: usize, progress: &Progress) {
+        let Some(refit) = &mut self.refit else { return };
+        if steps_done == REFIT_FROM {
+            refit.from = Some(Instant::now());
+        }
+        if steps_done < refit.until {
+            return;
+        }
+        let Some(refit) = self.refit.take() else { return };
+        let Some(from) = refit.from else { return };
+        let real = from.elapsed().as_secs_f64() / (refit.until - REFIT_FROM) as f64;
+        let probe = refit
+            .measured
+            .step_at(self.config.train_size(1), self.config.image_size);
+        // Steps, and evaluation with them, run `scale` times as long as the probe said.
+        let scale = real / probe.max(1e-9);
+        let measured = Measured {
+            step: refit.measured.step * scale,
+            small_step: refit.measured.small_step.map(|(s, t)| (s, t * scale)),
+            inference_per_image: refit.measured.inference_per_image * scale,
+        };
+        let epochs = refit
+            .plan
+            .epochs(measured, refit.run_started.elapsed(), refit.until);
+        // Progressive resizing trains a one-epoch run at full size: a count that moves to or
+        // from one epoch would change the first epoch's size, so it stays.
+        let keep = refit.plan.progressive.is_some() && (epochs == 1 || self.config.epochs == 1);
+        if epochs != self.config.epochs && !keep {
+            progress.say(&format!(
+                "budget: the warm-up's steps took {real:.3} s each (the probe's {probe:.3} s) \
+                 -> {epochs} epochs instead of {}",
+                self.config.epochs
+            ));
+            self.config.epochs = epochs;
+        }
     }
 
     /// Sets the run's length (the learning-rate schedule spans it).
@@ -294,13 +412,20 @@ impl Trainer {
 
     /// Forward, loss, backward and an optimiser step on one batch; returns the batch's mean
     /// loss and how many of its images were classified right, or the loss if it is not finite
-    /// (the weights are then left as they were).
-    fn step(&mut self, batch: Batch, lr: f64) -> Result<(f32, usize), f32> {
+    /// (the weights are then left as they were). The images are resized to `size` first when
+    /// they are not that size; `global_step` (0-based, over the run) paces the weight average.
+    fn step(
+        &mut self,
+        batch: Batch,
+        size: usize,
+        lr: f64,
+        global_step: usize,
+    ) -> Result<(f32, usize), f32> {
         let model = self
             .model
             .take()
             .expect("the trainer holds its model between steps");
-        let logits = model.forward(batch.images);
+        let logits = model.forward(resized(batch.images, size));
         let loss = self.loss.forward(logits.clone(), batch.targets.clone());
         let loss_value: f32 = loss
             .clone()
@@ -314,18 +439,23 @@ impl Trainer {
         }
         let correct = count_correct(logits, batch.targets);
         let grads = GradientsParams::from_grads(loss.backward(), &model);
-        self.model = Some(self.optim.step(lr, model, grads));
+        let model = self.optim.step(lr, model, grads);
+        if let Some(average) = &mut self.average {
+            average.update(&model, global_step);
+        }
+        self.model = Some(model);
         Ok((loss_value, correct))
     }
 
-    /// The model in inference mode on `set` (plain cross-entropy, no augmentation).
+    /// The kept model (see [`Self::kept_model`]) in inference mode on `set` (plain
+    /// cross-entropy, no augmentation).
     pub fn validate(
         &self,
         set: Arc<ImageSet>,
         norm: &Normalization,
         device: &Device,
     ) -> Result<Evaluation, TrainError> {
-        self.validate_model(&self.model().valid(), set, norm, device)
+        self.validate_model(&self.kept_model().valid(), set, norm, device)
     }
 
     /// `model` (in inference mode) on `set`, in validation-sized batches.
@@ -342,7 +472,17 @@ impl Trainer {
 
     /// Saves the model and optimiser after an epoch.
     pub fn checkpoint(&self, run: &RunDir, state: &TrainState) -> Result<(), TrainError> {
-        Ok(run.save_checkpoint(self.model(), &self.optim, state)?)
+        let average = self.average.as_ref().and_then(|a| a.model(self.model()));
+        Ok(run.save_checkpoint(self.model(), average.as_ref(), &self.optim, state)?)
+    }
+
+    /// What the run validates, keeps as its best epoch and exports: the weight average when
+    /// there is one, else the trained weights.
+    pub fn kept_model(&self) -> Cow<'_, Classifier> {
+        match self.average.as_ref().and_then(|a| a.model(self.model())) {
+            Some(average) => Cow::Owned(average),
+            None => Cow::Borrowed(self.model()),
+        }
     }
 
     /// The model being trained (autodiff device, training mode).
@@ -355,6 +495,21 @@ impl Trainer {
     pub fn parameters(&self) -> usize {
         self.model().num_params()
     }
+}
+
+/// `images` scaled to `size x size` (bilinear, half-pixel centres as PIL and PyTorch), or as
+/// they are when they have that size.
+fn resized(images: Tensor<4>, size: usize) -> Tensor<4> {
+    let [_, _, h, w] = images.dims();
+    if (h, w) == (size, size) {
+        return images;
+    }
+    interpolate(
+        images,
+        InterpolateOptions::new(InterpolateMode::Bilinear)
+            .with_align_corners(false)
+            .with_output_size([size, size]),
+    )
 }
 
 /// Training visits the set in a new seeded order every epoch.

@@ -20,6 +20,7 @@ fn small_config(data: &Path, cache: &Path) -> TrainConfig {
         }),
         image_size: 24,
         epochs: 3,
+        budget: None,
         batch_size: 16,
         validation_fraction: 0.2,
         cache_dir: Some(cache.to_path_buf()),
@@ -110,6 +111,75 @@ fn resume_after_stop_matches_an_uninterrupted_run() {
     let a = std::fs::read_to_string(tmp.path().join("full/metrics.csv")).unwrap();
     let b = std::fs::read_to_string(tmp.path().join("split/metrics.csv")).unwrap();
     assert_eq!(a, b);
+}
+
+#[test]
+fn weight_average_is_checkpointed_and_resumes_as_an_uninterrupted_run() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = dataset(tmp.path(), 30);
+    let cache = tmp.path().join("cache");
+    let mut config = small_config(&data, &cache);
+    config.epochs = 3;
+    config.ema = Some(0.9);
+    let plain = TrainConfig {
+        ema: None,
+        ..config.clone()
+    };
+    run(config.clone(), &tmp.path().join("full"), false);
+    run(plain, &tmp.path().join("plain"), false);
+    let mut first = config.clone();
+    first.epochs = 1;
+    run(first, &tmp.path().join("split"), false);
+    let checkpoint = tmp.path().join("split/checkpoints/epoch-0001");
+    assert!(checkpoint.join("average.bpk").is_file());
+    run(config, &tmp.path().join("split"), true);
+    let csv = |run: &str| std::fs::read_to_string(tmp.path().join(run).join("metrics.csv")).unwrap();
+    assert_eq!(csv("full"), csv("split"));
+    // Validation sees the average, not the last weights: the same training draws, other
+    // validation numbers.
+    let val_columns = |text: String| -> Vec<String> {
+        text.lines()
+            .skip(1)
+            .map(|l| l.split(',').skip(4).take(2).collect::<Vec<_>>().join(","))
+            .collect()
+    };
+    assert_ne!(val_columns(csv("full")), val_columns(csv("plain")));
+    let train_loss = |text: String| -> Vec<String> {
+        text.lines()
+            .skip(1)
+            .map(|l| l.split(',').nth(2).unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(train_loss(csv("full")), train_loss(csv("plain")));
+}
+
+#[test]
+fn progressive_resizing_learns_and_reproduces() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = dataset(tmp.path(), 80);
+    let cache = tmp.path().join("cache");
+    let mut config = small_config(&data, &cache);
+    config.epochs = 4;
+    config.progressive = Some(catdog_train::Progressive {
+        start_size: 16,
+        ramp_start: 0.25,
+        ramp_end: 0.5,
+    });
+    assert_eq!(
+        (1..=4).map(|e| config.train_size(e)).collect::<Vec<_>>(),
+        [16, 16, 24, 24]
+    );
+    let a = run(config.clone(), &tmp.path().join("a"), false);
+    run(config, &tmp.path().join("b"), false);
+    assert!(
+        a.validation.accuracy >= 0.9,
+        "validation accuracy {}",
+        a.validation.accuracy
+    );
+    let csv = |run: &str| std::fs::read_to_string(tmp.path().join(run).join("metrics.csv")).unwrap();
+    assert_eq!(csv("a"), csv("b"));
 }
 
 /// An error and its causes, as the command line prints them (`a: b: c`).
@@ -336,6 +406,7 @@ fn mlp_beats_chance_on_real_photos() {
         data: subset,
         model: Architecture::Mlp(MlpArch::default()),
         epochs: 1,
+        budget: None,
         optim: catdog_train::OptimConfig {
             lr: 1e-3,
             warmup_epochs: 0.0,
