@@ -11,7 +11,7 @@ fn train_config(dir: &std::path::Path, run: &str) -> serde_json::Value {
     serde_json::from_str::<serde_json::Value>(&text).unwrap()["train"].clone()
 }
 
-const TINY: [&str; 8] = [
+const TINY: [&str; 10] = [
     "--data",
     "data",
     "--arch",
@@ -20,16 +20,19 @@ const TINY: [&str; 8] = [
     "16",
     "--seed",
     "5",
+    "--batch-size",
+    "8",
 ];
 
 #[test]
 fn a_budget_sets_and_stores_the_epoch_count_and_nothing_else() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
+    // 36 steps per epoch: the warm-up's 18 are enough to refit the count on.
     write_synth_set(
         &dir.join("data"),
         &["cat", "dog"],
-        12,
+        160,
         16,
         Layout::Kaggle,
         2,
@@ -46,7 +49,7 @@ fn a_budget_sets_and_stores_the_epoch_count_and_nothing_else() {
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(
         stdout.contains(&format!("-> {epochs} epochs")),
-        "the chosen count is reported: {stdout}"
+        "the chosen (or refitted) count is reported: {stdout}"
     );
     let metrics = std::fs::read_to_string(dir.join("budget/metrics.csv")).unwrap();
     assert_eq!(metrics.lines().count(), epochs + 1, "{metrics}");

@@ -6,7 +6,7 @@ use std::{
 use anyhow::Context;
 use catdog_infer::model_io::WEIGHTS_FILE;
 use catdog_model::{Architecture, CnnArch, MlpArch, ResNetArch};
-use catdog_train::{train, Progressive, ProgressMode, TrainConfig, TrainRequest};
+use catdog_train::{train, ProgressMode, Progressive, TrainConfig, TrainRequest};
 
 use super::{
     args::{Arch, SettingsArgs, TrainArgs},

@@ -37,8 +37,9 @@ pub struct TrainConfig {
     pub optim: OptimConfig,
     /// 0 for plain cross-entropy.
     pub label_smoothing: f32,
-    /// Keep an exponential moving average of the weights with this decay per step (e.g.
-    /// 0.999) and validate, keep and export it instead of the last weights.
+    /// Keep an exponential moving average of the weights with this decay per step and
+    /// validate, keep and export it instead of the last weights (`None`, or 0 in a config
+    /// file: the last weights).
     pub ema: Option<f64>,
     /// Stop after this many epochs without a better validation loss.
     pub patience: Option<usize>,
@@ -69,7 +70,7 @@ impl Default for TrainConfig {
             batch_size: 64,
             optim: OptimConfig::default(),
             label_smoothing: 0.1,
-            ema: None,
+            ema: Some(0.999),
             patience: None,
             validation_fraction: 0.1,
             seed: 42,
@@ -162,8 +163,12 @@ impl TrainConfig {
             );
         }
         if let Some(decay) = self.ema {
-            if !(decay > 0.0 && decay < 1.0) {
-                return bad("ema", decay.to_string(), "use a decay in (0, 1), e.g. 0.999");
+            if !(0.0..1.0).contains(&decay) {
+                return bad(
+                    "ema",
+                    decay.to_string(),
+                    "use a decay in [0, 1), e.g. 0.999 (0 keeps the last weights)",
+                );
             }
         }
         if !(self.validation_fraction > 0.0 && self.validation_fraction < 0.9) {
@@ -251,6 +256,11 @@ impl TrainConfig {
             Some(p) => p.size_at(epoch, self.epochs, self.image_size),
             None => self.image_size,
         }
+    }
+
+    /// The weight average's decay, if the run keeps one (a decay of 0 is the last weights).
+    pub fn ema_decay(&self) -> Option<f64> {
+        self.ema.filter(|&decay| decay > 0.0)
     }
 
     /// The model configuration for a data set with `num_classes` classes.

@@ -156,7 +156,10 @@ mod tests {
         for ((g, a), b) in got.iter().zip(&a).zip(&b) {
             for ((g, a), b) in g.iter().zip(a).zip(b) {
                 let want = 0.9 * a + 0.1 * b;
-                assert!((g - want).abs() <= 1e-6 * (1.0 + want.abs()), "{g} vs {want}");
+                assert!(
+                    (g - want).abs() <= 1e-6 * (1.0 + want.abs()),
+                    "{g} vs {want}"
+                );
                 running_mean_seen |= *b == 3.0 && (g - 0.3).abs() < 1e-6;
             }
         }

@@ -127,11 +127,11 @@ pub fn train(req: TrainRequest) -> Result<Summary, TrainError> {
         run_config.train = Some(config.clone());
         run.write_config(&run_config)?;
         let small = match measured.small_step {
-            Some((size, step)) => format!(" ({step:.2} s at {size}x{size})"),
+            Some((size, step)) => format!(" ({step:.3} s at {size}x{size})"),
             None => String::new(),
         };
         progress.say(&format!(
-            "budget {budget}: {:.2} s per step{small}, {:.1} ms per image to evaluate -> {} \
+            "budget {budget}: {:.3} s per step{small}, {:.1} ms per image to evaluate -> {} \
              epochs",
             measured.step,
             1000.0 * measured.inference_per_image,
@@ -147,10 +147,7 @@ pub fn train(req: TrainRequest) -> Result<Summary, TrainError> {
     ));
 
     if config.progressive.is_some() {
-        progress.say(&format!(
-            "progressive resizing: {}",
-            size_schedule(&config)
-        ));
+        progress.say(&format!("progressive resizing: {}", size_schedule(&config)));
     }
     let mut throughput = Vec::new();
     while state.epoch < config.epochs && !state.patience_ran_out(config.patience) {

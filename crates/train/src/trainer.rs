@@ -124,7 +124,7 @@ impl Trainer {
         })?;
         let train_images = train_set.len();
         Ok(Trainer {
-            average: config.ema.map(WeightAverage::new),
+            average: config.ema_decay().map(WeightAverage::new),
             refit: None,
             model: Some(model),
             optim: config.optim.build(),
@@ -147,11 +147,14 @@ impl Trainer {
         let optim = std::mem::replace(&mut self.optim, self.config.optim.build());
         match run.load_checkpoint(resumed, &self.device, optim)? {
             Some(checkpoint) => {
-                self.average = self.config.ema.map(|decay| match checkpoint.average {
-                    Some(average) => WeightAverage::resume(&average, decay),
-                    // A checkpoint of a run that did not average yet starts its average here.
-                    None => WeightAverage::new(decay),
-                });
+                self.average = self
+                    .config
+                    .ema_decay()
+                    .map(|decay| match checkpoint.average {
+                        Some(average) => WeightAverage::resume(&average, decay),
+                        // A checkpoint of a run that did not average yet starts its average here.
+                        None => WeightAverage::new(decay),
+                    });
                 (self.model, self.optim) = (Some(checkpoint.model), checkpoint.optim);
                 Ok(resumed.state.clone().unwrap_or_default())
             }
@@ -204,12 +207,12 @@ impl Trainer {
                 .lr_at(global_step, total_steps, self.steps_per_epoch);
             let (loss, right) = self
                 .step(host.to_device(&self.device), size, stats.lr, global_step)
-                    .map_err(|loss| TrainError::NonFinite {
-                        epoch,
-                        batch: step_in_epoch + 1,
-                        loss,
-                        lr: stats.lr,
-                    })?;
+                .map_err(|loss| TrainError::NonFinite {
+                    epoch,
+                    batch: step_in_epoch + 1,
+                    loss,
+                    lr: stats.lr,
+                })?;
             self.after_step(global_step + 1, progress);
             loss_sum += loss as f64 * n as f64;
             correct += right;
@@ -376,7 +379,9 @@ impl Trainer {
         if steps_done < refit.until {
             return;
         }
-        let Some(refit) = self.refit.take() else { return };
+        let Some(refit) = self.refit.take() else {
+            return;
+        };
         let Some(from) = refit.from else { return };
         let real = from.elapsed().as_secs_f64() / (refit.until - REFIT_FROM) as f64;
         let probe = refit

@@ -134,7 +134,8 @@ fn weight_average_is_checkpointed_and_resumes_as_an_uninterrupted_run() {
     let checkpoint = tmp.path().join("split/checkpoints/epoch-0001");
     assert!(checkpoint.join("average.bpk").is_file());
     run(config, &tmp.path().join("split"), true);
-    let csv = |run: &str| std::fs::read_to_string(tmp.path().join(run).join("metrics.csv")).unwrap();
+    let csv =
+        |run: &str| std::fs::read_to_string(tmp.path().join(run).join("metrics.csv")).unwrap();
     assert_eq!(csv("full"), csv("split"));
     // Validation sees the average, not the last weights: the same training draws, other
     // validation numbers.
@@ -178,7 +179,8 @@ fn progressive_resizing_learns_and_reproduces() {
         "validation accuracy {}",
         a.validation.accuracy
     );
-    let csv = |run: &str| std::fs::read_to_string(tmp.path().join(run).join("metrics.csv")).unwrap();
+    let csv =
+        |run: &str| std::fs::read_to_string(tmp.path().join(run).join("metrics.csv")).unwrap();
     assert_eq!(csv("a"), csv("b"));
 }
 
