@@ -117,7 +117,7 @@ pub struct SettingsArgs {
     #[arg(long, allow_negative_numbers = true)]
     pub label_smoothing: Option<f32>,
     /// Validate, keep and export an exponential moving average of the weights with this decay
-    /// per step (default: 0.999).
+    /// per step (e.g. 0.999; default: the last weights).
     #[arg(long, allow_negative_numbers = true)]
     pub ema: Option<f64>,
     /// Keep the last weights, not their moving average.

@@ -70,7 +70,7 @@ impl Default for TrainConfig {
             batch_size: 64,
             optim: OptimConfig::default(),
             label_smoothing: 0.1,
-            ema: Some(0.999),
+            ema: None,
             patience: None,
             validation_fraction: 0.1,
             seed: 42,
