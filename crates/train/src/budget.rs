@@ -6,7 +6,7 @@ use std::{fmt, str::FromStr, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
-use crate::progressive::Progressive;
+use crate::progressive::{train_size, Progressive};
 
 /// A wall-clock budget, written `90s`, `15m`, `1h30m` (or a plain number of seconds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -142,10 +142,7 @@ impl BudgetPlan {
     /// mirrored) comes off the budget first. At least 1.
     pub fn epochs(&self, measured: Measured, spent: Duration, steps_done: usize) -> usize {
         let full = self.full_size;
-        let size = |epoch, epochs| match &self.progressive {
-            Some(p) => p.size_at(epoch, epochs, full),
-            None => full,
-        };
+        let size = |epoch, epochs| train_size(self.progressive.as_ref(), epoch, epochs, full);
         epochs_within(
             self.budget.duration().as_secs_f64() - spent.as_secs_f64(),
             measured.inference_per_image,

@@ -8,7 +8,12 @@ use catdog_infer::{
 use catdog_model::{Architecture, ModelConfig, DEFAULT_IMAGE_SIZE, IMAGE_SIZE};
 use serde::{Deserialize, Serialize};
 
-use crate::{budget::Budget, card::ModelCard, progressive::Progressive, OptimConfig};
+use crate::{
+    budget::Budget,
+    card::ModelCard,
+    progressive::{self, Progressive},
+    OptimConfig,
+};
 
 /// How long `catdog train` runs when neither an epoch count nor a budget is given.
 pub const DEFAULT_BUDGET: Budget = Budget::minutes(15);
@@ -252,10 +257,12 @@ impl TrainConfig {
     /// The side of the training images of 1-based `epoch`: `image_size`, or smaller early in a
     /// run with progressive resizing.
     pub fn train_size(&self, epoch: usize) -> usize {
-        match &self.progressive {
-            Some(p) => p.size_at(epoch, self.epochs, self.image_size),
-            None => self.image_size,
-        }
+        progressive::train_size(
+            self.progressive.as_ref(),
+            epoch,
+            self.epochs,
+            self.image_size,
+        )
     }
 
     /// The weight average's decay, if the run keeps one (a decay of 0 is the last weights).

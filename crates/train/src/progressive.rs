@@ -50,6 +50,17 @@ impl Progressive {
     }
 }
 
+/// The training image side of 1-based `epoch` of `epochs`: `full`, or smaller early in a run
+/// with progressive resizing.
+pub fn train_size(
+    progressive: Option<&Progressive>,
+    epoch: usize,
+    epochs: usize,
+    full: usize,
+) -> usize {
+    progressive.map_or(full, |p| p.size_at(epoch, epochs, full))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
