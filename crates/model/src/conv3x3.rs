@@ -148,6 +148,91 @@ fn gemm_threads(chunks: usize) -> gemm::Parallelism {
     }
 }
 
+/// An `f32` matrix inside a slice: element `(r, c)` at `r * row_stride + c * col_stride`.
+#[derive(Clone, Copy)]
+struct View<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+    col_stride: usize,
+}
+
+impl<'a> View<'a> {
+    /// A row-major `rows x cols` matrix whose rows are `row_stride` apart.
+    fn row_major(data: &'a [f32], rows: usize, cols: usize, row_stride: usize) -> Self {
+        Self {
+            data,
+            rows,
+            cols,
+            row_stride,
+            col_stride: 1,
+        }
+    }
+
+    /// The same elements read as the `cols x rows` transpose.
+    fn transposed(self) -> Self {
+        Self {
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+            ..self
+        }
+    }
+}
+
+/// Whether every element of a `rows x cols` matrix with these strides lies in `len` elements.
+fn fits(len: usize, rows: usize, cols: usize, row_stride: usize, col_stride: usize) -> bool {
+    rows == 0 || cols == 0 || (rows - 1) * row_stride + (cols - 1) * col_stride < len
+}
+
+/// `dst [m, n] = lhs [m, k] x rhs [k, n]`, plus what `dst` held when `accumulate`; `dst` is
+/// row-major with rows `dst_row_stride` apart. Panics (instead of reading or writing out of
+/// bounds) when a matrix does not fit its slice.
+fn gemm_into(
+    dst: &mut [f32],
+    dst_row_stride: usize,
+    lhs: View,
+    rhs: View,
+    accumulate: bool,
+    parallelism: gemm::Parallelism,
+) {
+    let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
+    assert_eq!(rhs.rows, k, "gemm: inner dimensions differ");
+    assert!(
+        fits(dst.len(), m, n, dst_row_stride, 1)
+            && fits(lhs.data.len(), m, k, lhs.row_stride, lhs.col_stride)
+            && fits(rhs.data.len(), k, n, rhs.row_stride, rhs.col_stride),
+        "gemm: a matrix does not fit its buffer"
+    );
+    // SAFETY: the three matrices lie inside their slices (checked above); `dst` is borrowed
+    // mutably, so it overlaps neither input.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            dst_row_stride as isize,
+            accumulate,
+            lhs.data.as_ptr(),
+            lhs.col_stride as isize,
+            lhs.row_stride as isize,
+            rhs.data.as_ptr(),
+            rhs.col_stride as isize,
+            rhs.row_stride as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
 /// `y [n, out, h, w]` of a 3x3, stride-1, padding-1 convolution of `x [n, in, h, w]` by
 /// `weight [out, in, 3, 3]`: per task, the chunk's columns once, then one gemm per image
 /// written straight into its output.
@@ -163,34 +248,16 @@ pub fn forward(x: &[f32], weight: &[f32], [n, cin, h, w]: [usize; 4], cout: usiz
             let images = out.len() / (cout * hw);
             let k = images * hw;
             im2col(x, [n, cin, h, w], first..first + images, columns);
-            for j in 0..images {
+            for (j, y) in out.chunks_mut(cout * hw).enumerate() {
                 // y_j [out, hw] = weight [out, rows] x columns[:, j*hw..(j+1)*hw] [rows, hw].
-                // SAFETY: weight is cout x rows row-major; the columns slice starts at j*hw of a
-                // rows x k row-major matrix and is read hw wide; the output image is cout x hw
-                // row-major inside `out`; the buffers do not overlap.
-                unsafe {
-                    gemm::gemm(
-                        cout,
-                        hw,
-                        rows,
-                        out[j * cout * hw..].as_mut_ptr(),
-                        1,
-                        hw as isize,
-                        false,
-                        weight.as_ptr(),
-                        1,
-                        rows as isize,
-                        columns[j * hw..].as_ptr(),
-                        1,
-                        k as isize,
-                        0.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        gemm_threads(chunks),
-                    );
-                }
+                gemm_into(
+                    y,
+                    hw,
+                    View::row_major(weight, cout, rows, rows),
+                    View::row_major(&columns[j * hw..], rows, hw, k),
+                    false,
+                    gemm_threads(chunks),
+                );
             }
         });
     y
@@ -228,32 +295,14 @@ pub fn input_grad(g: &[f32], weight: &[f32], [n, cin, h, w]: [usize; 4], cout: u
                 let image = chunk * per_chunk + j;
                 let g = &g[image * cout * hw..(image + 1) * cout * hw];
                 // columns [rows, hw] = weight^T [rows, out] x g [out, hw].
-                // SAFETY: weight is cout x rows row-major, read as its transpose; g is this
-                // image's cout x hw row-major gradient; columns is rows x hw row-major; the
-                // buffers do not overlap.
-                unsafe {
-                    gemm::gemm(
-                        rows,
-                        hw,
-                        cout,
-                        columns.as_mut_ptr(),
-                        1,
-                        hw as isize,
-                        false,
-                        weight.as_ptr(),
-                        rows as isize,
-                        1,
-                        g.as_ptr(),
-                        1,
-                        hw as isize,
-                        0.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        gemm_threads(chunks),
-                    );
-                }
+                gemm_into(
+                    columns,
+                    hw,
+                    View::row_major(weight, cout, rows, rows).transposed(),
+                    View::row_major(g, cout, hw, hw),
+                    false,
+                    gemm_threads(chunks),
+                );
                 for c in 0..cin {
                     let plane = &mut dx[c * hw..(c + 1) * hw];
                     for ky in 0..3isize {
@@ -316,32 +365,14 @@ pub fn weight_grad(x: &[f32], g: &[f32], [n, cin, h, w]: [usize; 4], cout: usize
                 }
             }
             // grad_w [out, in*9] += output_grad [out, k] x columns^T [k, in*9].
-            // SAFETY: every pointer covers its matrix with the strides given: grad_w is
-            // cout x rows row-major, output_grad cout x k row-major, columns rows x k row-major
-            // read as its transpose; the three buffers do not overlap.
-            unsafe {
-                gemm::gemm(
-                    cout,
-                    rows,
-                    k,
-                    p.grad_w.as_mut_ptr(),
-                    1,
-                    rows as isize,
-                    true,
-                    p.output_grad.as_ptr(),
-                    1,
-                    k as isize,
-                    p.columns.as_ptr(),
-                    k as isize,
-                    1,
-                    1.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm_threads(chunks),
-                );
-            }
+            gemm_into(
+                &mut p.grad_w,
+                rows,
+                View::row_major(&p.output_grad, cout, k, k),
+                View::row_major(&p.columns, rows, k, k).transposed(),
+                true,
+                gemm_threads(chunks),
+            );
             p
         })
         .map(|p| p.grad_w)
