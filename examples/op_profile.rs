@@ -18,7 +18,7 @@ use burn::{
     tensor::{activation::relu, Device, Distribution, Int, Tensor, TensorData},
 };
 use catdog::{
-    model::{conv3x3, conv3x3_as_matmul, norm_relu_pool, Classifier, CnnConfig, ModelConfig},
+    model::{conv3x3, norm_relu_pool, Classifier, CnnConfig, ModelConfig},
     train::{Loss, OptimConfig},
 };
 
@@ -81,13 +81,7 @@ fn main() {
             }
         };
         let xp = Tensor::<4>::random([b, cin, s, s], Distribution::Default, &device);
-        let forward = |conv: &Conv2d, x: Tensor<4>| {
-            if cin <= catdog::model::MATMUL_CONV_MAX_CHANNELS {
-                conv3x3_as_matmul(conv, x)
-            } else {
-                conv3x3::conv3x3(conv, x)
-            }
-        };
+        let forward = |conv: &Conv2d, x: Tensor<4>| conv3x3::conv3x3(conv, x);
         let fwd = time(5, || {
             let _ = forward(&plain, xp.clone()).into_data();
         });

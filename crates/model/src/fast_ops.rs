@@ -7,8 +7,8 @@ use burn::{
     tensor::{ops::PadMode, Tensor},
 };
 
-/// Convolutions with at most this many input channels (the RGB input layer) run as
-/// [`conv3x3_as_matmul`].
+/// Off burn-flex (which has catdog's own convolution, `conv3x3`), convolutions with at most this
+/// many input channels (the RGB input layer) run as [`conv3x3_as_matmul`].
 pub const MATMUL_CONV_MAX_CHANNELS: usize = 4;
 
 /// A 3x3, stride-1, padding-1 convolution (as every `ConvBlock` builds) computed as nine shifted

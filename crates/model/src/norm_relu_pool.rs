@@ -206,84 +206,208 @@ impl Affine {
 /// Bit 2 of a mask byte: the ReLU let the window's maximum through (bits 0-1: which input).
 const ACTIVE: u8 = 4;
 
+// The kernels below are written without data-dependent branches: which input wins a window and
+// whether the ReLU passes it are coin flips on real activations, and a mispredicted branch per
+// value made these passes several times slower than their memory traffic. Selects compile to
+// blends, and the loops vectorise.
+
+/// burn's ReLU: NaN passes (and so does its gradient).
+#[inline(always)]
+fn passes(y: f32) -> bool {
+    y > 0.0 || y.is_nan()
+}
+
+/// The 2x2 window `[top-left, top-right, bottom-left, bottom-right]`'s maximum and which of the
+/// four it is, by burn's pool rules: the first of equal values wins, a NaN always does.
+#[inline(always)]
+fn window_max(window: [f32; 4]) -> (f32, u8) {
+    let (mut best, mut at) = (window[0], 0u8);
+    for (k, &y) in window.iter().enumerate().skip(1) {
+        let wins = y > best || y.is_nan();
+        best = if wins { y } else { best };
+        at = if wins { k as u8 } else { at };
+    }
+    (best, at)
+}
+
+/// What the forward pass hands the backward: per output, which input won the window and whether
+/// the ReLU let it through, and (with the pool) that input's raw value.
+struct Pooled {
+    out: Vec<f32>,
+    mask: Vec<u8>,
+    /// Each window's winning input as it came in (empty without the pool: the input itself).
+    winners: Vec<f32>,
+}
+
 /// Normalises, pools (2x2 windows when `f` is 2, none when 1) and applies the ReLU:
-/// `[N, C, H/f, W/f]` values and one mask byte each.
-fn forward(x: &[f32], [n, c, h, w]: [usize; 4], a: &Affine, f: usize) -> (Vec<f32>, Vec<u8>) {
+/// `[N, C, H/f, W/f]` values, one mask byte each and, with the pool, the winning inputs.
+fn forward(x: &[f32], [n, c, h, w]: [usize; 4], a: &Affine, f: usize) -> Pooled {
     let (h2, w2) = (h / f, w / f);
-    let pooled = h2 * w2;
-    let mut out = vec![0f32; n * c * pooled];
-    let mut mask = vec![0u8; n * c * pooled];
-    out.par_chunks_mut(pooled)
-        .zip(mask.par_chunks_mut(pooled))
-        .enumerate()
-        .for_each(|(p, (out, mask))| {
-            let ch = p % c;
-            let (mean, scale, beta) = (a.mean[ch], a.scale[ch], a.beta[ch]);
+    let pooled = (h2 * w2).max(1);
+    let mut out = vec![0f32; n * c * h2 * w2];
+    let mut mask = vec![0u8; n * c * h2 * w2];
+    let norm = |p: usize| {
+        let ch = p % c;
+        let (mean, scale, beta) = (a.mean[ch], a.scale[ch], a.beta[ch]);
+        move |v: f32| (v - mean) * scale + beta
+    };
+    let planes = out.par_chunks_mut(pooled).zip(mask.par_chunks_mut(pooled));
+    if f == 1 {
+        planes.enumerate().for_each(|(p, (out, mask))| {
+            let norm = norm(p);
             let plane = &x[p * h * w..(p + 1) * h * w];
-            if f == 1 {
-                for ((out, mask), &v) in out.iter_mut().zip(mask.iter_mut()).zip(plane) {
-                    let y = (v - mean) * scale + beta;
-                    if y > 0.0 || y.is_nan() {
-                        *out = y;
-                        *mask = ACTIVE;
-                    }
-                }
-                return;
+            for ((out, mask), &v) in out.iter_mut().zip(mask.iter_mut()).zip(plane) {
+                let y = norm(v);
+                let on = passes(y);
+                *out = if on { y } else { 0.0 };
+                *mask = if on { ACTIVE } else { 0 };
             }
-            for oh in 0..h2 {
-                let top = &plane[2 * oh * w..2 * oh * w + w];
-                let bottom = &plane[(2 * oh + 1) * w..(2 * oh + 1) * w + w];
-                for ow in 0..w2 {
-                    let window = [
+        });
+        let winners = Vec::new();
+        return Pooled { out, mask, winners };
+    }
+    let mut winners = vec![0f32; n * c * h2 * w2];
+    planes
+        .zip(winners.par_chunks_mut(pooled))
+        .enumerate()
+        .for_each(|(p, ((out, mask), winners))| {
+            let norm = norm(p);
+            let plane = &x[p * h * w..(p + 1) * h * w];
+            let rows = out
+                .chunks_mut(w2)
+                .zip(mask.chunks_mut(w2))
+                .zip(winners.chunks_mut(w2));
+            for (oh, ((out, mask), winners)) in rows.enumerate() {
+                let top = &plane[2 * oh * w..][..2 * w2];
+                let bottom = &plane[(2 * oh + 1) * w..][..2 * w2];
+                let outputs = out.iter_mut().zip(mask.iter_mut()).zip(winners.iter_mut());
+                for (ow, ((out, mask), winner)) in outputs.enumerate() {
+                    let raw = [
                         top[2 * ow],
                         top[2 * ow + 1],
                         bottom[2 * ow],
                         bottom[2 * ow + 1],
                     ];
-                    let mut best = (window[0] - mean) * scale + beta;
-                    let mut at = 0u8;
-                    for (k, &v) in window.iter().enumerate().skip(1) {
-                        let y = (v - mean) * scale + beta;
-                        // burn's pool: the first of equal values wins, a NaN always does.
-                        if y > best || y.is_nan() {
-                            best = y;
-                            at = k as u8;
-                        }
-                    }
-                    let i = oh * w2 + ow;
-                    // burn's ReLU: NaN passes, so does its gradient.
-                    if best > 0.0 || best.is_nan() {
-                        out[i] = best;
-                        mask[i] = at | ACTIVE;
-                    } else {
-                        mask[i] = at;
-                    }
+                    let (best, at) = window_max(raw.map(norm));
+                    let on = passes(best);
+                    *out = if on { best } else { 0.0 };
+                    *mask = at | if on { ACTIVE } else { 0 };
+                    *winner = select(raw, at);
                 }
             }
         });
-    (out, mask)
+    Pooled { out, mask, winners }
 }
 
-/// Calls `visit(input position, gradient)` for each output of one plane that the ReLU let
-/// through, with the position (within the input plane) of its window's winner.
-#[inline]
-fn for_each_active(
+/// `window[at]` without a branch on `at` (0..4).
+#[inline(always)]
+fn select(window: [f32; 4], at: u8) -> f32 {
+    let right = at & 1 != 0;
+    let upper = if right { window[1] } else { window[0] };
+    let lower = if right { window[3] } else { window[2] };
+    if at & 2 == 0 {
+        upper
+    } else {
+        lower
+    }
+}
+
+/// The output gradient where the ReLU let the value through, zero elsewhere.
+#[inline(always)]
+fn gated(g: f32, mask: u8) -> f32 {
+    if mask & ACTIVE != 0 {
+        g
+    } else {
+        0.0
+    }
+}
+
+/// `(sum dy, sum dy * x_hat)` over one plane's outputs that the ReLU let through, where
+/// `x_hat = (v - mean) * inv_std` of each output's input `v` (its window's winner), in f64 over
+/// eight independent lanes (one running sum would make every addition wait for the last).
+fn gradient_sums(g: &[f32], mask: &[u8], v: &[f32], [mean, inv_std]: [f32; 2]) -> (f64, f64) {
+    const LANES: usize = 8;
+    let mut s = [0f64; LANES];
+    let mut q = [0f64; LANES];
+    let (gc, mc, vc) = (
+        g.chunks_exact(LANES),
+        mask.chunks_exact(LANES),
+        v.chunks_exact(LANES),
+    );
+    let rest = (gc.remainder(), mc.remainder(), vc.remainder());
+    for ((g, m), v) in gc.zip(mc).zip(vc) {
+        for i in 0..LANES {
+            let g = f64::from(gated(g[i], m[i]));
+            s[i] += g;
+            q[i] += g * f64::from((v[i] - mean) * inv_std);
+        }
+    }
+    let (mut sum, mut dot) = (s.iter().sum::<f64>(), q.iter().sum::<f64>());
+    for ((&g, &m), &v) in rest.0.iter().zip(rest.1).zip(rest.2) {
+        let g = f64::from(gated(g, m));
+        sum += g;
+        dot += g * f64::from((v - mean) * inv_std);
+    }
+    (sum, dot)
+}
+
+/// One plane's input gradient, written over the plane's input `x`: `x * slope + offset`
+/// everywhere (the statistics' share), plus `k * dy` on each window's winner where the ReLU let
+/// it through.
+fn input_gradient(
+    x: &mut [f32],
     g: &[f32],
     mask: &[u8],
-    [h2, w2]: [usize; 2],
-    w: usize,
+    [w2, w]: [usize; 2],
     f: usize,
-    mut visit: impl FnMut(usize, f32),
+    [slope, offset, k]: [f32; 3],
 ) {
-    for oh in 0..h2 {
-        let row = &mask[oh * w2..(oh + 1) * w2];
-        let grads = &g[oh * w2..(oh + 1) * w2];
-        for (ow, (&m, &g)) in row.iter().zip(grads).enumerate() {
-            if m & ACTIVE != 0 {
-                let at = usize::from(m & 3);
-                visit((f * oh + (at >> 1)) * w + f * ow + (at & 1), g);
-            }
+    let share = |v: f32| v * slope + offset;
+    if f == 1 {
+        for ((x, &g), &m) in x.iter_mut().zip(g).zip(mask) {
+            *x = share(*x) + gated(k * g, m);
         }
+        return;
+    }
+    let h2 = g.len() / w2.max(1);
+    let (windows, rest) = x.split_at_mut(2 * h2 * w);
+    for (rows, (g, mask)) in windows
+        .chunks_mut(2 * w)
+        .zip(g.chunks(w2).zip(mask.chunks(w2)))
+    {
+        let (upper, lower) = rows.split_at_mut(w);
+        let (upper_pairs, lower_pairs) = (upper.chunks_exact_mut(2), lower.chunks_exact_mut(2));
+        for ((up, low), (&g, &m)) in upper_pairs.zip(lower_pairs).zip(g.iter().zip(mask)) {
+            let kg = gated(k * g, m);
+            let at = m & 3;
+            let add = |k: u8| if at == k { kg } else { 0.0 };
+            up[0] = share(up[0]) + add(0);
+            up[1] = share(up[1]) + add(1);
+            low[0] = share(low[0]) + add(2);
+            low[1] = share(low[1]) + add(3);
+        }
+        // An odd width's last column belongs to no window: the statistics' share only.
+        for v in upper[2 * w2..].iter_mut().chain(&mut lower[2 * w2..]) {
+            *v = share(*v);
+        }
+    }
+    // So does an odd height's last row.
+    for v in rest {
+        *v = share(*v);
+    }
+}
+
+/// `t` as a contiguous tensor that owns its storage alone, starting at its first element: `t`
+/// itself when it already is one, else a copy.
+fn into_unique_contiguous(t: FlexTensor) -> FlexTensor {
+    let whole = t
+        .as_slice::<f32>()
+        .is_some_and(|v| v.len() == t.storage::<f32>().len());
+    if whole && t.is_unique() {
+        t
+    } else {
+        let dims = t.layout().shape().clone();
+        tensor(values(&t).into_owned(), dims)
     }
 }
 
@@ -321,7 +445,7 @@ impl NormReluPoolOps for Flex {
             &values(&var),
             epsilon,
         );
-        let (out, _) = forward(&values(&x), dims, &affine, f);
+        let out = forward(&values(&x), dims, &affine, f).out;
         tensor(out, [dims[0], dims[1], dims[2] / f, dims[3] / f])
     }
 }
@@ -336,6 +460,8 @@ struct Saved {
     /// `1 / sqrt(var + eps)` per channel.
     inv_std: Vec<f32>,
     mask: Vec<u8>,
+    /// With the pool: each window's winning input (see [`Pooled`]).
+    winners: Vec<f32>,
     /// The pool factor (1: no pool).
     factor: usize,
 }
@@ -356,23 +482,17 @@ impl Backward<Flex, 3> for NormReluPoolBackward {
         let pooled = h2 * w2;
         let g = values(&grad);
         let x = values(&s.x);
-        let x_hat = |ch: usize, v: f32| (v - s.mean[ch]) * s.inv_std[ch];
 
         // Per plane: the sums of dy and dy * x_hat over the values that reached the output.
+        let winners = if f == 1 { &x[..] } else { &s.winners[..] };
         let sums: Vec<(f64, f64)> = g
             .par_chunks(pooled.max(1))
             .zip(s.mask.par_chunks(pooled.max(1)))
+            .zip(winners.par_chunks(pooled.max(1)))
             .enumerate()
-            .map(|(p, (g, mask))| {
+            .map(|(p, ((g, mask), v))| {
                 let ch = p % c;
-                let plane = &x[p * h * w..(p + 1) * h * w];
-                let mut sums = (0.0f64, 0.0f64);
-                for_each_active(g, mask, [h2, w2], w, f, |at, g| {
-                    let xh = x_hat(ch, plane[at]);
-                    sums.0 += f64::from(g);
-                    sums.1 += f64::from(g) * f64::from(xh);
-                });
-                sums
+                gradient_sums(g, mask, v, [s.mean[ch], s.inv_std[ch]])
             })
             .collect();
         let mut d_beta = vec![0f64; c];
@@ -386,24 +506,26 @@ impl Backward<Flex, 3> for NormReluPoolBackward {
             let count = (n * h * w) as f64;
             let mean_dy: Vec<f32> = d_beta.iter().map(|v| (v / count) as f32).collect();
             let mean_dy_xhat: Vec<f32> = d_gamma.iter().map(|v| (v / count) as f32).collect();
-            let mut dx = vec![0f32; n * c * h * w];
-            dx.par_chunks_mut(h * w).enumerate().for_each(|(p, dx)| {
-                let ch = p % c;
-                let k = s.gamma[ch] * s.inv_std[ch];
-                let plane = &x[p * h * w..(p + 1) * h * w];
-                // Every input gets the statistics' share, k * (-mean_dy - x_hat * mean_dy_xhat),
-                // an affine function of x; the pool's winners also get k * dy.
-                let (mean, inv_std) = (s.mean[ch], s.inv_std[ch]);
-                let slope = -k * inv_std * mean_dy_xhat[ch];
-                let offset = k * (mean * inv_std * mean_dy_xhat[ch] - mean_dy[ch]);
-                for (d, &v) in dx.iter_mut().zip(plane) {
-                    *d = v * slope + offset;
-                }
-                let g = &g[p * pooled..(p + 1) * pooled];
-                let mask = &s.mask[p * pooled..(p + 1) * pooled];
-                for_each_active(g, mask, [h2, w2], w, f, |at, g| dx[at] += k * g);
-            });
-            grads.register::<Flex>(node.id, tensor(dx, [n, c, h, w]));
+            // The input gradient overwrites the saved input, which nothing else reads once this
+            // backward runs (a copy when something still shares it).
+            drop(x);
+            let mut dx = into_unique_contiguous(s.x);
+            dx.storage_mut::<f32>()
+                .par_chunks_mut(h * w)
+                .enumerate()
+                .for_each(|(p, plane)| {
+                    let ch = p % c;
+                    let k = s.gamma[ch] * s.inv_std[ch];
+                    // Every input gets the statistics' share, k * (-mean_dy - x_hat *
+                    // mean_dy_xhat), an affine function of x; the pool's winners also get k * dy.
+                    let (mean, inv_std) = (s.mean[ch], s.inv_std[ch]);
+                    let slope = -k * inv_std * mean_dy_xhat[ch];
+                    let offset = k * (mean * inv_std * mean_dy_xhat[ch] - mean_dy[ch]);
+                    let g = &g[p * pooled..(p + 1) * pooled];
+                    let mask = &s.mask[p * pooled..(p + 1) * pooled];
+                    input_gradient(plane, g, mask, [w2, w], f, [slope, offset, k]);
+                });
+            grads.register::<Flex>(node.id, dx);
         }
         if let Some(node) = node_gamma {
             let v = d_gamma.iter().map(|&v| v as f32).collect();
@@ -449,7 +571,7 @@ impl<C: CheckpointStrategy> NormReluPoolOps for Autodiff<Flex, C> {
                     values(var.primitive()).into_owned(),
                 );
                 let affine = Affine::new(&gamma, &values(beta.primitive()), &mean, &var, epsilon);
-                let (out, mask) = forward(&values(&xp), dims, &affine, f);
+                let Pooled { out, mask, winners } = forward(&values(&xp), dims, &affine, f);
                 let eps = epsilon as f32;
                 let inv_std = var.iter().map(|&v| 1.0 / (v + eps).sqrt()).collect();
                 let saved = Saved {
@@ -459,6 +581,7 @@ impl<C: CheckpointStrategy> NormReluPoolOps for Autodiff<Flex, C> {
                     mean,
                     inv_std,
                     mask,
+                    winners,
                     factor: f,
                 };
                 prep.finish(

@@ -103,3 +103,26 @@ fn only_3x3_stride_1_padding_1_convolutions_without_bias_apply() {
     let other = Tensor::<4>::zeros([1, 4, 8, 8], &Device::ndarray());
     assert!(!conv3x3::applies(&conv(4, 4, &device), &other));
 }
+
+#[test]
+fn the_rgb_input_layer_computes_only_the_weight_gradient() {
+    // The model's first layer: 3 channels, images that need no gradient (burn then gives the op
+    // no input node, and it skips the input gradient).
+    let device = Device::flex().autodiff();
+    device.seed(3);
+    let c = conv(3, 8, &device);
+    let x = Tensor::<4>::random([5, 3, 12, 10], Distribution::Normal(0.0, 1.0), &device);
+    let outcome = |ours: bool| {
+        let y = if ours {
+            conv3x3::conv3x3(&c, x.clone())
+        } else {
+            c.forward(x.clone())
+        };
+        let grads = (y.clone() * y.clone().cos()).sum().backward();
+        assert!(x.grad(&grads).is_none(), "the images got a gradient");
+        (values(y), values(c.weight.grad(&grads).unwrap()))
+    };
+    let (ours, burns) = (outcome(true), outcome(false));
+    assert_close("output", &ours.0, &burns.0);
+    assert_close("dW", &ours.1, &burns.1);
+}

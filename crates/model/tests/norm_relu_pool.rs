@@ -51,17 +51,25 @@ fn run(
     pooled: bool,
 ) -> Outcome {
     let x = x.clone().require_grad();
+    // Without reuse the op's input is an intermediate that nothing else holds, as a conv's output
+    // in the model: the fused backward then writes the input gradient over it. With reuse `x`
+    // itself, still held by this function and the second op: the backward works on a copy.
+    let input = if reuse {
+        x.clone()
+    } else {
+        x.clone().mul_scalar(1.0)
+    };
     let out = match (fused, pooled) {
         (true, true) => {
-            assert!(norm_relu_pool::applies(&x, &pool()));
-            norm_relu_pool::norm_relu_pool(norm, x.clone())
+            assert!(norm_relu_pool::applies(&input, &pool()));
+            norm_relu_pool::norm_relu_pool(norm, input)
         }
         (true, false) => {
-            assert!(norm_relu_pool::applies_without_pool(&x));
-            norm_relu_pool::norm_relu(norm, x.clone())
+            assert!(norm_relu_pool::applies_without_pool(&input));
+            norm_relu_pool::norm_relu(norm, input)
         }
-        (false, true) => relu(pool().forward(batch_norm(norm, x.clone()))),
-        (false, false) => relu(batch_norm(norm, x.clone())),
+        (false, true) => relu(pool().forward(batch_norm(norm, input))),
+        (false, false) => relu(batch_norm(norm, input)),
     };
     let mut loss = (out.clone() * weights.clone()).sum();
     if reuse {
