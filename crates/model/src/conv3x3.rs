@@ -10,8 +10,9 @@
 //!
 //! - forward: the chunk's columns `im2col(X) [in*9, pixels]` once, then per image
 //!   `Y [out, pixels] = W [out, in*9] x columns`, written straight into the output;
-//! - weight gradient: `dW [out, in*9] += dY [out, pixels] x columns^T`, one gemm per chunk into
-//!   the task's own accumulator, the accumulators added at the end;
+//! - weight gradient: per image `dW [out, in*9] += dY [out, pixels] x columns^T`, read in place
+//!   from the output gradient, into the task's own accumulator, the accumulators added at the
+//!   end;
 //! - input gradient: per image `W^T [in*9, out] x dY [out, pixels]`, added back onto the
 //!   shifted input positions (col2im).
 //!
@@ -38,8 +39,8 @@ use rayon::prelude::*;
 
 use crate::flex_data::{dims4, tensor, values};
 
-/// Images per gemm of the weight gradient: enough pixels for a long inner dimension, a small
-/// buffer.
+/// Images per task (one column buffer): few enough for a small buffer, enough that each task's
+/// setup is shared by several gemms.
 const CHUNK_IMAGES: usize = 8;
 
 #[backend_extension(Flex, Autodiff)]
@@ -328,15 +329,16 @@ pub fn input_grad(g: &[f32], weight: &[f32], [n, cin, h, w]: [usize; 4], cout: u
     dx
 }
 
-/// One task's reusable buffers and its share of the weight gradient.
+/// One task's reusable column buffer and its share of the weight gradient.
 struct Partial {
     grad_w: Vec<f32>,
     columns: Vec<f32>,
-    output_grad: Vec<f32>,
 }
 
 /// `dW [out, in, 3, 3]` of a 3x3, stride-1, padding-1 convolution from its input `x
-/// [n, in, h, w]` and output gradient `g [n, out, h, w]`.
+/// [n, in, h, w]` and output gradient `g [n, out, h, w]`: per task, the chunk's columns once,
+/// then per image `dW += g_j [out, pixels] x columns_j^T` straight from the output gradient
+/// (each image's `[out, pixels]` block is already contiguous there).
 pub fn weight_grad(x: &[f32], g: &[f32], [n, cin, h, w]: [usize; 4], cout: usize) -> Vec<f32> {
     let hw = h * w;
     let rows = cin * 9;
@@ -344,7 +346,6 @@ pub fn weight_grad(x: &[f32], g: &[f32], [n, cin, h, w]: [usize; 4], cout: usize
     let new_partial = || Partial {
         grad_w: vec![0.0; cout * rows],
         columns: Vec::new(),
-        output_grad: Vec::new(),
     };
     // Each rayon job folds its chunks through one set of buffers; only its accumulator leaves
     // the job (collected buffers would keep a column matrix per job alive until the end).
@@ -354,25 +355,19 @@ pub fn weight_grad(x: &[f32], g: &[f32], [n, cin, h, w]: [usize; 4], cout: usize
             let first = chunk * per_chunk;
             let images = per_chunk.min(n - first);
             let k = images * hw;
-            // output_grad [out, k]: the chunk's output gradients side by side.
-            p.output_grad.resize(cout * k, 0.0);
             im2col(x, [n, cin, h, w], first..first + images, &mut p.columns);
             for j in 0..images {
                 let image = first + j;
-                for o in 0..cout {
-                    let src = &g[(image * cout + o) * hw..(image * cout + o + 1) * hw];
-                    p.output_grad[o * k + j * hw..o * k + (j + 1) * hw].copy_from_slice(src);
-                }
+                // grad_w [out, in*9] += g_j [out, hw] x columns_j^T [hw, in*9].
+                gemm_into(
+                    &mut p.grad_w,
+                    rows,
+                    View::row_major(&g[image * cout * hw..(image + 1) * cout * hw], cout, hw, hw),
+                    View::row_major(&p.columns[j * hw..], rows, hw, k).transposed(),
+                    true,
+                    gemm_threads(chunks),
+                );
             }
-            // grad_w [out, in*9] += output_grad [out, k] x columns^T [k, in*9].
-            gemm_into(
-                &mut p.grad_w,
-                rows,
-                View::row_major(&p.output_grad, cout, k, k),
-                View::row_major(&p.columns, rows, k, k).transposed(),
-                true,
-                gemm_threads(chunks),
-            );
             p
         })
         .map(|p| p.grad_w)
