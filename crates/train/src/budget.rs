@@ -233,8 +233,10 @@ mod tests {
         let spent = Duration::from_secs(95);
         // (1020 - 95 - 25) / (100 x 1.08) = 8.33
         assert_eq!(plan("17m", None).epochs(m, spent, 0), 8);
-        // The first epoch's 190 steps done: 95 s less to train, (900 / 1.08 + 95) / 100 = 9.28.
-        assert_eq!(plan("17m", None).epochs(m, spent, 190), 9);
+        // With 18 minutes, (1080 - 95 - 25) / 108 = 8.89 epochs fit from scratch; with 95 steps
+        // of the first epoch done (47.5 s less to train), (960 / 1.08 + 47.5) / 100 = 9.36.
+        assert_eq!(plan("18m", None).epochs(m, spent, 0), 8);
+        assert_eq!(plan("18m", None).epochs(m, spent, 95), 9);
         // Too little time left still trains one epoch.
         assert_eq!(plan("10s", None).epochs(m, spent, 0), 1);
     }
