@@ -200,7 +200,7 @@ impl Cnn {
     /// `[batch, 3, H, W]` -> `[batch, num_classes]` logits.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         let x = self.features(images);
-        self.output.forward(x)
+        crate::linear::linear(&self.output, x)
     }
 
     /// Everything before the last layer: the `h` in `logits = W h + b`.
@@ -211,7 +211,7 @@ impl Cnn {
         }
         let mut x: Tensor<2> = self.global_pool.forward(x).flatten(1, 3);
         if let Some(hidden) = &self.hidden {
-            x = relu(hidden.forward(x));
+            x = relu(crate::linear::linear(hidden, x));
         }
         self.dropout.forward(x)
     }

@@ -37,7 +37,10 @@ use burn::{
 };
 use rayon::prelude::*;
 
-use crate::flex_data::{dims4, tensor, values};
+use crate::{
+    flex_data::{dims4, tensor, values},
+    matrix::{gemm_into, View},
+};
 
 /// Images per task (one column buffer): few enough for a small buffer, enough that each task's
 /// setup is shared by several gemms.
@@ -146,91 +149,6 @@ fn gemm_threads(chunks: usize) -> gemm::Parallelism {
         gemm::Parallelism::Rayon(0)
     } else {
         gemm::Parallelism::None
-    }
-}
-
-/// An `f32` matrix inside a slice: element `(r, c)` at `r * row_stride + c * col_stride`.
-#[derive(Clone, Copy)]
-struct View<'a> {
-    data: &'a [f32],
-    rows: usize,
-    cols: usize,
-    row_stride: usize,
-    col_stride: usize,
-}
-
-impl<'a> View<'a> {
-    /// A row-major `rows x cols` matrix whose rows are `row_stride` apart.
-    fn row_major(data: &'a [f32], rows: usize, cols: usize, row_stride: usize) -> Self {
-        Self {
-            data,
-            rows,
-            cols,
-            row_stride,
-            col_stride: 1,
-        }
-    }
-
-    /// The same elements read as the `cols x rows` transpose.
-    fn transposed(self) -> Self {
-        Self {
-            rows: self.cols,
-            cols: self.rows,
-            row_stride: self.col_stride,
-            col_stride: self.row_stride,
-            ..self
-        }
-    }
-}
-
-/// Whether every element of a `rows x cols` matrix with these strides lies in `len` elements.
-fn fits(len: usize, rows: usize, cols: usize, row_stride: usize, col_stride: usize) -> bool {
-    rows == 0 || cols == 0 || (rows - 1) * row_stride + (cols - 1) * col_stride < len
-}
-
-/// `dst [m, n] = lhs [m, k] x rhs [k, n]`, plus what `dst` held when `accumulate`; `dst` is
-/// row-major with rows `dst_row_stride` apart. Panics (instead of reading or writing out of
-/// bounds) when a matrix does not fit its slice.
-fn gemm_into(
-    dst: &mut [f32],
-    dst_row_stride: usize,
-    lhs: View,
-    rhs: View,
-    accumulate: bool,
-    parallelism: gemm::Parallelism,
-) {
-    let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
-    assert_eq!(rhs.rows, k, "gemm: inner dimensions differ");
-    assert!(
-        fits(dst.len(), m, n, dst_row_stride, 1)
-            && fits(lhs.data.len(), m, k, lhs.row_stride, lhs.col_stride)
-            && fits(rhs.data.len(), k, n, rhs.row_stride, rhs.col_stride),
-        "gemm: a matrix does not fit its buffer"
-    );
-    // SAFETY: the three matrices lie inside their slices (checked above); `dst` is borrowed
-    // mutably, so it overlaps neither input.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            dst_row_stride as isize,
-            accumulate,
-            lhs.data.as_ptr(),
-            lhs.col_stride as isize,
-            lhs.row_stride as isize,
-            rhs.data.as_ptr(),
-            rhs.col_stride as isize,
-            rhs.row_stride as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism,
-        );
     }
 }
 

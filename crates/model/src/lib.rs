@@ -11,6 +11,8 @@ mod config;
 pub mod conv3x3;
 mod fast_ops;
 mod flex_data;
+pub mod linear;
+mod matrix;
 mod mlp;
 pub mod norm_relu_pool;
 mod probs;

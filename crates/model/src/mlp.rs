@@ -80,14 +80,14 @@ impl Mlp {
     /// `[batch, 3, H, W]` -> `[batch, num_classes]` logits.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         let x = self.features(images);
-        self.output.forward(x)
+        crate::linear::linear(&self.output, x)
     }
 
     /// Everything before the last layer: the `h` in `logits = W h + b`.
     pub fn features(&self, images: Tensor<4>) -> Tensor<2> {
         let mut x: Tensor<2> = images.flatten(1, 3);
         for layer in &self.hidden {
-            x = self.dropout.forward(relu(layer.forward(x)));
+            x = self.dropout.forward(relu(crate::linear::linear(layer, x)));
         }
         x
     }

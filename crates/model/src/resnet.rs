@@ -174,7 +174,7 @@ pub struct ResNet {
 impl ResNet {
     /// `[batch, 3, H, W]` -> `[batch, num_classes]` logits.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        self.output.forward(self.features(images))
+        crate::linear::linear(&self.output, self.features(images))
     }
 
     /// Everything before the last layer.
