@@ -1,6 +1,8 @@
 //! `f32` matrices inside slices and the gemm calls of catdog's kernels on them (the `gemm`
 //! crate, as burn-flex multiplies with).
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 /// An `f32` matrix inside a slice: element `(r, c)` at `r * row_stride + c * col_stride`.
@@ -113,10 +115,10 @@ unsafe fn gemm_raw(
 
 /// Panics (instead of reading or writing out of bounds) when a matrix of `dst = lhs x rhs`
 /// does not fit its slice or the shapes disagree.
-fn check(dst: &[f32], dst_row_stride: usize, lhs: &View, rhs: &View) {
+fn check(dst_len: usize, dst_row_stride: usize, lhs: &View, rhs: &View) {
     assert_eq!(rhs.rows, lhs.cols, "gemm: inner dimensions differ");
     assert!(
-        fits(dst.len(), lhs.rows, rhs.cols, dst_row_stride, 1) && lhs.fits() && rhs.fits(),
+        fits(dst_len, lhs.rows, rhs.cols, dst_row_stride, 1) && lhs.fits() && rhs.fits(),
         "gemm: a matrix does not fit its buffer"
     );
 }
@@ -132,7 +134,7 @@ pub(crate) fn gemm_into(
     accumulate: bool,
     parallelism: gemm::Parallelism,
 ) {
-    check(dst, dst_row_stride, &lhs, &rhs);
+    check(dst.len(), dst_row_stride, &lhs, &rhs);
     // SAFETY: the three matrices lie inside their slices (checked above); `dst` is borrowed
     // mutably, so nothing else touches it.
     unsafe {
@@ -142,6 +144,32 @@ pub(crate) fn gemm_into(
             lhs,
             rhs,
             accumulate,
+            parallelism,
+        )
+    }
+}
+
+/// `dst [m, n] = lhs [m, k] x rhs [k, n]` into memory not yet written (a fresh output that
+/// would otherwise be cleared first, only to be overwritten); `dst` is row-major with rows
+/// `dst_row_stride` apart. Panics when a matrix does not fit its slice.
+pub(crate) fn gemm_overwrite(
+    dst: &mut [MaybeUninit<f32>],
+    dst_row_stride: usize,
+    lhs: View,
+    rhs: View,
+    parallelism: gemm::Parallelism,
+) {
+    check(dst.len(), dst_row_stride, &lhs, &rhs);
+    // SAFETY: the matrices lie inside their slices (checked above) and `dst` is borrowed
+    // mutably; without `accumulate` the gemm crate only writes `dst` (its factor on the old
+    // value is zero and that value is never loaded), so its not yet being initialised is fine.
+    unsafe {
+        gemm_raw(
+            dst.as_mut_ptr().cast(),
+            dst_row_stride,
+            lhs,
+            rhs,
+            false,
             parallelism,
         )
     }
@@ -181,7 +209,7 @@ pub(crate) fn gemm_split(
     rhs: View,
     accumulate: bool,
 ) {
-    check(dst, dst_row_stride, &lhs, &rhs);
+    check(dst.len(), dst_row_stride, &lhs, &rhs);
     let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
     let threads = rayon::current_num_threads().max(1);
     let along_cols = n >= m;
