@@ -1,5 +1,5 @@
 //! Reading and making burn-flex tensors in the hand-written kernels ([`crate::conv3x3`],
-//! [`crate::norm_relu_pool`]).
+//! [`crate::linear`], [`crate::norm_relu_pool`]).
 
 use std::borrow::Cow;
 
@@ -25,6 +25,12 @@ pub(crate) fn values(t: &FlexTensor) -> Cow<'_, [f32]> {
 /// A tensor of `values` in row-major order.
 pub(crate) fn tensor(values: Vec<f32>, shape: impl Into<Shape>) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, shape.into()))
+}
+
+/// The `[rows, cols]` of a matrix.
+pub(crate) fn dims2(t: &FlexTensor) -> [usize; 2] {
+    let s = t.layout().shape();
+    [s[0], s[1]]
 }
 
 /// The shape of a `[N, C, H, W]` tensor.

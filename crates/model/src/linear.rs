@@ -25,7 +25,7 @@ use burn::{
 };
 
 use crate::{
-    flex_data::{tensor, values},
+    flex_data::{dims2, tensor, values},
     matrix::{gemm_split, View},
 };
 
@@ -55,12 +55,6 @@ pub fn linear(layer: &Linear, x: Tensor<2>) -> Tensor<2> {
         )),
         _ => layer.forward(x),
     }
-}
-
-/// The `[rows, cols]` of a matrix.
-fn dims2(t: &FlexTensor) -> [usize; 2] {
-    let s = t.layout().shape();
-    [s[0], s[1]]
 }
 
 impl LinearOps for Flex {
@@ -93,8 +87,8 @@ impl Backward<Flex, 3> for LinearBackward {
         let grad = grads.consume::<Flex>(&ops.node);
         let (x, weight) = ops.state;
         let ([m, k], [_, n]) = (dims2(&x), dims2(&weight));
-        let g = values(&grad);
-        let g = View::row_major(&g, m, n, n);
+        let g_values = values(&grad);
+        let g = View::row_major(&g_values, m, n, n);
         if let Some(node) = node_w {
             let mut dw = vec![0f32; k * n];
             gemm_split(
@@ -118,9 +112,8 @@ impl Backward<Flex, 3> for LinearBackward {
             grads.register::<Flex>(node.id, tensor(dx, [m, k]));
         }
         if let Some(node) = node_b {
-            let g = values(&grad);
             let mut db = vec![0f32; n];
-            for row in g.chunks_exact(n) {
+            for row in g_values.chunks_exact(n) {
                 for (d, v) in db.iter_mut().zip(row) {
                     *d += v;
                 }
