@@ -10,11 +10,15 @@
 //!
 //! - forward: the chunk's columns `im2col(X) [in*9, pixels]` once, then per image
 //!   `Y [out, pixels] = W [out, in*9] x columns`, written straight into the output;
-//! - weight gradient: per image `dW [out, in*9] += dY [out, pixels] x columns^T`, read in place
-//!   from the output gradient, into the task's own accumulator, the accumulators added at the
-//!   end;
+//! - weight gradient: per image `dW^T [in*9, out] += columns x dY^T [pixels, out]`, read in
+//!   place from the output gradient, into the task's own accumulator, the accumulators added
+//!   and transposed at the end (this way round the `gemm` crate repacks the small output
+//!   gradient instead of the columns, 9 x in/out times larger);
 //! - input gradient: per image `W^T [in*9, out] x dY [out, pixels]`, added back onto the
 //!   shifted input positions (col2im).
+//!
+//! Below [`GROUP_BELOW_PIXELS`] pixels per image, each gemm covers the task's whole chunk
+//! instead of one image.
 //!
 //! Values and both gradients equal burn's convolution to float rounding (tested in
 //! `tests/conv3x3.rs`). Other backends never come here ([`applies`]).
@@ -46,6 +50,13 @@ use crate::{
 /// Images per task (one column buffer): few enough for a small buffer, enough that each task's
 /// setup is shared by several gemms.
 const CHUNK_IMAGES: usize = 8;
+
+/// Below this many pixels per image, a task multiplies its whole chunk in one gemm (its output
+/// or output gradient gathered into, or scattered from, a `[out, images*pixels]` buffer)
+/// instead of one gemm per image. A ResNet's 6x6 and 12x12 stages made per-image gemms of 36
+/// or 144 columns (or a depth of 36 for the weight gradient): the `gemm` crate repacked the
+/// whole weight for every such sliver and ran mostly its edge kernels.
+pub const GROUP_BELOW_PIXELS: usize = 256;
 
 #[backend_extension(Flex, Autodiff)]
 pub trait Conv3x3Ops: Backend {
@@ -83,28 +94,36 @@ impl Conv3x3Ops for Flex {
     }
 }
 
-/// Appends row `src` shifted by `dx` in -1..=1 (element `x` is `src[x + dx]`) to `columns`,
-/// zero where that falls outside.
+/// Writes `plane [h, w]` shifted by `(dy, dx)` in -1..=1 into `dst [h, w]` (element `(y, x)`
+/// is `plane[y + dy, x + dx]`), zero where that falls outside.
+///
+/// Row-major, the shift is one offset `dy * w + dx` of the whole plane: one contiguous copy
+/// (rows that fall outside land in the zeroed ends), then the column that wrapped round from
+/// the neighbouring row is zeroed. Row-by-row copies cost a call per row, most of the time
+/// for rows of 6 to 24 pixels.
 #[inline]
-fn push_shifted_row(columns: &mut Vec<f32>, src: &[f32], dx: isize) {
-    let w = src.len();
+fn shifted_plane(dst: &mut [f32], plane: &[f32], w: usize, dy: isize, dx: isize) {
+    let hw = plane.len();
+    let shift = dy * w as isize + dx;
+    let lo = (-shift).clamp(0, hw as isize) as usize;
+    let hi = (hw as isize - shift).clamp(lo as isize, hw as isize) as usize;
+    dst[..lo].fill(0.0);
+    if lo < hi {
+        let from = (lo as isize + shift) as usize;
+        dst[lo..hi].copy_from_slice(&plane[from..from + (hi - lo)]);
+    }
+    dst[hi..].fill(0.0);
     match dx {
-        -1 => {
-            columns.push(0.0);
-            columns.extend_from_slice(&src[..w - 1]);
-        }
-        0 => columns.extend_from_slice(src),
-        _ => {
-            columns.extend_from_slice(&src[1..]);
-            columns.push(0.0);
-        }
+        -1 => dst.iter_mut().step_by(w).for_each(|v| *v = 0.0),
+        1 => dst[w - 1..].iter_mut().step_by(w).for_each(|v| *v = 0.0),
+        _ => {}
     }
 }
 
 /// Lays out `images` of `x [n, in, h, w]` as the columns of a 3x3, padding-1 convolution:
 /// `columns [in*9, images*h*w]`, row `(c, ky, kx)` holding channel `c` shifted by
-/// `(ky-1, kx-1)`, zero where that falls outside, the images side by side. Written in memory
-/// order by appending, so a reused buffer is never cleared first.
+/// `(ky-1, kx-1)`, zero where that falls outside, the images side by side. Every element is
+/// written, so a reused buffer is never cleared first.
 fn im2col(
     x: &[f32],
     [_, cin, h, w]: [usize; 4],
@@ -112,21 +131,18 @@ fn im2col(
     columns: &mut Vec<f32>,
 ) {
     let hw = h * w;
-    columns.clear();
-    columns.reserve(cin * 9 * images.len() * hw);
+    let len = cin * 9 * images.len() * hw;
+    if columns.len() < len {
+        columns.resize(len, 0.0);
+    }
+    let mut blocks = columns[..len].chunks_exact_mut(hw);
     for c in 0..cin {
         for ky in 0..3isize {
             for kx in 0..3isize {
                 for image in images.clone() {
                     let plane = &x[(image * cin + c) * hw..(image * cin + c + 1) * hw];
-                    for y in 0..h as isize {
-                        let sy = y + ky - 1;
-                        if sy < 0 || sy >= h as isize {
-                            columns.resize(columns.len() + w, 0.0);
-                        } else {
-                            let sy = sy as usize;
-                            push_shifted_row(columns, &plane[sy * w..(sy + 1) * w], kx - 1);
-                        }
+                    if let Some(dst) = blocks.next() {
+                        shifted_plane(dst, plane, w, ky - 1, kx - 1);
                     }
                 }
             }
@@ -139,15 +155,50 @@ thread_local! {
     /// 32-channel layer of a 64x64 batch): allocating and clearing a fresh one per task cost
     /// 4% of a CNN training step in `perf`.
     static COLUMNS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// Each thread's `[out, images*pixels]` buffer of a chunk-wide gemm's output or output
+    /// gradient (see [`GROUP_BELOW_PIXELS`]).
+    static GROUPED: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Runs `f` with this thread's column buffer, or with a fresh one when this thread already
-/// holds it (a task stolen while it waits inside a threaded gemm).
-fn with_columns<R>(f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
-    COLUMNS.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut columns) => f(&mut columns),
+/// Runs `f` with this thread's `buffer`, or with a fresh one when this thread already holds it
+/// (a task stolen while it waits inside a threaded gemm).
+fn with_buffer<R>(
+    buffer: &'static std::thread::LocalKey<RefCell<Vec<f32>>>,
+    f: impl FnOnce(&mut Vec<f32>) -> R,
+) -> R {
+    buffer.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut kept) => f(&mut kept),
         Err(_) => f(&mut Vec::new()),
     })
+}
+
+/// Runs `f` with this thread's column buffer.
+fn with_columns<R>(f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
+    with_buffer(&COLUMNS, f)
+}
+
+/// Runs `f` with this thread's chunk-wide gemm buffer.
+fn with_grouped<R>(f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
+    with_buffer(&GROUPED, f)
+}
+
+/// Whether images of `pixels` pixels are multiplied a whole chunk at a time.
+fn grouped(pixels: usize) -> bool {
+    pixels < GROUP_BELOW_PIXELS
+}
+
+/// Copies the `[out, pixels]` blocks of `images` consecutive images of `g` (starting at
+/// `g[0]`) side by side into `dst [out, images*pixels]`.
+fn gather(g: &[f32], images: usize, cout: usize, hw: usize, dst: &mut Vec<f32>) {
+    let k = images * hw;
+    dst.clear();
+    dst.reserve(cout * k);
+    for co in 0..cout {
+        for j in 0..images {
+            let start = (j * cout + co) * hw;
+            dst.extend_from_slice(&g[start..start + hw]);
+        }
+    }
 }
 
 /// Images per task of the batch, and the number of tasks: at least one task per thread when
@@ -185,20 +236,47 @@ pub fn forward(x: &[f32], weight: &[f32], [n, cin, h, w]: [usize; 4], cout: usiz
                 let images = out.len() / (cout * hw);
                 let k = images * hw;
                 im2col(x, [n, cin, h, w], first..first + images, columns);
+                let weight = View::row_major(weight, cout, rows, rows);
+                if grouped(hw) {
+                    with_grouped(|product| {
+                        // product [out, images*hw] = weight [out, rows] x columns, then each
+                        // image's columns to its own [out, hw] block.
+                        product.clear();
+                        product.reserve(cout * k);
+                        gemm_overwrite(
+                            &mut product.spare_capacity_mut()[..cout * k],
+                            k,
+                            weight,
+                            View::row_major(columns, rows, k, k),
+                            gemm_threads(chunks),
+                        );
+                        // SAFETY: the gemm wrote all `cout * k` elements.
+                        unsafe { product.set_len(cout * k) };
+                        for (j, y) in out.chunks_mut(cout * hw).enumerate() {
+                            for (co, y) in y.chunks_mut(hw).enumerate() {
+                                let src = &product[co * k + j * hw..co * k + (j + 1) * hw];
+                                for (d, s) in y.iter_mut().zip(src) {
+                                    d.write(*s);
+                                }
+                            }
+                        }
+                    });
+                    return;
+                }
                 for (j, y) in out.chunks_mut(cout * hw).enumerate() {
                     // y_j [out, hw] = weight [out, rows] x columns[:, j*hw..(j+1)*hw].
                     gemm_overwrite(
                         y,
                         hw,
-                        View::row_major(weight, cout, rows, rows),
+                        weight,
                         View::row_major(&columns[j * hw..], rows, hw, k),
                         gemm_threads(chunks),
                     );
                 }
             })
         });
-    // SAFETY: the chunks cover all `len` elements, and each image's gemm wrote every element of
-    // its `[out, hw]` block.
+    // SAFETY: the chunks cover all `len` elements, and each image's `[out, hw]` block was
+    // written whole, by its gemm or from the chunk's product.
     unsafe { y.set_len(len) };
     y
 }
@@ -218,54 +296,87 @@ fn add_shifted_row(dst: &mut [f32], src: &[f32], dx: isize) {
     }
 }
 
+/// Adds the columns' gradient `columns [in*9, k]` of one image, whose pixels start at column
+/// `offset`, back onto the shifted input positions of its `dx [in, h, w]` (col2im).
+fn col2im(columns: &[f32], k: usize, offset: usize, dx: &mut [f32], [cin, h, w]: [usize; 3]) {
+    let hw = h * w;
+    for c in 0..cin {
+        let plane = &mut dx[c * hw..(c + 1) * hw];
+        for ky in 0..3isize {
+            for kx in 0..3isize {
+                let row = (c * 9 + (ky * 3 + kx) as usize) * k + offset;
+                for y in 0..h {
+                    let sy = y as isize + ky - 1;
+                    if sy < 0 || sy >= h as isize {
+                        continue;
+                    }
+                    let sy = sy as usize;
+                    add_shifted_row(
+                        &mut plane[sy * w..(sy + 1) * w],
+                        &columns[row + y * w..row + (y + 1) * w],
+                        kx - 1,
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// `dx [n, in, h, w]` of a 3x3, stride-1, padding-1 convolution from its output gradient
-/// `g [n, out, h, w]` and `weight [out, in, 3, 3]`: per image, the columns' gradient
-/// `weight^T [in*9, out] x g [out, h*w]` as one gemm into a buffer the task reuses, then added
-/// back onto the shifted input positions (col2im).
+/// `g [n, out, h, w]` and `weight [out, in, 3, 3]`: per image (or per chunk, gathered, below
+/// [`GROUP_BELOW_PIXELS`]), the columns' gradient `weight^T [in*9, out] x g [out, pixels]` as
+/// one gemm into a buffer the task reuses, then added back onto the shifted input positions
+/// (col2im).
 pub fn input_grad(g: &[f32], weight: &[f32], [n, cin, h, w]: [usize; 4], cout: usize) -> Vec<f32> {
     let hw = h * w;
     let rows = cin * 9;
     let (per_chunk, chunks) = chunking(n);
+    let weight_t = View::row_major(weight, cout, rows, rows).transposed();
     let mut dx = vec![0f32; n * cin * hw];
     dx.par_chunks_mut(per_chunk * cin * hw)
         .enumerate()
         .for_each(|(chunk, dx)| {
             with_columns(|columns| {
+                let first = chunk * per_chunk;
+                let images = dx.len() / (cin * hw);
+                if grouped(hw) {
+                    let k = images * hw;
+                    if columns.len() < rows * k {
+                        columns.resize(rows * k, 0.0);
+                    }
+                    with_grouped(|g_chunk| {
+                        gather(&g[first * cout * hw..], images, cout, hw, g_chunk);
+                        // columns [rows, images*hw] = weight^T [rows, out] x g_chunk.
+                        gemm_into(
+                            columns,
+                            k,
+                            weight_t,
+                            View::row_major(g_chunk, cout, k, k),
+                            false,
+                            gemm_threads(chunks),
+                        );
+                    });
+                    for (j, dx) in dx.chunks_mut(cin * hw).enumerate() {
+                        col2im(columns, k, j * hw, dx, [cin, h, w]);
+                    }
+                    return;
+                }
                 if columns.len() < rows * hw {
                     columns.resize(rows * hw, 0.0);
                 }
                 for (j, dx) in dx.chunks_mut(cin * hw).enumerate() {
-                    let image = chunk * per_chunk + j;
+                    let image = first + j;
                     let g = &g[image * cout * hw..(image + 1) * cout * hw];
                     // columns [rows, hw] = weight^T [rows, out] x g [out, hw].
                     gemm_into(
                         columns,
                         hw,
-                        View::row_major(weight, cout, rows, rows).transposed(),
+                        weight_t,
                         View::row_major(g, cout, hw, hw),
                         false,
                         gemm_threads(chunks),
                     );
-                    for c in 0..cin {
-                        let plane = &mut dx[c * hw..(c + 1) * hw];
-                        for ky in 0..3isize {
-                            for kx in 0..3isize {
-                                let row = (c * 9 + (ky * 3 + kx) as usize) * hw;
-                                for y in 0..h {
-                                    let sy = y as isize + ky - 1;
-                                    if sy < 0 || sy >= h as isize {
-                                        continue;
-                                    }
-                                    let sy = sy as usize;
-                                    add_shifted_row(
-                                        &mut plane[sy * w..(sy + 1) * w],
-                                        &columns[row + y * w..row + (y + 1) * w],
-                                        kx - 1,
-                                    );
-                                }
-                            }
-                        }
-                    }
+                    col2im(columns, hw, 0, dx, [cin, h, w]);
                 }
             })
         });
@@ -274,8 +385,9 @@ pub fn input_grad(g: &[f32], weight: &[f32], [n, cin, h, w]: [usize; 4], cout: u
 
 /// `dW [out, in, 3, 3]` of a 3x3, stride-1, padding-1 convolution from its input `x
 /// [n, in, h, w]` and output gradient `g [n, out, h, w]`: per task, the chunk's columns once,
-/// then per image `dW += g_j [out, pixels] x columns_j^T` straight from the output gradient
-/// (each image's `[out, pixels]` block is already contiguous there).
+/// then per image `dW^T += columns_j x g_j^T [pixels, out]` straight from the output gradient
+/// (each image's `[out, pixels]` block is already contiguous there), or below
+/// [`GROUP_BELOW_PIXELS`] one gemm over the chunk's gathered output gradient.
 pub fn weight_grad(x: &[f32], g: &[f32], [n, cin, h, w]: [usize; 4], cout: usize) -> Vec<f32> {
     let hw = h * w;
     let rows = cin * 9;
@@ -292,15 +404,30 @@ pub fn weight_grad(x: &[f32], g: &[f32], [n, cin, h, w]: [usize; 4], cout: usize
                     let images = per_chunk.min(n - first);
                     let k = images * hw;
                     im2col(x, [n, cin, h, w], first..first + images, columns);
+                    if grouped(hw) {
+                        with_grouped(|g_chunk| {
+                            gather(&g[first * cout * hw..], images, cout, hw, g_chunk);
+                            // grad_w [in*9, out] += columns [in*9, k] x g_chunk^T [k, out].
+                            gemm_into(
+                                &mut grad_w,
+                                cout,
+                                View::row_major(columns, rows, k, k),
+                                View::row_major(g_chunk, cout, k, k).transposed(),
+                                true,
+                                gemm_threads(chunks),
+                            );
+                        });
+                        return;
+                    }
                     for j in 0..images {
                         let image = first + j;
                         let g = &g[image * cout * hw..(image + 1) * cout * hw];
-                        // grad_w [out, in*9] += g_j [out, hw] x columns_j^T [hw, in*9].
+                        // grad_w [in*9, out] += columns_j [in*9, hw] x g_j^T [hw, out].
                         gemm_into(
                             &mut grad_w,
-                            rows,
-                            View::row_major(g, cout, hw, hw),
-                            View::row_major(&columns[j * hw..], rows, hw, k).transposed(),
+                            cout,
+                            View::row_major(&columns[j * hw..], rows, hw, k),
+                            View::row_major(g, cout, hw, hw).transposed(),
                             true,
                             gemm_threads(chunks),
                         );
@@ -310,10 +437,17 @@ pub fn weight_grad(x: &[f32], g: &[f32], [n, cin, h, w]: [usize; 4], cout: usize
             },
         )
         .collect();
-    let mut total = vec![0f32; cout * rows];
+    // The partials are `dW^T [in*9, out]`: summed, then transposed.
+    let mut sum = vec![0f32; rows * cout];
     for p in &partials {
-        for (t, v) in total.iter_mut().zip(p) {
+        for (t, v) in sum.iter_mut().zip(p) {
             *t += v;
+        }
+    }
+    let mut total = vec![0f32; cout * rows];
+    for (r, row) in sum.chunks_exact(cout).enumerate() {
+        for (co, v) in row.iter().enumerate() {
+            total[co * rows + r] = *v;
         }
     }
     total

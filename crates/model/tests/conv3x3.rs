@@ -80,6 +80,15 @@ fn equals_burns_convolution_on_odd_shapes_and_batch_one() {
 }
 
 #[test]
+fn images_multiplied_one_at_a_time_and_a_chunk_at_a_time_agree_with_burn() {
+    // Just below and at the size where each image gets its own gemm, in ragged chunks.
+    let side = (conv3x3::GROUP_BELOW_PIXELS as f64).sqrt() as usize;
+    check([11, 3, side - 1, side], 5, false);
+    check([11, 3, side, side], 5, false);
+    check([3, 2, side + 1, side + 2], 4, true);
+}
+
+#[test]
 fn gradients_add_when_the_input_also_feeds_another_op() {
     check([2, 4, 5, 6], 3, true);
 }
