@@ -123,6 +123,10 @@ pub struct SettingsArgs {
     /// Keep the last weights, not their moving average.
     #[arg(long, conflicts_with = "ema")]
     pub no_ema: bool,
+    /// Lookahead: every STEPS optimiser steps the weights move back half-way (alpha 0.5, or
+    /// the config file's) to where they were STEPS steps earlier (e.g. 5; default: off).
+    #[arg(long, value_name = "STEPS", allow_negative_numbers = true)]
+    pub lookahead: Option<usize>,
     /// Stop after this many epochs without a better validation loss.
     #[arg(long, allow_negative_numbers = true)]
     pub patience: Option<usize>,

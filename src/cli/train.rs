@@ -6,7 +6,7 @@ use std::{
 use anyhow::Context;
 use catdog_infer::model_io::WEIGHTS_FILE;
 use catdog_model::{Architecture, CnnArch, MlpArch, ResNetArch};
-use catdog_train::{train, ProgressMode, Progressive, TrainConfig, TrainRequest};
+use catdog_train::{train, LookaheadConfig, ProgressMode, Progressive, TrainConfig, TrainRequest};
 
 use super::{
     args::{Arch, SettingsArgs, TrainArgs},
@@ -183,6 +183,12 @@ pub(super) fn train_config(s: &SettingsArgs) -> Result<TrainConfig, Failure> {
     if s.no_ema {
         c.ema = None;
     }
+    if let Some(steps) = s.lookahead {
+        c.lookahead = Some(LookaheadConfig {
+            steps,
+            ..c.lookahead.unwrap_or_default()
+        });
+    }
     if s.patience.is_some() {
         c.patience = s.patience;
     }
@@ -230,6 +236,7 @@ fn ignored_on_resume(a: &TrainArgs) -> Vec<&'static str> {
         ("--label-smoothing", a.label_smoothing.is_some()),
         ("--ema", a.ema.is_some()),
         ("--no-ema", a.no_ema),
+        ("--lookahead", a.lookahead.is_some()),
         ("--patience", a.patience.is_some()),
         ("--validation-fraction", a.validation_fraction.is_some()),
         ("--seed", a.seed.is_some()),

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     budget::Budget,
     card::ModelCard,
+    lookahead::LookaheadConfig,
     progressive::{self, Progressive},
     OptimConfig,
 };
@@ -46,6 +47,8 @@ pub struct TrainConfig {
     /// validate, keep and export it instead of the last weights (`None`, or 0 in a config
     /// file: the last weights).
     pub ema: Option<f64>,
+    /// Lookahead on top of the optimiser (see [`LookaheadConfig`]; `None`: off).
+    pub lookahead: Option<LookaheadConfig>,
     /// Stop after this many epochs without a better validation loss.
     pub patience: Option<usize>,
     /// Share of each class held out for validation.
@@ -76,6 +79,7 @@ impl Default for TrainConfig {
             optim: OptimConfig::default(),
             label_smoothing: 0.1,
             ema: None,
+            lookahead: None,
             patience: None,
             validation_fraction: 0.1,
             seed: 42,
@@ -173,6 +177,22 @@ impl TrainConfig {
                     "ema",
                     decay.to_string(),
                     "use a decay in [0, 1), e.g. 0.999 (0 keeps the last weights)",
+                );
+            }
+        }
+        if let Some(look) = self.lookahead {
+            if look.steps < 2 {
+                return bad(
+                    "lookahead.steps",
+                    look.steps.to_string(),
+                    "use at least 2 steps between synchronisations (e.g. 5)",
+                );
+            }
+            if !(look.alpha > 0.0 && look.alpha <= 1.0) {
+                return bad(
+                    "lookahead.alpha",
+                    look.alpha.to_string(),
+                    "use a share in (0, 1], e.g. 0.5",
                 );
             }
         }

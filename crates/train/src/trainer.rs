@@ -27,6 +27,7 @@ use crate::{
     budget::{BudgetPlan, Measured},
     ema::WeightAverage,
     evaluate::{evaluate, VALIDATION_MIN_BATCH},
+    lookahead::Lookahead,
     metrics::{EpochMetrics, Evaluation},
     run_dir::{Resumed, RunDir, TrainState},
     InvalidSetting, Loss, Progress, TrainConfig, TrainError,
@@ -59,6 +60,8 @@ pub struct Trainer {
     optim: ModuleOptimizer,
     /// The weight average (`ema`), when the run keeps one: what is validated and kept.
     average: Option<WeightAverage>,
+    /// Lookahead's slow weights, when the run uses it.
+    lookahead: Option<Lookahead>,
     /// A budget's count, to be fitted again at the end of the warm-up.
     refit: Option<BudgetRefit>,
     loss: Loss,
@@ -125,6 +128,7 @@ impl Trainer {
         let train_images = train_set.len();
         Ok(Trainer {
             average: config.ema_decay().map(WeightAverage::new),
+            lookahead: config.lookahead.map(Lookahead::new),
             refit: None,
             model: Some(model),
             optim: config.optim.build(),
@@ -224,6 +228,9 @@ impl Trainer {
             );
         }
         batches.finish()?;
+        if let Some(lookahead) = &mut self.lookahead {
+            self.model = self.model.take().map(|model| lookahead.end_epoch(model));
+        }
         stats.train_seconds = started.elapsed().as_secs_f64();
         stats.loss = loss_sum / stats.images.max(1) as f64;
         stats.accuracy = correct as f64 / stats.images.max(1) as f64;
@@ -444,7 +451,10 @@ impl Trainer {
         }
         let correct = count_correct(logits, batch.targets);
         let grads = GradientsParams::from_grads(loss.backward(), &model);
-        let model = self.optim.step(lr, model, grads);
+        let mut model = self.optim.step(lr, model, grads);
+        if let Some(lookahead) = &mut self.lookahead {
+            model = lookahead.after_step(model);
+        }
         if let Some(average) = &mut self.average {
             average.update(&model, global_step);
         }

@@ -161,6 +161,36 @@ fn weight_average_is_checkpointed_and_resumes_as_an_uninterrupted_run() {
 }
 
 #[test]
+fn lookahead_learns_and_resumes_as_an_uninterrupted_run() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let data = dataset(dir, 30);
+    let mut config = small_config(&data, &dir.join("cache"));
+    config.lookahead = Some(catdog_train::LookaheadConfig {
+        steps: 3,
+        alpha: 0.5,
+    });
+    full_and_split(dir, &config);
+    assert_eq!(metrics(dir, "full"), metrics(dir, "split"));
+    let last = |name: &str| -> f64 {
+        let csv = metrics(dir, name);
+        let row = csv.lines().last().unwrap().to_string();
+        let header: Vec<_> = csv.lines().next().unwrap().split(',').collect();
+        let at = header.iter().position(|h| *h == "val_acc").unwrap();
+        row.split(',').nth(at).unwrap().parse().unwrap()
+    };
+    assert!(last("full") >= 0.9, "validation accuracy {}", last("full"));
+    // Lookahead changes the weights the run trains from: other training losses.
+    let plain = TrainConfig {
+        lookahead: None,
+        ..config
+    };
+    run(plain, &dir.join("plain"), false);
+    assert_ne!(metrics(dir, "full"), metrics(dir, "plain"));
+}
+
+#[test]
 fn progressive_resizing_learns_and_reproduces() {
     let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
