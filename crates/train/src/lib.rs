@@ -29,6 +29,8 @@ mod progressive;
 mod run;
 pub mod run_dir;
 mod summary;
+#[cfg(test)]
+mod test_models;
 mod trainer;
 
 pub use budget::Budget;

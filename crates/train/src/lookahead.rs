@@ -139,20 +139,8 @@ impl<'a, I: Iterator<Item = &'a Vec<f32>>> ModuleMapper for Replace<'a, I> {
 
 #[cfg(test)]
 mod tests {
-    use burn::tensor::Device;
-    use catdog_model::{Architecture, CnnArch};
-
     use super::*;
-
-    fn tiny_cnn(seed: u64) -> Classifier {
-        let device = Device::flex().autodiff();
-        device.seed(seed);
-        let arch = Architecture::Cnn(CnnArch {
-            channels: vec![4, 8],
-            ..Default::default()
-        });
-        Classifier::new(&arch.with_shape(8, 2), &device).unwrap()
-    }
+    use crate::test_models::tiny_cnn;
 
     /// `model` with every trainable value `v` replaced by `f(v)`.
     fn shifted(model: Classifier, by: f32) -> Classifier {
