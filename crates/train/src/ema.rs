@@ -9,11 +9,10 @@
 //! is updated in one pass over them: as burn tensor ops (a reshape, two scalings and an add per
 //! tensor, each dispatched and allocated) it cost a fifth of a CNN training step.
 
-use burn::{
-    module::{Module, ModuleMapper, ModuleVisitor, Param},
-    tensor::{Tensor, TensorData},
-};
+use burn::module::Module;
 use catdog_model::Classifier;
+
+use crate::model_values::{collect, replace, Tensors};
 
 pub struct WeightAverage {
     decay: f64,
@@ -71,50 +70,21 @@ impl WeightAverage {
         if self.values.is_empty() {
             return None;
         }
-        let mut replace = Replace {
-            values: self.values.iter(),
-        };
-        Some(model.valid().map(&mut replace))
+        Some(replace(model.valid(), &self.values, Tensors::All))
     }
 }
 
 /// Every float tensor (weights and running statistics) of `model`, in visiting order.
 fn floats(model: &Classifier) -> Vec<Vec<f32>> {
-    let mut all = Collect(Vec::new());
     // `valid()` (handles, no copy) first: it settles the running statistics' last update, which
     // a plain visit would see one step late (and a resumed run not late at all).
-    model.valid().visit(&mut all);
-    all.0
-}
-
-struct Collect(Vec<Vec<f32>>);
-
-impl ModuleVisitor for Collect {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let data = param.val().into_data();
-        self.0.push(data.iter::<f32>().collect());
-    }
-}
-
-/// Puts the average's values into a module of the same architecture (same visiting order).
-struct Replace<'a, I: Iterator<Item = &'a Vec<f32>>> {
-    values: I,
-}
-
-impl<'a, I: Iterator<Item = &'a Vec<f32>>> ModuleMapper for Replace<'a, I> {
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let Some(values) = self.values.next() else {
-            return param;
-        };
-        param.map(|t| {
-            let data = TensorData::new(values.clone(), t.shape());
-            Tensor::from_data(data, &t.device())
-        })
-    }
+    collect(&model.valid(), Tensors::All)
 }
 
 #[cfg(test)]
 mod tests {
+    use burn::tensor::Tensor;
+
     use super::*;
     use crate::test_models::tiny_cnn;
 

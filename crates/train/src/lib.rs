@@ -21,6 +21,7 @@ pub mod loss;
 pub mod lr_find;
 pub mod metrics;
 pub mod mistakes;
+mod model_values;
 mod optim;
 mod owned_dir;
 pub mod plots;

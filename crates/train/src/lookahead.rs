@@ -10,12 +10,10 @@
 //! Only trainable parameters are averaged (BatchNorm's running statistics follow the fast
 //! weights, as PyTorch's implementations do with buffers).
 
-use burn::{
-    module::{Module, ModuleMapper, ModuleVisitor, Param},
-    tensor::{Tensor, TensorData},
-};
 use catdog_model::Classifier;
 use serde::{Deserialize, Serialize};
+
+use crate::model_values::{collect, replace, Tensors};
 
 /// Lookahead's settings.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -92,49 +90,13 @@ impl Lookahead {
             }
         }
         self.since = 0;
-        model.map(&mut Replace {
-            values: self.slow.iter(),
-        })
+        replace(model, &self.slow, Tensors::Trainable)
     }
 }
 
 /// Every trainable tensor of `model` (those that take a gradient), in visiting order.
 fn trainable(model: &Classifier) -> Vec<Vec<f32>> {
-    let mut all = Collect(Vec::new());
-    model.visit(&mut all);
-    all.0
-}
-
-struct Collect(Vec<Vec<f32>>);
-
-impl ModuleVisitor for Collect {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let value = param.val();
-        if value.is_require_grad() {
-            self.0.push(value.into_data().iter::<f32>().collect());
-        }
-    }
-}
-
-/// Puts the slow values into the trainable tensors of the same model (same visiting order),
-/// keeping each parameter's id (the optimiser's state is keyed by it) and its gradient.
-struct Replace<'a, I: Iterator<Item = &'a Vec<f32>>> {
-    values: I,
-}
-
-impl<'a, I: Iterator<Item = &'a Vec<f32>>> ModuleMapper for Replace<'a, I> {
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        if !param.val().is_require_grad() {
-            return param;
-        }
-        let Some(values) = self.values.next() else {
-            return param;
-        };
-        param.map(|t| {
-            let data = TensorData::new(values.clone(), t.shape());
-            Tensor::from_data(data, &t.device()).require_grad()
-        })
-    }
+    collect(model, Tensors::Trainable)
 }
 
 #[cfg(test)]
@@ -148,9 +110,7 @@ mod tests {
             .into_iter()
             .map(|t| t.into_iter().map(|v| v + by).collect())
             .collect();
-        model.map(&mut Replace {
-            values: moved.iter(),
-        })
+        replace(model, &moved, Tensors::Trainable)
     }
 
     #[test]
@@ -173,17 +133,9 @@ mod tests {
         for (g, f) in got.iter().flatten().zip(first.iter().flatten()) {
             assert!((g - (f + 0.5)).abs() < 1e-5, "{g} vs {}", f + 0.5);
         }
-        // The parameters still take gradients, and the running statistics were not touched.
+        // Every parameter still takes a gradient (as many trainable tensors as before).
         assert!(!got.is_empty());
-        let mut grads = 0;
-        struct CountGrad<'a>(&'a mut usize);
-        impl ModuleVisitor for CountGrad<'_> {
-            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-                *self.0 += param.val().is_require_grad() as usize;
-            }
-        }
-        model.visit(&mut CountGrad(&mut grads));
-        assert_eq!(grads, got.len());
+        assert_eq!(got.len(), first.len());
         // One step more, then the epoch ends: synchronised again, then afresh.
         let model = look.after_step(shifted(model, 4.0));
         let model = look.end_epoch(model);
