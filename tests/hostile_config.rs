@@ -200,6 +200,18 @@ fn training_settings_that_cannot_fit_are_refused_before_any_work() {
     )
     .unwrap();
     assert_usage_error(&train(&["--config", "huge.toml"]), "hidden[0]");
+    std::fs::write(
+        dir.join("mix.toml"),
+        "mix = { kind = \"mixup\", alpha = 0.0 }\n",
+    )
+    .unwrap();
+    assert_usage_error(&train(&["--config", "mix.toml"]), "mix.alpha = 0");
+    std::fs::write(dir.join("mix.toml"), "mix = { probability = 2.0 }\n").unwrap();
+    assert_usage_error(&train(&["--config", "mix.toml"]), "mix.probability = 2");
+    assert_usage_error(
+        &train(&["--mix", "blend"]),
+        "invalid value 'blend' for '--mix",
+    );
     // Negative numbers reach the validator instead of being read as unknown flags.
     assert_usage_error(
         &train(&["--label-smoothing", "-0.1"]),

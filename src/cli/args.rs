@@ -1,5 +1,6 @@
 use std::path::PathBuf;
 
+use catdog_data::MixKind;
 use catdog_infer::{Backend, OpenDevice};
 use catdog_train::{
     export::ExportFormat,
@@ -138,6 +139,15 @@ pub struct SettingsArgs {
     /// Turn off training augmentation (flips and crops).
     #[arg(long)]
     pub no_augment: bool,
+    /// Mix training images in pairs, learning both labels: cutmix pastes a box of one image
+    /// into the other, mixup blends them (on half the batches, Beta(1, 1) shares, or the
+    /// config file's; default: off).
+    #[arg(long, value_enum, ignore_case = true)]
+    pub mix: Option<MixKind>,
+    /// Start the first convolution from the whitening filters of the training images' 3x3
+    /// patches (CNN and ResNet).
+    #[arg(long)]
+    pub whiten: bool,
     #[command(flatten)]
     pub backend: BackendArgs,
     /// Where decoded images are cached (default: ~/.cache/catdog).

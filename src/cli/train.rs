@@ -4,6 +4,7 @@ use std::{
 };
 
 use anyhow::Context;
+use catdog_data::Mix;
 use catdog_infer::model_io::WEIGHTS_FILE;
 use catdog_model::{Architecture, CnnArch, MlpArch, ResNetArch};
 use catdog_train::{train, LookaheadConfig, ProgressMode, Progressive, TrainConfig, TrainRequest};
@@ -198,6 +199,13 @@ pub(super) fn train_config(s: &SettingsArgs) -> Result<TrainConfig, Failure> {
     if s.no_augment {
         c.augment = None;
     }
+    c.whiten |= s.whiten;
+    if let Some(kind) = s.mix {
+        c.mix = Some(Mix {
+            kind,
+            ..c.mix.unwrap_or_default()
+        });
+    }
     if s.cache_dir.is_some() {
         c.cache_dir = s.cache_dir.clone();
     }
@@ -241,6 +249,8 @@ fn ignored_on_resume(a: &TrainArgs) -> Vec<&'static str> {
         ("--validation-fraction", a.validation_fraction.is_some()),
         ("--seed", a.seed.is_some()),
         ("--no-augment", a.no_augment),
+        ("--mix", a.mix.is_some()),
+        ("--whiten", a.whiten),
         ("--backend", a.backend.backend.is_some()),
         ("--device", a.backend.device_index.is_some()),
         ("--cache-dir", a.cache_dir.is_some()),

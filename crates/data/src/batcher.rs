@@ -7,7 +7,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::{
     augment::{write_chw, Transform},
-    Augment, DataError, ImageSet, Normalization, SplitMix64,
+    Augment, DataError, ImageSet, Mix, MixedLabels, Normalization, SplitMix64,
 };
 
 /// One image of a batch: its index in the set and the seed of its augmentation draw.
@@ -24,6 +24,8 @@ pub struct HostBatch {
     pub images: Vec<f32>,
     pub labels: Vec<i64>,
     pub image_size: usize,
+    /// The second labels of a mixed batch (see [`Mix`]).
+    pub mix: Option<MixedLabels>,
 }
 
 /// A batch on a device: images `[n, 3, H, W]` and class indices `[n]`.
@@ -31,6 +33,8 @@ pub struct HostBatch {
 pub struct Batch {
     pub images: Tensor<4>,
     pub targets: Tensor<1, Int>,
+    /// A mixed batch's partner labels `[n]` and the weight of `targets` (theirs is `1 - w`).
+    pub mix: Option<(Tensor<1, Int>, f32)>,
 }
 
 impl HostBatch {
@@ -47,7 +51,15 @@ impl HostBatch {
         let s = self.image_size;
         let images = Tensor::from_data(TensorData::new(self.images, [n, 3, s, s]), device);
         let targets = Tensor::from_data(TensorData::new(self.labels, [n]), device);
-        Batch { images, targets }
+        let mix = self.mix.map(|m| {
+            let partner = Tensor::from_data(TensorData::new(m.partner, [n]), device);
+            (partner, m.weight)
+        });
+        Batch {
+            images,
+            targets,
+            mix,
+        }
     }
 }
 
@@ -57,7 +69,11 @@ pub struct ImageBatcher {
     set: Arc<ImageSet>,
     lut: Box<[[f32; 256]; 3]>,
     augment: Option<Augment>,
+    mix: Option<Mix>,
 }
+
+/// Stream of the mixing draws, apart from the images' augmentation draws.
+const MIX_STREAM: u64 = 0x4D49_5845;
 
 impl ImageBatcher {
     pub fn new(set: Arc<ImageSet>, norm: &Normalization, augment: Option<Augment>) -> Self {
@@ -65,7 +81,14 @@ impl ImageBatcher {
             set,
             lut: Box::new(norm.lookup_table()),
             augment,
+            mix: None,
         }
+    }
+
+    /// Mixes the images of the batches it assembles (see [`Mix`]), as augmentation does: for
+    /// training only.
+    pub fn with_mix(self, mix: Option<Mix>) -> Self {
+        Self { mix, ..self }
     }
 
     pub fn assemble(&self, items: &[BatchItem]) -> HostBatch {
@@ -78,13 +101,22 @@ impl ImageBatcher {
                 .map_or(Transform::default(), |a| a.draw(item.seed));
             write_chw(out, self.set.image(item.index), size, &self.lut, t);
         }
+        let labels: Vec<i64> = items
+            .iter()
+            .map(|i| self.set.labels[i.index] as i64)
+            .collect();
+        // The first item's augmentation seed seeds the batch's draw.
+        let mix = match (self.mix, items.first()) {
+            (Some(mix), Some(first)) => {
+                mix.apply(&mut images, &labels, size, first.seed ^ MIX_STREAM)
+            }
+            _ => None,
+        };
         HostBatch {
             images,
-            labels: items
-                .iter()
-                .map(|i| self.set.labels[i.index] as i64)
-                .collect(),
+            labels,
             image_size: size,
+            mix,
         }
     }
 }

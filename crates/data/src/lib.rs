@@ -14,6 +14,7 @@ mod discover;
 mod error;
 mod imageset;
 mod load;
+mod mix;
 mod normalize;
 mod rng;
 mod split;
@@ -33,6 +34,7 @@ pub use discover::{discover, discover_files, Discovered, Layout, Sample, IMAGE_E
 pub use error::DataError;
 pub use imageset::ImageSet;
 pub use load::{load, lossy_path, DecodeProgress, LoadOptions, Loaded, Skipped};
+pub use mix::{Mix, MixKind, MixedLabels};
 pub use normalize::Normalization;
 pub use rng::SplitMix64;
 pub use split::{check_splittable, class_counts, stratified_split};

@@ -1,6 +1,7 @@
 use burn::{
     module::Module,
-    tensor::{Device, Tensor},
+    nn::conv::Conv2d,
+    tensor::{Device, Tensor, TensorData},
 };
 
 use crate::{Cnn, ConfigError, Mlp, ModelConfig, ResNet};
@@ -33,5 +34,45 @@ impl Classifier {
             Classifier::Cnn(m) => m.forward(images),
             Classifier::ResNet(m) => m.forward(images),
         }
+    }
+
+    /// The first convolution (over the RGB input), of the networks that have one.
+    fn first_conv(&mut self) -> Option<&mut Conv2d> {
+        match self {
+            Classifier::Mlp(_) => None,
+            Classifier::Cnn(m) => m.blocks.first_mut()?.convs.first_mut(),
+            Classifier::ResNet(m) => Some(&mut m.stem.conv),
+        }
+    }
+
+    /// The first convolution's weights `[out, 3, kh, kw]` as host values and their shape.
+    pub fn first_conv_weights(&mut self) -> Option<(Vec<f32>, [usize; 4])> {
+        let weight = self.first_conv()?.weight.val();
+        let shape = weight.shape().dims::<4>();
+        let values = weight
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .ok()?;
+        Some((values, shape))
+    }
+
+    /// Replaces the first convolution's weights (same shape, trainable as before); false when
+    /// the model has no convolution or `values` has another length.
+    pub fn set_first_conv_weights(&mut self, values: Vec<f32>) -> bool {
+        let Some(conv) = self.first_conv() else {
+            return false;
+        };
+        let shape = conv.weight.val().shape().dims::<4>();
+        if values.len() != shape.iter().product::<usize>() {
+            return false;
+        }
+        let weight = conv.weight.clone().map(|t| {
+            let require_grad = t.is_require_grad();
+            Tensor::from_data(TensorData::new(values, shape), &t.device())
+                .set_require_grad(require_grad)
+        });
+        conv.weight = weight;
+        true
     }
 }

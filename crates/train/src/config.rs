@@ -1,6 +1,6 @@
 use std::path::{Path, PathBuf};
 
-use catdog_data::Augment;
+use catdog_data::{Augment, Mix};
 use catdog_infer::{
     model_io::{read_json, ModelIoError, CONFIG_FILE},
     read_spec, Backend, ModelSpec,
@@ -57,6 +57,11 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Training-only augmentation; `None` turns it off.
     pub augment: Option<Augment>,
+    /// Mixup or CutMix of training batches (see [`Mix`]; `None`: off).
+    pub mix: Option<Mix>,
+    /// Start the first convolution from the training patches' whitening filters (see
+    /// [`crate::whiten`]); CNN and ResNet only.
+    pub whiten: bool,
     pub backend: Backend,
     /// wgpu adapter index when there are several.
     pub device_index: Option<usize>,
@@ -84,6 +89,8 @@ impl Default for TrainConfig {
             validation_fraction: 0.1,
             seed: 42,
             augment: Some(Augment::default()),
+            mix: None,
+            whiten: false,
             backend: Backend::Flex,
             device_index: None,
             cache_dir: None,
@@ -196,6 +203,22 @@ impl TrainConfig {
                 );
             }
         }
+        if let Some(mix) = self.mix {
+            if !(mix.alpha.is_finite() && mix.alpha > 0.0) {
+                return bad(
+                    "mix.alpha",
+                    mix.alpha.to_string(),
+                    "use a positive Beta parameter, e.g. 1.0",
+                );
+            }
+            if !(mix.probability > 0.0 && mix.probability <= 1.0) {
+                return bad(
+                    "mix.probability",
+                    mix.probability.to_string(),
+                    "use a share of batches in (0, 1], e.g. 0.5",
+                );
+            }
+        }
         if !(self.validation_fraction > 0.0 && self.validation_fraction < 0.9) {
             return bad(
                 "validation-fraction",
@@ -234,6 +257,13 @@ impl TrainConfig {
                     "use shares of the run with 0 <= ramp_start <= ramp_end <= 1",
                 );
             }
+        }
+        if self.whiten && matches!(self.model, Architecture::Mlp(_)) {
+            return bad(
+                "whiten",
+                "true".into(),
+                "an MLP has no convolution to whiten: leave it out",
+            );
         }
         if self.patience == Some(0) {
             return bad("patience", "0".into(), "use at least 1, or leave it out");

@@ -33,6 +33,7 @@ mod summary;
 #[cfg(test)]
 mod test_models;
 mod trainer;
+pub mod whiten;
 
 pub use budget::Budget;
 pub use card::{HeldOutMetrics, ModelCard, TensorInfo};

@@ -31,6 +31,24 @@ impl Loss {
     pub fn forward(&self, logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
         self.inner.forward(logits, targets)
     }
+
+    /// The loss of a training batch: [`Self::forward`] on its targets or, for a mixed batch
+    /// (`mix`: the partner labels and the weight of `targets`), the two labels' losses
+    /// weighted by the share of each image they show.
+    pub fn of_batch(
+        &self,
+        logits: Tensor<2>,
+        targets: Tensor<1, Int>,
+        mix: Option<(Tensor<1, Int>, f32)>,
+    ) -> Tensor<1> {
+        match mix {
+            None => self.forward(logits, targets),
+            Some((partner, weight)) => {
+                let own = self.forward(logits.clone(), targets).mul_scalar(weight);
+                own + self.forward(logits, partner).mul_scalar(1.0 - weight)
+            }
+        }
+    }
 }
 
 /// Cross-entropy of one row of logits on the host, in f64: `logsumexp(logits) - logits[target]`.

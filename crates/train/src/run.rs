@@ -447,11 +447,24 @@ fn size_schedule(config: &TrainConfig) -> String {
 /// How the training numbers of the curves were measured: not comparable with validation's
 /// when smoothed or augmented.
 fn train_note(config: &TrainConfig) -> String {
-    match (config.label_smoothing > 0.0, config.augment.is_some()) {
-        (true, true) => format!("label smoothing {}, augmented", config.label_smoothing),
-        (true, false) => format!("label smoothing {}", config.label_smoothing),
-        (false, true) => "augmented".to_string(),
-        (false, false) => "running mean over the epoch".to_string(),
+    let mut parts = Vec::new();
+    if config.label_smoothing > 0.0 {
+        parts.push(format!("label smoothing {}", config.label_smoothing));
+    }
+    if config.augment.is_some() {
+        parts.push("augmented".to_string());
+    }
+    if let Some(mix) = config.mix {
+        parts.push(format!(
+            "{} on {}% of batches",
+            mix.kind,
+            mix.probability * 100.0
+        ));
+    }
+    if parts.is_empty() {
+        "running mean over the epoch".to_string()
+    } else {
+        parts.join(", ")
     }
 }
 

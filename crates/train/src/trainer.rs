@@ -30,6 +30,7 @@ use crate::{
     lookahead::Lookahead,
     metrics::{EpochMetrics, Evaluation},
     run_dir::{Resumed, RunDir, TrainState},
+    whiten::whiten_first_conv,
     InvalidSetting, Loss, Progress, TrainConfig, TrainError,
 };
 
@@ -120,11 +121,14 @@ impl Trainer {
         ad: &Device,
     ) -> Result<Trainer, TrainError> {
         ad.seed(config.seed);
-        let model = Classifier::new(model_config, ad).map_err(|e| InvalidSetting {
+        let mut model = Classifier::new(model_config, ad).map_err(|e| InvalidSetting {
             field: "model",
             value: e.to_string(),
             fix: "change the architecture settings",
         })?;
+        if config.whiten {
+            whiten_first_conv(&mut model, &train_set, norm, config.seed);
+        }
         let train_images = train_set.len();
         Ok(Trainer {
             average: config.ema_decay().map(WeightAverage::new),
@@ -133,7 +137,9 @@ impl Trainer {
             model: Some(model),
             optim: config.optim.build(),
             loss: Loss::new(config.label_smoothing, ad),
-            batcher: Arc::new(ImageBatcher::new(train_set, norm, config.augment)),
+            batcher: Arc::new(
+                ImageBatcher::new(train_set, norm, config.augment).with_mix(config.mix),
+            ),
             train_images,
             // Every epoch has as many steps as the first: only their order differs.
             steps_per_epoch: epoch_plan(train_images, config.batch_size, epoch_order(config, 1))
@@ -342,7 +348,7 @@ impl Trainer {
             }
             let batch = host.to_device(&self.device);
             let logits = probe.forward(resized(batch.images, size));
-            let loss = self.loss.forward(logits, batch.targets);
+            let loss = self.loss.of_batch(logits, batch.targets, batch.mix);
             let grads = GradientsParams::from_grads(loss.backward(), &probe);
             probe = optim.step(self.config.optim.lr, probe, grads);
         }
@@ -438,7 +444,12 @@ impl Trainer {
             .take()
             .expect("the trainer holds its model between steps");
         let logits = model.forward(resized(batch.images, size));
-        let loss = self.loss.forward(logits.clone(), batch.targets.clone());
+        // A mixed image counts as right when the model picks the label covering most of it.
+        let majority = match &batch.mix {
+            Some((partner, weight)) if *weight < 0.5 => partner.clone(),
+            _ => batch.targets.clone(),
+        };
+        let loss = self.loss.of_batch(logits.clone(), batch.targets, batch.mix);
         let loss_value: f32 = loss
             .clone()
             .into_data()
@@ -449,7 +460,7 @@ impl Trainer {
             self.model = Some(model);
             return Err(loss_value);
         }
-        let correct = count_correct(logits, batch.targets);
+        let correct = count_correct(logits, majority);
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         let mut model = self.optim.step(lr, model, grads);
         if let Some(lookahead) = &mut self.lookahead {

@@ -127,3 +127,34 @@ fn label_smoothing_raises_the_loss_of_a_confident_right_answer() {
     ));
     assert!(smooth > plain + 0.1, "smoothed {smooth} vs plain {plain}");
 }
+
+#[test]
+fn a_mixed_batch_weights_each_label_by_its_share() {
+    let device = Device::flex();
+    let loss = Loss::new(0.0, &device);
+    let values = vec![2.0, -1.0, 0.5, 0.25, -3.0, 4.0];
+    let mean = |rows: &[(usize, usize)], w: f64| {
+        rows.iter()
+            .enumerate()
+            .map(|(i, &(own, partner))| {
+                let row = &values[2 * i..2 * i + 2];
+                w * reference(row, own) + (1.0 - w) * reference(row, partner)
+            })
+            .sum::<f64>()
+            / rows.len() as f64
+    };
+    let mixed = scalar(loss.of_batch(
+        logits(values.clone(), 3, &device),
+        targets(vec![0, 1, 1], &device),
+        Some((targets(vec![1, 1, 0], &device), 0.7)),
+    ));
+    let want = mean(&[(0, 1), (1, 1), (1, 0)], 0.7);
+    assert!((mixed - want).abs() < 1e-5, "{mixed} against {want}");
+    // No mix is the plain loss.
+    let plain = scalar(loss.of_batch(
+        logits(values.clone(), 3, &device),
+        targets(vec![0, 1, 1], &device),
+        None,
+    ));
+    assert!((plain - mean(&[(0, 0), (1, 1), (1, 1)], 1.0)).abs() < 1e-5);
+}

@@ -191,6 +191,63 @@ fn lookahead_learns_and_resumes_as_an_uninterrupted_run() {
 }
 
 #[test]
+fn mixed_batches_learn_reproduce_and_differ_from_whole_images() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let data = dataset(dir, 60);
+    let mut config = small_config(&data, &dir.join("cache"));
+    config.epochs = 4;
+    for kind in [catdog_data::MixKind::Cutmix, catdog_data::MixKind::Mixup] {
+        let mixed = TrainConfig {
+            mix: Some(catdog_data::Mix {
+                kind,
+                ..Default::default()
+            }),
+            ..config.clone()
+        };
+        let a = run(mixed.clone(), &dir.join(format!("{kind}-a")), false);
+        run(mixed, &dir.join(format!("{kind}-b")), false);
+        assert!(
+            a.validation.accuracy >= 0.9,
+            "{kind}: validation accuracy {}",
+            a.validation.accuracy
+        );
+        assert_eq!(
+            metrics(dir, &format!("{kind}-a")),
+            metrics(dir, &format!("{kind}-b"))
+        );
+    }
+    run(config, &dir.join("plain"), false);
+    assert_ne!(metrics(dir, "cutmix-a"), metrics(dir, "plain"));
+    assert_ne!(metrics(dir, "mixup-a"), metrics(dir, "plain"));
+}
+
+#[test]
+fn whitened_first_convolution_learns_reproduces_and_differs_from_random() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let data = dataset(dir, 60);
+    let mut config = small_config(&data, &dir.join("cache"));
+    config.epochs = 4;
+    let whitened = TrainConfig {
+        whiten: true,
+        ..config.clone()
+    };
+    let a = run(whitened.clone(), &dir.join("a"), false);
+    run(whitened, &dir.join("b"), false);
+    run(config, &dir.join("plain"), false);
+    assert!(
+        a.validation.accuracy >= 0.9,
+        "validation accuracy {}",
+        a.validation.accuracy
+    );
+    assert_eq!(metrics(dir, "a"), metrics(dir, "b"));
+    assert_ne!(metrics(dir, "a"), metrics(dir, "plain"));
+}
+
+#[test]
 fn progressive_resizing_learns_and_reproduces() {
     let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
