@@ -119,13 +119,11 @@ pub fn first_conv_init(filters: &[[f64; DIMS]], random: &[f32]) -> Vec<f32> {
     }
     let rms =
         |v: &[f32]| (v.iter().map(|&x| (x as f64).powi(2)).sum::<f64>() / v.len() as f64).sqrt();
-    let (want, have) = (
-        rms(random),
-        rms(&weights[..out.min(2 * filters.len()) * DIMS]),
-    );
+    let whitened = out.min(2 * filters.len()) * DIMS;
+    let (want, have) = (rms(random), rms(&weights[..whitened]));
     if have > 0.0 {
         let scale = (want / have) as f32;
-        for w in &mut weights[..out.min(2 * filters.len()) * DIMS] {
+        for w in &mut weights[..whitened] {
             *w *= scale;
         }
     }

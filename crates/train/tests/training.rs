@@ -190,6 +190,30 @@ fn lookahead_learns_and_resumes_as_an_uninterrupted_run() {
     assert_ne!(metrics(dir, "full"), metrics(dir, "plain"));
 }
 
+/// Trains `variant` twice into `<name>-a` and `<name>-b` under `dir`: it must learn (>= 0.9
+/// validation accuracy), reproduce byte for byte, and train otherwise than the plain run in
+/// `plain` (trained there first if it is not yet).
+fn learns_reproduces_and_differs(
+    dir: &Path,
+    name: &str,
+    variant: &TrainConfig,
+    plain: &TrainConfig,
+) {
+    let a = run(variant.clone(), &dir.join(format!("{name}-a")), false);
+    run(variant.clone(), &dir.join(format!("{name}-b")), false);
+    assert!(
+        a.validation.accuracy >= 0.9,
+        "{name}: validation accuracy {}",
+        a.validation.accuracy
+    );
+    let (a, b) = (format!("{name}-a"), format!("{name}-b"));
+    assert_eq!(metrics(dir, &a), metrics(dir, &b));
+    if !dir.join("plain").exists() {
+        run(plain.clone(), &dir.join("plain"), false);
+    }
+    assert_ne!(metrics(dir, &a), metrics(dir, "plain"));
+}
+
 #[test]
 fn mixed_batches_learn_reproduce_and_differ_from_whole_images() {
     let _serial = serial();
@@ -206,21 +230,8 @@ fn mixed_batches_learn_reproduce_and_differ_from_whole_images() {
             }),
             ..config.clone()
         };
-        let a = run(mixed.clone(), &dir.join(format!("{kind}-a")), false);
-        run(mixed, &dir.join(format!("{kind}-b")), false);
-        assert!(
-            a.validation.accuracy >= 0.9,
-            "{kind}: validation accuracy {}",
-            a.validation.accuracy
-        );
-        assert_eq!(
-            metrics(dir, &format!("{kind}-a")),
-            metrics(dir, &format!("{kind}-b"))
-        );
+        learns_reproduces_and_differs(dir, &kind.to_string(), &mixed, &config);
     }
-    run(config, &dir.join("plain"), false);
-    assert_ne!(metrics(dir, "cutmix-a"), metrics(dir, "plain"));
-    assert_ne!(metrics(dir, "mixup-a"), metrics(dir, "plain"));
 }
 
 #[test]
@@ -235,16 +246,7 @@ fn whitened_first_convolution_learns_reproduces_and_differs_from_random() {
         whiten: true,
         ..config.clone()
     };
-    let a = run(whitened.clone(), &dir.join("a"), false);
-    run(whitened, &dir.join("b"), false);
-    run(config, &dir.join("plain"), false);
-    assert!(
-        a.validation.accuracy >= 0.9,
-        "validation accuracy {}",
-        a.validation.accuracy
-    );
-    assert_eq!(metrics(dir, "a"), metrics(dir, "b"));
-    assert_ne!(metrics(dir, "a"), metrics(dir, "plain"));
+    learns_reproduces_and_differs(dir, "whitened", &whitened, &config);
 }
 
 #[test]
