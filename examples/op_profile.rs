@@ -2,7 +2,10 @@
 //! Flex: each convolution and each BatchNorm -> ReLU -> max-pool forward and backward as the model
 //! runs them (catdog's ops), burn's own composition beside them, the sum set against a whole
 //! measured training step, and each convolution's share of the machine's fp32 peak (a 2048^3
-//! matmul through burn-flex's gemm). The breakdown behind README's Performance section.
+//! matmul through burn-flex's gemm). Then, per convolution shape of the default CNN and the
+//! ResNet at 56x56, the two ways catdog computes a 3x3 convolution's forward pass and input
+//! gradient on Flex: im2col gemms and Winograd's F(2x2, 3x3) (`catdog_model::winograd::pays`
+//! picks between them from these figures). The breakdown behind README's Performance section.
 //!
 //! `cargo run --release --example op_profile`
 use std::time::Instant;
@@ -18,7 +21,7 @@ use burn::{
     tensor::{activation::relu, Device, Distribution, Int, Tensor, TensorData},
 };
 use catdog::{
-    model::{conv3x3, norm_relu_pool, Classifier, CnnConfig, ModelConfig},
+    model::{conv3x3, norm_relu_pool, winograd, Classifier, CnnConfig, ModelConfig},
     train::{Loss, OptimConfig},
 };
 
@@ -148,4 +151,77 @@ fn main() {
         b as f64 * 1000.0 / step,
         model.num_params()
     );
+    im2col_against_winograd(b);
+}
+
+/// Forward and input gradient of each 3x3 convolution shape, im2col against F(2x2, 3x3), on
+/// slices (no autodiff), and the relative difference of the two forward outputs.
+fn im2col_against_winograd(b: usize) {
+    println!(
+        "\n{:<24} {:>10} {:>10} {:>6} {:>10} {:>10} {:>6} {:>9}",
+        "shape (batch 64)", "im2col fwd", "winograd", "", "im2col dx", "winograd", "", "rel diff"
+    );
+    let mut state = 1u64;
+    let mut values = |len: usize| -> Vec<f32> {
+        (0..len)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    };
+    let cnn_48 = [(32, 64, 24), (64, 128, 12), (128, 256, 6)];
+    let cnn_64 = [(32, 64, 32), (64, 128, 16), (128, 256, 8)];
+    let resnet_56 = [
+        (32, 64, 56),
+        (64, 64, 28),
+        (64, 128, 28),
+        (128, 256, 14),
+        (256, 256, 7),
+    ];
+    for (cin, cout, s) in cnn_48.into_iter().chain(cnn_64).chain(resnet_56) {
+        let dims = [b, cin, s, s];
+        let x = values(b * cin * s * s);
+        let g = values(b * cout * s * s);
+        let w = values(cout * cin * 9);
+        let reference = conv3x3::im2col_forward(&x, &w, dims, cout);
+        let tiled = winograd::forward(&x, &w, dims, cout);
+        let scale = reference.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let diff = reference
+            .iter()
+            .zip(&tiled)
+            .fold(0f32, |m, (p, q)| m.max((p - q).abs()))
+            / scale;
+        let fwd = time(5, || {
+            std::hint::black_box(conv3x3::im2col_forward(&x, &w, dims, cout));
+        });
+        let fwd_w = time(5, || {
+            std::hint::black_box(winograd::forward(&x, &w, dims, cout));
+        });
+        let dx = time(5, || {
+            std::hint::black_box(conv3x3::im2col_input_grad(&g, &w, dims, cout));
+        });
+        let dx_w = time(5, || {
+            std::hint::black_box(winograd::input_grad(&g, &w, dims, cout));
+        });
+        let used = |depth| {
+            if winograd::pays(depth, [s, s]) {
+                "*"
+            } else {
+                " "
+            }
+        };
+        println!(
+            "{:<24} {fwd:>8.1}ms {fwd_w:>8.1}ms{} {:>4.2}x {dx:>8.1}ms {dx_w:>8.1}ms{} {:>4.2}x \
+             {diff:>9.1e}",
+            format!("{cin}->{cout} @{s}x{s}"),
+            used(cin),
+            fwd / fwd_w,
+            used(cout),
+            dx / dx_w,
+        );
+    }
+    println!("(* the kernel the model uses for that pass)");
 }

@@ -18,7 +18,9 @@
 //!   shifted input positions (col2im).
 //!
 //! Below [`GROUP_BELOW_PIXELS`] pixels per image, each gemm covers the task's whole chunk
-//! instead of one image.
+//! instead of one image. Forward and input gradient of the layers where it measured faster
+//! (planes of 12x12 and up, 32 channels and up) go through Winograd's F(2x2, 3x3) instead
+//! ([`crate::winograd`]).
 //!
 //! Values and both gradients equal burn's convolution to float rounding (tested in
 //! `tests/conv3x3.rs`). Other backends never come here ([`applies`]).
@@ -45,6 +47,7 @@ use std::cell::RefCell;
 use crate::{
     flex_data::{dims4, tensor, values},
     matrix::{gemm_into, gemm_overwrite, View},
+    winograd,
 };
 
 /// Images per task (one column buffer): few enough for a small buffer, enough that each task's
@@ -162,7 +165,7 @@ thread_local! {
 
 /// Runs `f` with this thread's `buffer`, or with a fresh one when this thread already holds it
 /// (a task stolen while it waits inside a threaded gemm).
-fn with_buffer<R>(
+pub(crate) fn with_buffer<R>(
     buffer: &'static std::thread::LocalKey<RefCell<Vec<f32>>>,
     f: impl FnOnce(&mut Vec<f32>) -> R,
 ) -> R {
@@ -203,14 +206,14 @@ fn gather(g: &[f32], images: usize, cout: usize, hw: usize, dst: &mut Vec<f32>) 
 
 /// Images per task of the batch, and the number of tasks: at least one task per thread when
 /// the batch allows it, at most [`CHUNK_IMAGES`] images each.
-fn chunking(n: usize) -> (usize, usize) {
+pub(crate) fn chunking(n: usize) -> (usize, usize) {
     let threads = rayon::current_num_threads().max(1);
     let per_chunk = n.div_ceil(threads).clamp(1, CHUNK_IMAGES);
     (per_chunk, n.div_ceil(per_chunk))
 }
 
 /// The gemm's own threading: none when the tasks already keep every thread busy.
-fn gemm_threads(chunks: usize) -> gemm::Parallelism {
+pub(crate) fn gemm_threads(chunks: usize) -> gemm::Parallelism {
     if chunks < rayon::current_num_threads() {
         gemm::Parallelism::Rayon(0)
     } else {
@@ -219,9 +222,29 @@ fn gemm_threads(chunks: usize) -> gemm::Parallelism {
 }
 
 /// `y [n, out, h, w]` of a 3x3, stride-1, padding-1 convolution of `x [n, in, h, w]` by
-/// `weight [out, in, 3, 3]`: per task, the chunk's columns once, then one gemm per image
+/// `weight [out, in, 3, 3]`: by Winograd's F(2x2, 3x3) where that measured faster
+/// ([`winograd::pays`]), else as gemms over im2col columns.
+pub fn forward(
+    x: &[f32],
+    weight: &[f32],
+    dims @ [_, cin, h, w]: [usize; 4],
+    cout: usize,
+) -> Vec<f32> {
+    if winograd::pays(cin, [h, w]) {
+        winograd::forward(x, weight, dims, cout)
+    } else {
+        im2col_forward(x, weight, dims, cout)
+    }
+}
+
+/// [`forward`] through im2col: per task, the chunk's columns once, then one gemm per image
 /// written straight into its output.
-pub fn forward(x: &[f32], weight: &[f32], [n, cin, h, w]: [usize; 4], cout: usize) -> Vec<f32> {
+pub fn im2col_forward(
+    x: &[f32],
+    weight: &[f32],
+    [n, cin, h, w]: [usize; 4],
+    cout: usize,
+) -> Vec<f32> {
     let hw = h * w;
     let rows = cin * 9;
     let (per_chunk, chunks) = chunking(n);
@@ -323,11 +346,32 @@ fn col2im(columns: &[f32], k: usize, offset: usize, dx: &mut [f32], [cin, h, w]:
 }
 
 /// `dx [n, in, h, w]` of a 3x3, stride-1, padding-1 convolution from its output gradient
-/// `g [n, out, h, w]` and `weight [out, in, 3, 3]`: per image (or per chunk, gathered, below
+/// `g [n, out, h, w]` and `weight [out, in, 3, 3]`: the convolution of `g` by the transposed
+/// filters by Winograd's F(2x2, 3x3) where that measured faster ([`winograd::pays`], whose
+/// gemms are `out` deep here), else through im2col.
+pub fn input_grad(
+    g: &[f32],
+    weight: &[f32],
+    dims @ [_, _, h, w]: [usize; 4],
+    cout: usize,
+) -> Vec<f32> {
+    if winograd::pays(cout, [h, w]) {
+        winograd::input_grad(g, weight, dims, cout)
+    } else {
+        im2col_input_grad(g, weight, dims, cout)
+    }
+}
+
+/// [`input_grad`] through im2col: per image (or per chunk, gathered, below
 /// [`GROUP_BELOW_PIXELS`]), the columns' gradient `weight^T [in*9, out] x g [out, pixels]` as
 /// one gemm into a buffer the task reuses, then added back onto the shifted input positions
 /// (col2im).
-pub fn input_grad(g: &[f32], weight: &[f32], [n, cin, h, w]: [usize; 4], cout: usize) -> Vec<f32> {
+pub fn im2col_input_grad(
+    g: &[f32],
+    weight: &[f32],
+    [n, cin, h, w]: [usize; 4],
+    cout: usize,
+) -> Vec<f32> {
     let hw = h * w;
     let rows = cin * 9;
     let (per_chunk, chunks) = chunking(n);

@@ -18,6 +18,7 @@ pub mod norm_relu_pool;
 mod probs;
 mod resnet;
 mod text;
+pub mod winograd;
 
 pub use architecture::{Architecture, CnnArch, MlpArch, ResNetArch, DEFAULT_IMAGE_SIZE};
 pub use classifier::Classifier;

@@ -89,6 +89,19 @@ fn images_multiplied_one_at_a_time_and_a_chunk_at_a_time_agree_with_burn() {
 }
 
 #[test]
+fn winograd_layers_equal_burns_convolution() {
+    use catdog_model::winograd::{pays, MIN_DEPTH, MIN_SIDE};
+    // Forward and input gradient by F(2x2, 3x3): odd and even sides, a ragged last chunk,
+    // batch 1, and the input feeding a second op.
+    let (depth, side) = (MIN_DEPTH, MIN_SIDE);
+    assert!(pays(depth, [side, side + 1]) && !pays(depth - 1, [side, side]));
+    check([1, depth, side, side + 1], depth, false);
+    check([5, depth, side + 1, side], depth + 3, true);
+    // Winograd forward, im2col input gradient (fewer output channels than the depth).
+    check([2, depth, side, side], 3, false);
+}
+
+#[test]
 fn gradients_add_when_the_input_also_feeds_another_op() {
     check([2, 4, 5, 6], 3, true);
 }
