@@ -176,12 +176,12 @@ pub(crate) fn with_buffer<R>(
 }
 
 /// Runs `f` with this thread's column buffer.
-fn with_columns<R>(f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
+pub(crate) fn with_columns<R>(f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
     with_buffer(&COLUMNS, f)
 }
 
 /// Runs `f` with this thread's chunk-wide gemm buffer.
-fn with_grouped<R>(f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
+pub(crate) fn with_grouped<R>(f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
     with_buffer(&GROUPED, f)
 }
 

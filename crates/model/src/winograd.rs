@@ -19,7 +19,7 @@ use std::mem::MaybeUninit;
 use rayon::prelude::*;
 
 use crate::{
-    conv3x3::{chunking, gemm_threads, with_buffer},
+    conv3x3::{chunking, gemm_threads, with_buffer, with_columns, with_grouped},
     matrix::{gemm_overwrite, View},
 };
 use std::cell::RefCell;
@@ -52,11 +52,10 @@ const XI: usize = 16;
 const BLOCK_BYTES: usize = 3 << 20;
 
 thread_local! {
-    /// Each thread's transformed input tiles `V [16, in, tiles]`, kept between calls.
-    static TILES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-    /// Each thread's gemm products `M [16, out, tiles]`, kept between calls.
-    static PRODUCTS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-    /// Each thread's row scratch of the input and output transforms.
+    /// Each thread's row scratch of the input and output transforms. The transformed tiles
+    /// and the products live in the im2col kernels' own per-thread buffers (the weight
+    /// gradient still needs those), so that the two kernels together keep no more memory than
+    /// im2col alone.
     static ROWS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -433,8 +432,8 @@ pub fn forward(x: &[f32], weight: &[f32], [n, cin, h, w]: [usize; 4], cout: usiz
             let first = chunk * per_chunk;
             let images = out.len() / (cout * hw);
             let tile_rows = images * th;
-            with_buffer(&TILES, |v| {
-                with_buffer(&PRODUCTS, |m| {
+            with_columns(|v| {
+                with_grouped(|m| {
                     with_buffer(&ROWS, |buffer| {
                         for start in (0..tile_rows).step_by(block_rows) {
                             let block = Block {
