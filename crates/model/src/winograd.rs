@@ -9,10 +9,11 @@
 //! price is three element-wise transforms (filters `U`, input tiles `V`, output tiles from `M`)
 //! and gemms of depth `in` instead of `in*9`.
 //!
-//! The input transform runs on whole rows of tiles: a row's even and odd columns are split
-//! apart first, after which tile `tx` reads elements `tx` and `tx + 1` of each, so every
-//! transform is a loop of contiguous, vectorisable arithmetic, and each tile position's values
-//! land contiguously in `V_xi`.
+//! The work goes a cache-sized block of tile rows at a time (see [`Block`]). Each input row's
+//! even and odd columns are split apart, and even and odd padded rows kept apart, so that tile
+//! `(ty, tx)` reads elements `tx` and `tx + 1` of rows `ty` and `ty + 1` of four arrays: with
+//! one phantom tile per row, both transforms are single contiguous, vectorisable loops over the
+//! block, and each tile position's values land contiguously in `V_xi`.
 
 use std::mem::MaybeUninit;
 
@@ -34,9 +35,9 @@ pub const MIN_SIDE: usize = 12;
 
 /// Whether a 3x3 convolution whose gemms are `depth` deep, on `h x w` planes, goes through
 /// F(2x2, 3x3). `cargo run --release --example op_profile` times both per layer; on the
-/// 2-core Intel Xeon (AVX-512, batch 64): forward 1.12-1.49x faster from 12x12 and 32
-/// channels up (64->64 channels at 28x28: 18.8 against 12.7 ms), input gradient 1.03-1.34x;
-/// at 8x8 and below 0.6-0.85x.
+/// 2-core Intel Xeon (AVX-512, batch 64): forward 1.11-1.47x faster from 12x12 and 32
+/// channels up (64->64 channels at 28x28: 17.1 against 11.7 ms), input gradient 0.99-1.37x;
+/// at 8x8 and below 0.63-0.77x.
 pub fn pays(depth: usize, [h, w]: [usize; 2]) -> bool {
     depth >= MIN_DEPTH && h.min(w) >= MIN_SIDE
 }
@@ -78,7 +79,7 @@ fn transform_filter(g: &[f32]) -> [f32; XI] {
 /// The filters `weight [out, in, 3, 3]` transformed: `U [16, out, in]`.
 fn transform_filters(weight: &[f32], cin: usize, cout: usize) -> Vec<f32> {
     let mut u = vec![0f32; XI * cout * cin];
-    // One output channel per task: its `in` filters, spread over the 16 matrices.
+    // Filter `(out, in)`'s 16 values go to element `(out, in)` of each of the 16 matrices.
     let per_xi = cout * cin;
     let transformed: Vec<[f32; XI]> = weight.par_chunks(9).map(transform_filter).collect();
     for (pair, t) in transformed.iter().enumerate() {
