@@ -67,7 +67,8 @@ impl BackendArgs {
 /// What to train on and how: shared by `train` and `lr-find`.
 #[derive(Debug, Args)]
 pub struct SettingsArgs {
-    /// TOML file with training settings; flags given here override it.
+    /// TOML file with training settings, or a run's config.json (which repeats that run,
+    /// following the epoch counts its budget chose); flags given here override it.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Folder of labelled images (Kaggle `cat.0.jpg` or one sub-folder per class).

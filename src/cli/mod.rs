@@ -58,6 +58,7 @@ fn exit_kind(e: &anyhow::Error) -> ExitKind {
                 TrainError::Setting(_)
                 | TrainError::Folder(_)
                 | TrainError::Resume { .. }
+                | TrainError::BudgetTooShort(_)
                 | TrainError::Data(_) => Usage,
                 _ => Runtime,
             };

@@ -75,7 +75,7 @@ fn check_file(meta: &std::fs::Metadata) -> Result<(), DecodeError> {
     Ok(())
 }
 
-fn describe(kind: std::fs::FileType) -> &'static str {
+pub(crate) fn describe(kind: std::fs::FileType) -> &'static str {
     #[cfg(unix)]
     {
         use std::os::unix::fs::FileTypeExt;

@@ -17,6 +17,7 @@ mod load;
 mod mix;
 mod normalize;
 mod rng;
+mod small_file;
 mod split;
 pub mod synth;
 
@@ -37,4 +38,5 @@ pub use load::{load, lossy_path, DecodeProgress, LoadOptions, Loaded, Skipped};
 pub use mix::{Mix, MixKind, MixedLabels};
 pub use normalize::Normalization;
 pub use rng::SplitMix64;
+pub use small_file::{read_small, read_small_text, MAX_CONFIG_BYTES, MAX_STATE_BYTES};
 pub use split::{check_splittable, class_counts, stratified_split};

@@ -104,7 +104,8 @@ pub fn read_spec_file(path: &Path) -> Result<ModelSpec, ModelIoError> {
 /// Reads a JSON file into `T`, naming the offending field on failure
 /// (`image_size: invalid type ...`).
 pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, ModelIoError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ModelIoError::bad_config(path, e))?;
+    let text = catdog_data::read_small_text(path, catdog_data::MAX_STATE_BYTES)
+        .map_err(|e| ModelIoError::bad_config(path, e))?;
     let mut json = serde_json::Deserializer::from_str(&text);
     serde_path_to_error::deserialize(&mut json).map_err(|e| {
         // serde quotes the offending value, which may hold terminal escapes.
@@ -273,7 +274,25 @@ pub fn save_safetensors(model: &Classifier, path: &Path) -> Result<(), ModelIoEr
     let mut store = pytorch_store(None).metadata("catdog_version", env!("CARGO_PKG_VERSION"));
     model.save_into(&mut store).map_err(|e| err(&e))?;
     let bytes = store.get_bytes().map_err(|e| err(&e))?;
+    let bytes = with_sorted_header(&bytes).ok_or_else(|| err(&"a malformed safetensors header"))?;
     write_atomic(path, &bytes).map_err(|e| ModelIoError::write(path, e))
+}
+
+/// A safetensors file with its JSON header's keys in sorted order: burn writes the metadata
+/// from a hash map, in a new order every run, so the same weights gave different bytes.
+fn with_sorted_header(bytes: &[u8]) -> Option<Vec<u8>> {
+    let len = usize::try_from(u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?)).ok()?;
+    let header: serde_json::Value = serde_json::from_slice(bytes.get(8..8 + len)?).ok()?;
+    // serde_json's maps are sorted (BTreeMap) in this build; the data offsets are relative to
+    // the end of the header, so only its length changes. Padded with spaces to 8 bytes, as
+    // the format's writers do.
+    let mut text = serde_json::to_vec(&header).ok()?;
+    text.resize(text.len().next_multiple_of(8), b' ');
+    let mut out = Vec::with_capacity(8 + text.len() + bytes.len() - 8 - len);
+    out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    out.extend_from_slice(&text);
+    out.extend_from_slice(&bytes[8 + len..]);
+    Some(out)
 }
 
 /// Saves weights atomically: a temporary file in the same folder, synced, then a rename.

@@ -91,7 +91,14 @@ pub fn conv3x3(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
 impl Conv3x3Ops for Flex {
     fn conv3x3(x: FlexTensor, weight: FlexTensor) -> FlexTensor {
         let dims = dims4(&x);
-        let cout = weight.layout().shape()[0];
+        let w = dims4(&weight);
+        assert!(
+            w[1] == dims[1] && w[2] == 3 && w[3] == 3,
+            "conv3x3: an input of shape {dims:?} needs a weight of shape [out, {}, 3, 3], not \
+             {w:?}",
+            dims[1]
+        );
+        let cout = w[0];
         let y = forward(&values(&x), &values(&weight), dims, cout);
         tensor(y, [dims[0], cout, dims[2], dims[3]])
     }
@@ -221,15 +228,25 @@ pub(crate) fn gemm_threads(chunks: usize) -> gemm::Parallelism {
     }
 }
 
+/// Whether a convolution of an input `[n, in, h, w]` into `out` channels has nothing to sum:
+/// every result (output, input gradient, weight gradient) is then all zeros, and the kernels,
+/// whose chunks are sized by these dimensions, are not called.
+fn is_empty([n, cin, h, w]: [usize; 4], cout: usize) -> bool {
+    n == 0 || cin == 0 || h == 0 || w == 0 || cout == 0
+}
+
 /// `y [n, out, h, w]` of a 3x3, stride-1, padding-1 convolution of `x [n, in, h, w]` by
 /// `weight [out, in, 3, 3]`: by Winograd's F(2x2, 3x3) where that measured faster
 /// ([`winograd::pays`]), else as gemms over im2col columns.
 pub fn forward(
     x: &[f32],
     weight: &[f32],
-    dims @ [_, cin, h, w]: [usize; 4],
+    dims @ [n, cin, h, w]: [usize; 4],
     cout: usize,
 ) -> Vec<f32> {
+    if is_empty(dims, cout) {
+        return vec![0.0; n * cout * h * w];
+    }
     if winograd::pays(cin, [h, w]) {
         winograd::forward(x, weight, dims, cout)
     } else {
@@ -352,9 +369,12 @@ fn col2im(columns: &[f32], k: usize, offset: usize, dx: &mut [f32], [cin, h, w]:
 pub fn input_grad(
     g: &[f32],
     weight: &[f32],
-    dims @ [_, _, h, w]: [usize; 4],
+    dims @ [n, cin, h, w]: [usize; 4],
     cout: usize,
 ) -> Vec<f32> {
+    if is_empty(dims, cout) {
+        return vec![0.0; n * cin * h * w];
+    }
     if winograd::pays(cout, [h, w]) {
         winograd::input_grad(g, weight, dims, cout)
     } else {
@@ -433,57 +453,59 @@ pub fn im2col_input_grad(
 /// (each image's `[out, pixels]` block is already contiguous there), or below
 /// [`GROUP_BELOW_PIXELS`] one gemm over the chunk's gathered output gradient.
 pub fn weight_grad(x: &[f32], g: &[f32], [n, cin, h, w]: [usize; 4], cout: usize) -> Vec<f32> {
+    if is_empty([n, cin, h, w], cout) {
+        return vec![0.0; cout * cin * 9];
+    }
     let hw = h * w;
     let rows = cin * 9;
     let (per_chunk, chunks) = chunking(n);
-    // Each rayon job folds its chunks into one accumulator; the accumulators are added at the
-    // end.
-    let partials: Vec<Vec<f32>> = (0..chunks)
-        .into_par_iter()
-        .fold(
-            || vec![0f32; cout * rows],
-            |mut grad_w, chunk| {
-                with_columns(|columns| {
-                    let first = chunk * per_chunk;
-                    let images = per_chunk.min(n - first);
-                    let k = images * hw;
-                    im2col(x, [n, cin, h, w], first..first + images, columns);
-                    if grouped(hw) {
-                        with_grouped(|g_chunk| {
-                            gather(&g[first * cout * hw..], images, cout, hw, g_chunk);
-                            // grad_w [in*9, out] += columns [in*9, k] x g_chunk^T [k, out].
-                            gemm_into(
-                                &mut grad_w,
-                                cout,
-                                View::row_major(columns, rows, k, k),
-                                View::row_major(g_chunk, cout, k, k).transposed(),
-                                true,
-                                gemm_threads(chunks),
-                            );
-                        });
-                        return;
-                    }
-                    for j in 0..images {
-                        let image = first + j;
-                        let g = &g[image * cout * hw..(image + 1) * cout * hw];
-                        // grad_w [in*9, out] += columns_j [in*9, hw] x g_j^T [hw, out].
+    // Each chunk sums into an accumulator of its own, and the accumulators are added in chunk
+    // order: the grouping of the sum never depends on which thread ran which chunk (a rayon
+    // fold's grouping does: work stealing decides it).
+    let size = cout * rows;
+    let mut partials = vec![0f32; chunks * size];
+    partials
+        .par_chunks_mut(size)
+        .enumerate()
+        .for_each(|(chunk, grad_w)| {
+            with_columns(|columns| {
+                let first = chunk * per_chunk;
+                let images = per_chunk.min(n - first);
+                let k = images * hw;
+                im2col(x, [n, cin, h, w], first..first + images, columns);
+                if grouped(hw) {
+                    with_grouped(|g_chunk| {
+                        gather(&g[first * cout * hw..], images, cout, hw, g_chunk);
+                        // grad_w [in*9, out] += columns [in*9, k] x g_chunk^T [k, out].
                         gemm_into(
-                            &mut grad_w,
+                            grad_w,
                             cout,
-                            View::row_major(&columns[j * hw..], rows, hw, k),
-                            View::row_major(g, cout, hw, hw).transposed(),
+                            View::row_major(columns, rows, k, k),
+                            View::row_major(g_chunk, cout, k, k).transposed(),
                             true,
                             gemm_threads(chunks),
                         );
-                    }
-                });
-                grad_w
-            },
-        )
-        .collect();
+                    });
+                    return;
+                }
+                for j in 0..images {
+                    let image = first + j;
+                    let g = &g[image * cout * hw..(image + 1) * cout * hw];
+                    // grad_w [in*9, out] += columns_j [in*9, hw] x g_j^T [hw, out].
+                    gemm_into(
+                        grad_w,
+                        cout,
+                        View::row_major(&columns[j * hw..], rows, hw, k),
+                        View::row_major(g, cout, hw, hw).transposed(),
+                        true,
+                        gemm_threads(chunks),
+                    );
+                }
+            });
+        });
     // The partials are `dW^T [in*9, out]`: summed, then transposed.
     let mut sum = vec![0f32; rows * cout];
-    for p in &partials {
+    for p in partials.chunks_exact(size) {
         for (t, v) in sum.iter_mut().zip(p) {
             *t += v;
         }

@@ -59,8 +59,14 @@ pub fn linear(layer: &Linear, x: Tensor<2>) -> Tensor<2> {
 
 impl LinearOps for Flex {
     fn linear(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTensor {
-        let ([m, k], [_, n]) = (dims2(&x), dims2(&weight));
+        let ([m, k], [rows, n]) = (dims2(&x), dims2(&weight));
         let bias = values(&bias);
+        assert!(
+            rows == k && bias.len() == n,
+            "linear: an input of shape [{m}, {k}] needs a weight of shape [{k}, out] and a bias of \
+             [out], not [{rows}, {n}] and [{}]",
+            bias.len()
+        );
         let mut y = Vec::with_capacity(m * n);
         for _ in 0..m {
             y.extend_from_slice(&bias);

@@ -49,8 +49,10 @@ pub trait NormReluPoolOps: Backend {
     fn channel_stats(x: FloatTensor<Self>) -> (FloatTensor<Self>, FloatTensor<Self>);
 
     /// `relu(max_pool_2x2(gamma * (x - mean) / sqrt(var + epsilon) + beta))` (without the
-    /// pool when `pool` is false) with the statistics given: the batch's own in training (the
-    /// gradient then includes their dependence on `x`), the running ones at inference.
+    /// pool when `pool` is false) with the statistics given: the batch's own in training
+    /// (`batch_stats`: the gradient then includes their dependence on `x`), else the running
+    /// ones (constants, also on an autodiff device when the layer is frozen).
+    #[allow(clippy::too_many_arguments)]
     fn norm_relu_pool(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
@@ -59,6 +61,7 @@ pub trait NormReluPoolOps: Backend {
         var: FloatTensor<Self>,
         epsilon: f64,
         pool: bool,
+        batch_stats: bool,
     ) -> FloatTensor<Self>;
 }
 
@@ -115,14 +118,17 @@ fn fused(norm: &BatchNorm, x: Tensor<4>, pool: bool) -> Tensor<4> {
                 .add(Tensor::from_inner(batch).mul_scalar(m))
                 .detach()
         };
-        norm.running_mean.update(keep(
-            norm.running_mean.value_sync().to_device(&device),
-            mean.clone(),
-        ));
-        norm.running_var.update(keep(
-            norm.running_var.value_sync().to_device(&device),
-            var.clone(),
-        ));
+        // An empty batch has no statistics (0 / 0) to fold into the running ones.
+        if x.shape().num_elements() > 0 {
+            norm.running_mean.update(keep(
+                norm.running_mean.value_sync().to_device(&device),
+                mean.clone(),
+            ));
+            norm.running_var.update(keep(
+                norm.running_var.value_sync().to_device(&device),
+                var.clone(),
+            ));
+        }
         (Tensor::from_inner(mean), Tensor::from_inner(var))
     } else {
         (norm.running_mean.value(), norm.running_var.value())
@@ -135,6 +141,7 @@ fn fused(norm: &BatchNorm, x: Tensor<4>, pool: bool) -> Tensor<4> {
         var.into_dispatch(),
         norm.epsilon,
         pool,
+        training,
     ))
 }
 
@@ -152,7 +159,9 @@ fn stats(x: &[f32], [n, c, h, w]: [usize; 4]) -> (Vec<f32>, Vec<f32>) {
         });
         let m = s / count;
         mean[ch] = m as f32;
-        var[ch] = (q / count - m * m).max(0.0) as f32;
+        // Rounding can leave E[x^2] - E[x]^2 a little below 0; a NaN stays NaN (as burn's).
+        let v = q / count - m * m;
+        var[ch] = if v < 0.0 { 0.0 } else { v as f32 };
     }
     (mean, var)
 }
@@ -435,6 +444,7 @@ impl NormReluPoolOps for Flex {
         var: FlexTensor,
         epsilon: f64,
         pool: bool,
+        _batch_stats: bool,
     ) -> FlexTensor {
         let f = factor(pool);
         let dims = dims4(&x);
@@ -464,6 +474,8 @@ struct Saved {
     winners: Vec<f32>,
     /// The pool factor (1: no pool).
     factor: usize,
+    /// The statistics are the batch's own (they then depend on `x`), not constants.
+    batch_stats: bool,
 }
 
 #[derive(Debug)]
@@ -511,16 +523,23 @@ impl Backward<Flex, 3> for NormReluPoolBackward {
             drop(x);
             let mut dx = into_unique_contiguous(s.x);
             dx.storage_mut::<f32>()
-                .par_chunks_mut(h * w)
+                .par_chunks_mut((h * w).max(1))
                 .enumerate()
                 .for_each(|(p, plane)| {
                     let ch = p % c;
                     let k = s.gamma[ch] * s.inv_std[ch];
                     // Every input gets the statistics' share, k * (-mean_dy - x_hat *
                     // mean_dy_xhat), an affine function of x; the pool's winners also get k * dy.
+                    // With constant (running) statistics there is no such share.
                     let (mean, inv_std) = (s.mean[ch], s.inv_std[ch]);
-                    let slope = -k * inv_std * mean_dy_xhat[ch];
-                    let offset = k * (mean * inv_std * mean_dy_xhat[ch] - mean_dy[ch]);
+                    let (slope, offset) = if s.batch_stats {
+                        (
+                            -k * inv_std * mean_dy_xhat[ch],
+                            k * (mean * inv_std * mean_dy_xhat[ch] - mean_dy[ch]),
+                        )
+                    } else {
+                        (0.0, 0.0)
+                    };
                     let g = &g[p * pooled..(p + 1) * pooled];
                     let mask = &s.mask[p * pooled..(p + 1) * pooled];
                     input_gradient(plane, g, mask, [w2, w], f, [slope, offset, k]);
@@ -555,6 +574,7 @@ impl<C: CheckpointStrategy> NormReluPoolOps for Autodiff<Flex, C> {
         var: FloatTensor<Self>,
         epsilon: f64,
         pool: bool,
+        batch_stats: bool,
     ) -> FloatTensor<Self> {
         let f = factor(pool);
         match NormReluPoolBackward
@@ -583,6 +603,7 @@ impl<C: CheckpointStrategy> NormReluPoolOps for Autodiff<Flex, C> {
                     mask,
                     winners,
                     factor: f,
+                    batch_stats,
                 };
                 prep.finish(
                     saved,
@@ -597,6 +618,7 @@ impl<C: CheckpointStrategy> NormReluPoolOps for Autodiff<Flex, C> {
                 var.into_primitive(),
                 epsilon,
                 pool,
+                batch_stats,
             )),
         }
     }

@@ -12,7 +12,7 @@ use catdog_model::conv3x3;
 
 mod common;
 
-use common::{assert_close, values};
+use common::{assert_close, in_pools, values, varied};
 
 fn conv(cin: usize, cout: usize, device: &Device) -> Conv2d {
     Conv2dConfig::new([cin, cout], [3, 3])
@@ -31,14 +31,7 @@ fn run(conv: &Conv2d, x: &Tensor<4>, ours: bool, reuse: bool) -> [Vec<f32>; 3] {
     } else {
         conv.forward(x.clone())
     };
-    let weights = Tensor::<4>::from_data(
-        Tensor::<4>::ones(y.dims(), &Device::flex())
-            .cumsum(3)
-            .sin()
-            .into_data(),
-        &y.device(),
-    );
-    let mut loss = (y.clone() * weights).sum();
+    let mut loss = (y.clone() * varied(y.dims(), &y.device())).sum();
     if reuse {
         loss = loss + x.clone().powi_scalar(2).sum();
     }
@@ -72,20 +65,60 @@ fn check(shape: [usize; 4], cout: usize, reuse: bool) {
 
 #[test]
 fn equals_burns_convolution_on_odd_shapes_and_batch_one() {
-    check([1, 5, 1, 1], 3, false);
-    check([1, 8, 7, 5], 6, false);
-    check([3, 6, 9, 4], 4, false);
-    // More images than one chunk per thread, and a ragged last chunk.
-    check([19, 5, 6, 6], 7, false);
+    in_pools(|| {
+        check([1, 5, 1, 1], 3, false);
+        check([1, 8, 7, 5], 6, false);
+        check([3, 6, 9, 4], 4, false);
+        // More images than one chunk per thread, and a ragged last chunk.
+        check([19, 5, 6, 6], 7, false);
+    });
 }
 
 #[test]
 fn images_multiplied_one_at_a_time_and_a_chunk_at_a_time_agree_with_burn() {
     // Just below and at the size where each image gets its own gemm, in ragged chunks.
     let side = (conv3x3::GROUP_BELOW_PIXELS as f64).sqrt() as usize;
-    check([11, 3, side - 1, side], 5, false);
-    check([11, 3, side, side], 5, false);
-    check([3, 2, side + 1, side + 2], 4, true);
+    in_pools(|| {
+        check([11, 3, side - 1, side], 5, false);
+        check([11, 3, side, side], 5, false);
+        check([3, 2, side + 1, side + 2], 4, true);
+    });
+}
+
+#[test]
+fn winograd_blocks_that_end_inside_an_image_equal_burns_convolution() {
+    // The ResNet's 32 -> 64 layer at 56x56: 28 rows of 29 tiles an image, more than one
+    // cache-sized block holds, so a block boundary falls inside each image.
+    in_pools(|| check([2, 32, 56, 56], 64, false));
+}
+
+#[test]
+fn empty_inputs_give_empty_or_zero_results_without_a_panic() {
+    let device = Device::flex();
+    for (n, h, w) in [(0, 5, 5), (2, 0, 4), (2, 4, 0)] {
+        let c = conv(3, 4, &device);
+        let x = Tensor::<4>::zeros([n, 3, h, w], &device);
+        let y = conv3x3::conv3x3(&c, x);
+        assert_eq!(y.dims(), [n, 4, h, w]);
+    }
+    // The gradients of an empty batch: an empty dx, a zero dW.
+    let ad = Device::flex().autodiff();
+    let c = conv(3, 4, &ad);
+    let x = Tensor::<4>::zeros([0, 3, 6, 6], &ad).require_grad();
+    let grads = conv3x3::conv3x3(&c, x.clone()).sum().backward();
+    assert_eq!(x.grad(&grads).map(|g| g.dims()), Some([0, 3, 6, 6]));
+    let dw = values(c.weight.grad(&grads).unwrap());
+    assert!(dw.iter().all(|&v| v == 0.0), "{dw:?}");
+}
+
+#[test]
+#[should_panic(
+    expected = "conv3x3: an input of shape [1, 5, 6, 6] needs a weight of shape [out, 5, 3, 3], not [4, 3, 3, 3]"
+)]
+fn an_input_with_the_wrong_channel_count_is_refused_naming_both_shapes() {
+    let device = Device::flex();
+    let c = conv(3, 4, &device);
+    let _ = conv3x3::conv3x3(&c, Tensor::<4>::zeros([1, 5, 6, 6], &device));
 }
 
 #[test]
@@ -95,10 +128,12 @@ fn winograd_layers_equal_burns_convolution() {
     // batch 1, and the input feeding a second op.
     let (depth, side) = (MIN_DEPTH, MIN_SIDE);
     assert!(pays(depth, [side, side + 1]) && !pays(depth - 1, [side, side]));
-    check([1, depth, side, side + 1], depth, false);
-    check([5, depth, side + 1, side], depth + 3, true);
-    // Winograd forward, im2col input gradient (fewer output channels than the depth).
-    check([2, depth, side, side], 3, false);
+    in_pools(|| {
+        check([1, depth, side, side + 1], depth, false);
+        check([5, depth, side + 1, side], depth + 3, true);
+        // Winograd forward, im2col input gradient (fewer output channels than the depth).
+        check([2, depth, side, side], 3, false);
+    });
 }
 
 #[test]

@@ -9,7 +9,7 @@ use catdog_model::linear;
 
 mod common;
 
-use common::{assert_close, values};
+use common::{assert_close, in_pools, values, varied};
 
 /// Output, dx, dW and db of `layer` on `x` through our op or burn's, with a weighted-sum loss
 /// (plus, with `reuse`, a second use of `x`).
@@ -21,14 +21,7 @@ fn run(layer: &Linear, x: &Tensor<2>, ours: bool, reuse: bool) -> [Vec<f32>; 4] 
     } else {
         layer.forward(x.clone())
     };
-    let weights = Tensor::<2>::from_data(
-        Tensor::<2>::ones(y.dims(), &Device::flex())
-            .cumsum(1)
-            .sin()
-            .into_data(),
-        &y.device(),
-    );
-    let mut loss = (y.clone() * weights).sum();
+    let mut loss = (y.clone() * varied(y.dims(), &y.device())).sum();
     if reuse {
         loss = loss + x.clone().powi_scalar(2).sum();
     }
@@ -74,10 +67,20 @@ fn equals_burns_linear_on_odd_shapes_and_batch_one() {
 
 #[test]
 fn equals_burns_linear_when_the_product_is_split_across_threads() {
-    // Wide and short (the MLP's first layer, split by columns; the input gradient too) ...
-    check([8, 700], 530, false);
-    // ... and tall (split by rows), with blocks that do not divide evenly.
-    check([611, 300], 37, false);
+    in_pools(|| {
+        // Wide and short (the MLP's first layer, split by columns; the input gradient too) ...
+        check([8, 700], 530, false);
+        // ... and tall (split by rows), with blocks that do not divide evenly.
+        check([611, 300], 37, false);
+    });
+}
+
+#[test]
+#[should_panic(expected = "linear: an input of shape [2, 6] needs a weight of shape [6, out]")]
+fn an_input_with_the_wrong_width_is_refused_naming_both_shapes() {
+    let device = Device::flex();
+    let layer = LinearConfig::new(5, 3).init(&device);
+    let _ = linear::linear(&layer, Tensor::<2>::zeros([2, 6], &device));
 }
 
 #[test]

@@ -206,3 +206,82 @@ fn the_cnn_gives_burns_logits_and_gradients_through_the_fused_path() {
     assert_close("logits", &logits[0], &logits[1]);
     assert_close("first conv's weight gradient", &grads[0], &grads[1]);
 }
+
+/// A norm with running statistics away from their initial 0 and 1, frozen (training off, no
+/// gradient for gamma and beta): the inference path on an autodiff device.
+fn frozen(channels: usize, device: &Device) -> BatchNorm {
+    use burn::module::RunningState;
+    let mut n = norm(channels, device);
+    let mean: Vec<f32> = (0..channels).map(|c| 0.2 * c as f32 - 0.1).collect();
+    let var: Vec<f32> = (0..channels).map(|c| 0.5 + 0.3 * c as f32).collect();
+    n.running_mean =
+        RunningState::new(Tensor::from_data(TensorData::new(mean, [channels]), device));
+    n.running_var = RunningState::new(Tensor::from_data(TensorData::new(var, [channels]), device));
+    n.freeze()
+}
+
+#[test]
+fn a_frozen_norm_on_an_autodiff_device_treats_the_running_statistics_as_constants() {
+    let device = Device::flex().autodiff();
+    for (shape, pooled) in [([3, 4, 6, 8], true), ([2, 3, 5, 7], false)] {
+        let [n, c, h, w] = shape;
+        let f = if pooled { 2 } else { 1 };
+        device.seed(5);
+        let x = Tensor::<4>::random(shape, Distribution::Normal(0.2, 1.5), &device);
+        let weights = common::varied([n, c, h / f, w / f], &device);
+        let norm = frozen(c, &device);
+        let running = |n: &BatchNorm| {
+            [
+                values(n.running_mean.value_sync()),
+                values(n.running_var.value_sync()),
+            ]
+            .concat()
+        };
+        let before = running(&norm);
+        let outcome = |fused: bool| {
+            let x = x.clone().require_grad();
+            let input = x.clone().mul_scalar(1.0);
+            let out = match (fused, pooled) {
+                (true, true) => norm_relu_pool::norm_relu_pool(&norm, input),
+                (true, false) => norm_relu_pool::norm_relu(&norm, input),
+                (false, true) => relu(pool().forward(norm.forward(input))),
+                (false, false) => relu(norm.forward(input)),
+            };
+            let grads = (out.clone() * weights.clone()).sum().backward();
+            (values(out), values(x.grad(&grads).unwrap()))
+        };
+        let (ours, burns) = (outcome(true), outcome(false));
+        assert_close(&format!("frozen output {shape:?}"), &ours.0, &burns.0);
+        assert_close(&format!("frozen dx {shape:?}"), &ours.1, &burns.1);
+        assert_eq!(running(&norm), before, "a frozen norm's statistics changed");
+    }
+}
+
+#[test]
+fn nan_inputs_give_nan_statistics_and_an_empty_batch_leaves_the_running_ones() {
+    let device = Device::flex().autodiff();
+    let shape = [2, 3, 4, 4];
+    let mut v: Vec<f32> = (0..2 * 3 * 16).map(|i| (i as f32 * 0.37).sin()).collect();
+    // One NaN in channel 1 of image 0: that channel's mean and variance are NaN (as burn's),
+    // the other channels' are not.
+    v[16 + 5] = f32::NAN;
+    let x = Tensor::<4>::from_data(TensorData::new(v, shape), &device);
+    let (fused, reference) = (norm(3, &device), norm(3, &device));
+    let a = values(norm_relu_pool::norm_relu(&fused, x.clone()));
+    let b = values(relu(batch_norm(&reference, x)));
+    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+        assert_eq!(x.is_nan(), y.is_nan(), "element {i}: ours {x}, burn's {y}");
+    }
+    let var = values(fused.running_var.value_sync());
+    assert!(
+        var[1].is_nan() && var[0].is_finite() && var[2].is_finite(),
+        "{var:?}"
+    );
+
+    // No images: an empty output, and running statistics as they were.
+    let norm = norm(3, &device);
+    let before = values(norm.running_mean.value_sync());
+    let out = norm_relu_pool::norm_relu_pool(&norm, Tensor::<4>::zeros([0, 3, 4, 4], &device));
+    assert_eq!(out.dims(), [0, 3, 2, 2]);
+    assert_eq!(values(norm.running_mean.value_sync()), before);
+}

@@ -1,6 +1,8 @@
-//! A time budget for a whole run (`--budget 15m`): the trainer measures a few steps and a
-//! validation pass, then fixes the number of epochs so that training and the final evaluation
-//! end within it, on whatever machine it runs.
+//! A time budget for a whole run (`--budget 15m`): a probe times a few steps and a validation
+//! pass and sets the first epoch count; at every epoch's end the count is planned again from
+//! the time that epoch really took, so that training and the final evaluation end within the
+//! budget on a machine whose speed drifts. Each count is recorded in the run's `config.json`
+//! ([`crate::Replan`]), so the run can be replayed exactly.
 
 use std::{fmt, str::FromStr, time::Duration};
 
@@ -93,7 +95,7 @@ impl<'de> Deserialize<'de> for Budget {
     }
 }
 
-/// What the warm-up measured, in seconds.
+/// What the probe measured, in seconds.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Measured {
     /// One training step (forward, backward, optimiser) at the run's batch and image size.
@@ -118,10 +120,24 @@ impl Measured {
             _ => self.step * pixels(size) / pixels(full).max(1.0),
         }
     }
+
+    /// Every time `factor` times as long (the machine runs slower or faster than it did).
+    fn scaled(&self, factor: f64) -> Measured {
+        Measured {
+            step: self.step * factor,
+            small_step: self.small_step.map(|(size, t)| (size, t * factor)),
+            inference_per_image: self.inference_per_image * factor,
+        }
+    }
 }
 
 /// Most epochs a budget fits.
 const MAX_EPOCHS: usize = 10_000;
+
+/// What is left of the budget must exceed the predicted rest of the run by this share: the next
+/// epoch may run slower than the last (the re-plan after it catches up), and checkpoints,
+/// plots and the final files take time the rates leave out.
+const MARGIN: f64 = 1.05;
 
 /// What a budget needs to know about a run to fit its epochs.
 #[derive(Debug, Clone, PartialEq)]
@@ -135,57 +151,107 @@ pub struct BudgetPlan {
     pub progressive: Option<Progressive>,
 }
 
+/// Not even one epoch fits the budget.
+#[derive(Debug, Clone, Copy, PartialEq, thiserror::Error)]
+#[error(
+    "budget {budget} is too short: after {spent:.0} s of loading and measuring, one epoch and \
+     the final evaluation would take about {needed:.0} s more (an epoch {epoch:.0} s); give a \
+     longer --budget or an --epochs count"
+)]
+pub struct BudgetTooShort {
+    pub budget: Budget,
+    pub spent: f64,
+    pub needed: f64,
+    pub epoch: f64,
+}
+
 impl BudgetPlan {
-    /// The most epochs that fit when `spent` of the budget is gone and `steps_done` steps of
-    /// the first epoch are trained: each epoch costs its steps (at its image size) and a
-    /// validation pass; the final evaluation (validation once, the held-out set plain and
-    /// mirrored) comes off the budget first. At least 1.
-    pub fn epochs(&self, measured: Measured, spent: Duration, steps_done: usize) -> usize {
+    /// Seconds that epoch `epoch` of a run of `epochs` takes at the rates `m`: its steps at
+    /// its image size and a validation pass.
+    pub fn epoch_seconds(&self, m: &Measured, epoch: usize, epochs: usize) -> f64 {
         let full = self.full_size;
-        let size = |epoch, epochs| train_size(self.progressive.as_ref(), epoch, epochs, full);
-        epochs_within(
-            self.budget.duration().as_secs_f64() - spent.as_secs_f64(),
-            measured.inference_per_image,
-            self.valid_images,
-            self.test_images,
-            |epochs| {
-                let steps: f64 = (1..=epochs)
-                    .map(|e| self.steps_per_epoch as f64 * measured.step_at(size(e, epochs), full))
-                    .sum();
-                steps - steps_done as f64 * measured.step_at(size(1, epochs), full)
-            },
-        )
+        let size = train_size(self.progressive.as_ref(), epoch, epochs, full);
+        self.steps_per_epoch as f64 * m.step_at(size, full)
+            + self.valid_images as f64 * m.inference_per_image
+    }
+
+    /// Seconds the rest of a run of `epochs` epochs needs with `done` of them complete, margin
+    /// included: the remaining epochs, then the final evaluation (validation once, the
+    /// held-out set plain and mirrored).
+    fn seconds_to_finish(&self, m: &Measured, done: usize, epochs: usize) -> f64 {
+        let train: f64 = (done + 1..=epochs)
+            .map(|e| self.epoch_seconds(m, e, epochs))
+            .sum();
+        let final_eval = (self.valid_images + 2 * self.test_images) as f64 * m.inference_per_image;
+        (train + final_eval) * MARGIN
+    }
+
+    /// The most epochs in all (never fewer than the `done` ones) whose rest fits in what is
+    /// left of the budget after `spent` seconds, at the rates `m`. More epochs never cost less,
+    /// so the count is found by bisection.
+    pub fn epochs_after(&self, m: &Measured, spent: f64, done: usize) -> usize {
+        let left = self.budget.duration().as_secs_f64() - spent;
+        let (mut fits, mut over) = (done, MAX_EPOCHS.max(done) + 1);
+        while over - fits > 1 {
+            let mid = fits + (over - fits) / 2;
+            if self.seconds_to_finish(m, done, mid) <= left {
+                fits = mid;
+            } else {
+                over = mid;
+            }
+        }
+        fits
+    }
+
+    /// The count to start with, from the probe's rates after `spent` seconds of loading and
+    /// measuring; an error when not even one epoch fits.
+    pub fn first_count(&self, m: &Measured, spent: f64) -> Result<usize, BudgetTooShort> {
+        match self.epochs_after(m, spent, 0) {
+            0 => Err(BudgetTooShort {
+                budget: self.budget,
+                spent,
+                needed: self.seconds_to_finish(m, 0, 1),
+                epoch: self.epoch_seconds(m, 1, 1),
+            }),
+            epochs => Ok(epochs),
+        }
     }
 }
 
-/// The most epochs that fit in `left` seconds when `train_seconds(epochs)` is the training
-/// time of a run of that many epochs.
-fn epochs_within(
-    left: f64,
-    inference_per_image: f64,
-    valid_images: usize,
-    test_images: usize,
-    train_seconds: impl Fn(usize) -> f64,
-) -> usize {
-    let infer = |images: usize| images as f64 * inference_per_image;
-    let final_eval = infer(valid_images) + infer(2 * test_images);
-    let run_seconds = |epochs: usize| {
-        // 8% for checkpoints, plots and the machine's drift over the run: with 5% a default
-        // 15-minute run on a 2-core VM, whose steps slowed from 0.110 to 0.118 s, ended 0.3 s
-        // late.
-        (train_seconds(epochs) + epochs as f64 * infer(valid_images)) * 1.08 + final_eval
-    };
-    // More epochs never cost less: binary search for the last count that fits.
-    let (mut fits, mut over) = (1, MAX_EPOCHS + 1);
-    while over - fits > 1 {
-        let mid = fits + (over - fits) / 2;
-        if run_seconds(mid) <= left {
-            fits = mid;
-        } else {
-            over = mid;
+/// A budget at work: the probe's rates, rescaled at every epoch's end to the time that epoch
+/// really took, so that a machine that slows down (or speeds up) during the run changes the
+/// count of the epochs still to come.
+#[derive(Debug, Clone)]
+pub struct BudgetClock {
+    pub plan: BudgetPlan,
+    probe: Measured,
+}
+
+/// A new count, and the rates it was planned with.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Replanned {
+    pub epochs: usize,
+    /// How many times as long as the probe said the last epoch took.
+    pub slowdown: f64,
+}
+
+impl BudgetClock {
+    pub fn new(plan: BudgetPlan, probe: Measured) -> Self {
+        BudgetClock { plan, probe }
+    }
+
+    /// The count after epoch `done` of a run planned for `epochs` took `epoch_seconds`
+    /// (training, validation, checkpoint and curves), `spent` seconds into the run. The rest
+    /// is costed at that epoch's pace; `done` itself when nothing more fits.
+    pub fn replan(&self, spent: f64, done: usize, epochs: usize, epoch_seconds: f64) -> Replanned {
+        let predicted = self.plan.epoch_seconds(&self.probe, done, epochs.max(done));
+        let slowdown = epoch_seconds / predicted.max(1e-9);
+        let now = self.probe.scaled(slowdown);
+        Replanned {
+            epochs: self.plan.epochs_after(&now, spent, done),
+            slowdown,
         }
     }
-    fits
 }
 
 #[cfg(test)]
@@ -222,23 +288,36 @@ mod tests {
         }
     }
 
+    const FLAT: Measured = Measured {
+        step: 0.5,
+        small_step: None,
+        inference_per_image: 0.01,
+    };
+
     #[test]
     fn epochs_fill_what_is_left_after_the_final_evaluation() {
-        let m = Measured {
-            step: 0.5,
-            small_step: None,
-            inference_per_image: 0.01,
-        };
-        // 100 s per epoch (190 steps x 0.5 s + 500 images x 0.01 s), 25 s of final evaluation.
-        let spent = Duration::from_secs(95);
-        // (1020 - 95 - 25) / (100 x 1.08) = 8.33
-        assert_eq!(plan("17m", None).epochs(m, spent, 0), 8);
-        // With 18 minutes, (1080 - 95 - 25) / 108 = 8.89 epochs fit from scratch; with 95 steps
-        // of the first epoch done (47.5 s less to train), (960 / 1.08 + 47.5) / 100 = 9.36.
-        assert_eq!(plan("18m", None).epochs(m, spent, 0), 8);
-        assert_eq!(plan("18m", None).epochs(m, spent, 95), 9);
-        // Too little time left still trains one epoch.
-        assert_eq!(plan("10s", None).epochs(m, spent, 0), 1);
+        // 100 s per epoch (190 steps x 0.5 s + 500 images x 0.01 s), 25 s of final evaluation,
+        // 5% margin: (1020 - 95) / 1.05 = 880.9 s, minus 25 s, holds 8 epochs.
+        assert_eq!(plan("17m", None).epochs_after(&FLAT, 95.0, 0), 8);
+        assert_eq!(plan("17m", None).first_count(&FLAT, 95.0), Ok(8));
+        // 18 minutes: (1080 - 95) / 1.05 - 25 = 913.1 s, 9 epochs.
+        assert_eq!(plan("18m", None).epochs_after(&FLAT, 95.0, 0), 9);
+        // With 3 epochs done at 400 s, (1080 - 400) / 1.05 - 25 = 622.6 s hold 6 more.
+        assert_eq!(plan("18m", None).epochs_after(&FLAT, 400.0, 3), 9);
+        // Past the point where another epoch fits, the run ends with the epochs it has.
+        assert_eq!(plan("18m", None).epochs_after(&FLAT, 1000.0, 7), 7);
+        assert_eq!(plan("18m", None).epochs_after(&FLAT, 2000.0, 7), 7);
+    }
+
+    #[test]
+    fn a_budget_without_room_for_one_epoch_is_refused_with_the_epoch_time() {
+        let e = plan("2m", None).first_count(&FLAT, 20.0).unwrap_err();
+        // One epoch (100 s) and the final evaluation (25 s), x 1.05, in 100 s left.
+        assert_eq!(e.epoch, 100.0);
+        assert!((e.needed - 131.25).abs() < 1e-9, "{e:?}");
+        let text = e.to_string();
+        assert!(text.contains("budget 2m is too short"), "{text}");
+        assert!(text.contains("an epoch 100 s"), "{text}");
     }
 
     #[test]
@@ -264,10 +343,127 @@ mod tests {
             ramp_start: 0.5,
             ramp_end: 0.5,
         };
-        let spent = Duration::from_secs(95);
-        assert_eq!(plan("17m", None).epochs(m, spent, 0), 8);
-        // 10 epochs (6 small): 6 x 57 s + 4 x 95 s + 10 x 5 s = 772 s, x 1.08 + 25 = 858.8 s
-        // <= 925 s; 11 (6 small) would take 872 x 1.08 + 25 = 966.8 s.
-        assert_eq!(plan("17m", Some(half_small)).epochs(m, spent, 0), 10);
+        assert_eq!(plan("17m", None).epochs_after(&m, 95.0, 0), 8);
+        // 10 epochs (6 small): 6 x 62 s + 4 x 100 s = 772 s, + 25 s, x 1.05 = 836.9 s <= 925 s;
+        // 11 (6 small) would take (872 + 25) x 1.05 = 941.9 s.
+        assert_eq!(plan("17m", Some(half_small)).epochs_after(&m, 95.0, 0), 10);
+    }
+
+    /// Seconds a machine whose speed at time `t` is `1 / pace(t)` of the probe's takes for
+    /// `work` seconds of the probe's rates, starting at `t`, in steps of 10 ms.
+    fn run_for(mut t: f64, work: f64, pace: &impl Fn(f64) -> f64) -> f64 {
+        let mut left = work;
+        while left > 0.0 {
+            left -= 0.01 / pace(t);
+            t += 0.01;
+        }
+        t
+    }
+
+    /// A whole budgeted run on a simulated clock: `startup` seconds of loading and measuring,
+    /// the first count from the probe, every epoch taking as long as `pace` makes it, a re-plan
+    /// at each epoch end, the final evaluation. Returns the end time and the epochs run.
+    fn simulate(
+        plan: &BudgetPlan,
+        probe: Measured,
+        startup: f64,
+        pace: impl Fn(f64) -> f64,
+    ) -> (f64, usize) {
+        let clock = BudgetClock::new(plan.clone(), probe);
+        let mut t = startup;
+        let mut epochs = plan.first_count(&probe, t).unwrap();
+        let mut done = 0;
+        while done < epochs {
+            let started = t;
+            t = run_for(t, plan.epoch_seconds(&probe, done + 1, epochs), &pace);
+            done += 1;
+            epochs = clock.replan(t, done, epochs, t - started).epochs;
+        }
+        let final_eval =
+            (plan.valid_images + 2 * plan.test_images) as f64 * probe.inference_per_image;
+        (run_for(t, final_eval, &pace), done)
+    }
+
+    #[test]
+    fn the_run_ends_within_its_budget_on_a_machine_that_slows_down() {
+        // The default run on a 2-core VM: 281 steps of 0.101 s by the probe, 2,000 validation
+        // and 2,000 held-out images at 2 ms, 15 s of loading; the real steps 15% slower than
+        // the probe's, then 30% from minute 5, then a third slower than that from minute 10.
+        let default_run = BudgetPlan {
+            budget: "15m".parse().unwrap(),
+            steps_per_epoch: 281,
+            valid_images: 2000,
+            test_images: 2000,
+            full_size: 64,
+            progressive: None,
+        };
+        let probe = Measured {
+            step: 0.101,
+            small_step: None,
+            inference_per_image: 0.002,
+        };
+        let quiet = simulate(&default_run, probe, 15.0, |_| 1.0);
+        let drifting = simulate(&default_run, probe, 15.0, |t| match t {
+            t if t < 300.0 => 1.15,
+            t if t < 600.0 => 1.3,
+            _ => 1.3 * 4.0 / 3.0,
+        });
+        // `--budget 3m` on 2,000 photos, two CPU hogs from the first minute: epochs 2.7 times
+        // as long as before.
+        let small = BudgetPlan {
+            budget: "3m".parse().unwrap(),
+            steps_per_epoch: 28,
+            valid_images: 200,
+            test_images: 0,
+            ..default_run.clone()
+        };
+        let hogged = simulate(&small, probe, 5.0, |t| if t < 60.0 { 1.0 } else { 2.7 });
+        let progressive = BudgetPlan {
+            progressive: Some(Progressive::default()),
+            ..default_run.clone()
+        };
+        let probe_small = Measured {
+            small_step: Some((32, 0.04)),
+            ..probe
+        };
+        let prog = simulate(&progressive, probe_small, 15.0, |t| {
+            if t < 200.0 {
+                1.1
+            } else {
+                1.4
+            }
+        });
+        for (name, budget, (end, epochs)) in [
+            ("quiet", 900.0, quiet),
+            ("drifting", 900.0, drifting),
+            ("hogged", 180.0, hogged),
+            ("progressive", 900.0, prog),
+        ] {
+            assert!(
+                end <= budget * 1.02,
+                "{name}: ended at {end:.1} s of {budget} s"
+            );
+            // ... and used the budget: no more than an epoch and the margin left over.
+            assert!(
+                end >= budget * 0.85,
+                "{name}: ended at {end:.1} s of {budget} s"
+            );
+            assert!(epochs >= 1, "{name}");
+        }
+        // The slowdowns cost epochs: the count follows the machine.
+        assert!(drifting.1 < quiet.1, "{drifting:?} {quiet:?}");
+        assert!(hogged.1 < simulate(&small, probe, 5.0, |_| 1.0).1);
+    }
+
+    #[test]
+    fn a_faster_machine_gets_more_epochs() {
+        let clock = BudgetClock::new(plan("30m", None), FLAT);
+        // Planned 10 epochs; the first took half the predicted 100 s.
+        let r = clock.replan(150.0, 1, 10, 50.0);
+        assert_eq!(r.slowdown, 0.5);
+        // (1800 - 150) / 1.05 - 12.5 s of final evaluation holds 31 more epochs of 50 s.
+        assert_eq!(r.epochs, 32);
+        // Twice as slow: (1800 - 300) / 1.05 - 50 = 1378.6 s hold 6 epochs of 200 s.
+        assert_eq!(clock.replan(300.0, 1, 10, 200.0).epochs, 7);
     }
 }

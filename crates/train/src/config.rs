@@ -33,12 +33,17 @@ pub struct TrainConfig {
     pub image_size: usize,
     /// Train the first epochs on smaller images (see [`Progressive`]); CNN and ResNet only.
     pub progressive: Option<Progressive>,
-    /// The epoch count when there is no `budget`.
+    /// The epoch count when there is no `budget`; with one, the count it chose last.
     pub epochs: usize,
     /// A wall-clock budget for the whole run (the default: 15 minutes): the trainer measures a
     /// few steps, then sets `epochs` so that training and the final evaluation end within it
     /// (the chosen count is stored in the run's `config.json`, so `--resume` keeps it).
     pub budget: Option<Budget>,
+    /// Every epoch count a budget chose for this run, in order (written by the run, not by
+    /// hand): a run started from a `config.json` that holds them follows them instead of timing
+    /// the machine again, and so repeats the recorded run exactly.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub replans: Vec<Replan>,
     pub batch_size: usize,
     pub optim: OptimConfig,
     /// 0 for plain cross-entropy.
@@ -80,6 +85,7 @@ impl Default for TrainConfig {
             progressive: None,
             epochs: 16,
             budget: Some(DEFAULT_BUDGET),
+            replans: Vec::new(),
             batch_size: 64,
             optim: OptimConfig::default(),
             label_smoothing: 0.1,
@@ -97,6 +103,14 @@ impl Default for TrainConfig {
             no_cache: false,
         }
     }
+}
+
+/// An epoch count chosen by a budget, in force from global step `from_step` (0-based) on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Replan {
+    pub from_step: usize,
+    pub epochs: usize,
 }
 
 /// The pixel cache folder for a `--cache-dir` / `--no-cache` pair: the given folder, else the
@@ -304,15 +318,44 @@ impl TrainConfig {
         pixel_cache(self.cache_dir.clone(), self.no_cache)
     }
 
+    /// The epoch count in force at 0-based global `step`: the last re-plan made by then, and
+    /// `epochs` (which `--resume` may raise) from the last re-plan on.
+    pub fn epochs_at(&self, step: usize) -> usize {
+        match self.replans.iter().rposition(|r| r.from_step <= step) {
+            Some(i) if i + 1 < self.replans.len() => self.replans[i].epochs,
+            _ => self.epochs,
+        }
+    }
+
+    /// The learning rate of 0-based global `step`, over the run's planned length.
+    pub fn lr_at(&self, step: usize, steps_per_epoch: usize) -> f64 {
+        let mut plan: Vec<(usize, usize)> = self
+            .replans
+            .iter()
+            .map(|r| (r.from_step, r.epochs * steps_per_epoch))
+            .collect();
+        match plan.last_mut() {
+            Some(last) => last.1 = self.epochs * steps_per_epoch,
+            None => plan.push((0, self.epochs * steps_per_epoch)),
+        }
+        self.optim.lr_planned(step, &plan, steps_per_epoch)
+    }
+
     /// The side of the training images of 1-based `epoch`: `image_size`, or smaller early in a
-    /// run with progressive resizing.
-    pub fn train_size(&self, epoch: usize) -> usize {
+    /// run with progressive resizing (as planned when the epoch starts).
+    pub fn train_size(&self, epoch: usize, steps_per_epoch: usize) -> usize {
         progressive::train_size(
             self.progressive.as_ref(),
             epoch,
-            self.epochs,
+            self.epochs_at((epoch - 1) * steps_per_epoch),
             self.image_size,
         )
+    }
+
+    /// Records a budget's new count from global step `from_step` on.
+    pub fn replan(&mut self, from_step: usize, epochs: usize) {
+        self.replans.push(Replan { from_step, epochs });
+        self.epochs = epochs;
     }
 
     /// The weight average's decay, if the run keeps one (a decay of 0 is the last weights).

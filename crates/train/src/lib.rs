@@ -35,9 +35,9 @@ mod test_models;
 mod trainer;
 pub mod whiten;
 
-pub use budget::Budget;
+pub use budget::{Budget, BudgetTooShort};
 pub use card::{HeldOutMetrics, ModelCard, TensorInfo};
-pub use config::{pixel_cache, InvalidSetting, RunConfig, TrainConfig};
+pub use config::{pixel_cache, InvalidSetting, Replan, RunConfig, TrainConfig};
 pub use lock::{lock_holder, LockError, RunLock};
 pub use lookahead::LookaheadConfig;
 pub use loss::Loss;

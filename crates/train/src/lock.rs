@@ -16,7 +16,7 @@ pub struct RunLock {
 /// The live process holding `dir`'s lock, if any. A lock left by a dead process is stale, and
 /// so is one whose PID now belongs to another program (its start time differs).
 pub fn lock_holder(dir: &Path) -> Option<u32> {
-    let text = std::fs::read_to_string(dir.join(LOCK_FILE)).ok()?;
+    let text = catdog_data::read_small_text(&dir.join(LOCK_FILE), 64).ok()?;
     let mut fields = text.split_whitespace();
     let pid: u32 = fields.next()?.parse().ok()?;
     let started: Option<u64> = fields.next().and_then(|s| s.parse().ok());
@@ -39,7 +39,8 @@ fn process_start_time(pid: u32) -> Option<u64> {
 fn process_alive(pid: u32) -> bool {
     #[cfg(unix)]
     {
-        let Ok(pid) = libc::pid_t::try_from(pid) else {
+        // 0 and negative numbers name process groups to kill(2), never one process.
+        let Ok(pid @ 1..) = libc::pid_t::try_from(pid) else {
             return false;
         };
         // SAFETY: signal 0 only checks that the process exists; nothing is sent.
@@ -108,4 +109,35 @@ pub enum LockError {
     Held { dir: PathBuf, pid: u32 },
     #[error("cannot lock {dir}: {reason}")]
     Io { dir: PathBuf, reason: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lock_naming_no_single_live_process_is_stale() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = dir.path().join(LOCK_FILE);
+        // 0 would be this process group to kill(2), which always exists; the other values name
+        // no process (or no valid PID).
+        for text in ["0", "0 123", "4294967295", "-1", "", "junk"] {
+            std::fs::write(&lock, text).unwrap();
+            assert_eq!(lock_holder(dir.path()), None, "{text:?}");
+        }
+        // A lock of this very process is its own, not another holder.
+        std::fs::write(&lock, std::process::id().to_string()).unwrap();
+        assert_eq!(lock_holder(dir.path()), None);
+        // A FIFO in the lock's place is read without waiting for a writer.
+        #[cfg(target_os = "linux")]
+        {
+            std::fs::remove_file(&lock).unwrap();
+            let made = std::process::Command::new("mkfifo")
+                .arg(&lock)
+                .status()
+                .unwrap();
+            assert!(made.success());
+            assert_eq!(lock_holder(dir.path()), None);
+        }
+    }
 }

@@ -94,6 +94,14 @@ impl OptimConfig {
 
     /// Learning rate for 0-based `step` of `total_steps`, with `steps_per_epoch` for the warm-up.
     pub fn lr_at(&self, step: usize, total_steps: usize, steps_per_epoch: usize) -> f64 {
+        self.lr_planned(step, &[(0, total_steps)], steps_per_epoch)
+    }
+
+    /// Learning rate for 0-based `step` of a run whose length was planned again during it:
+    /// `plan` holds `(from_step, total_steps)` pairs in order, the first from step 0. The
+    /// cosine's progress is continuous: from each re-plan on, what was left of it is spread
+    /// over the new remaining steps, so a changed count bends the curve and never jumps it.
+    pub fn lr_planned(&self, step: usize, plan: &[(usize, usize)], steps_per_epoch: usize) -> f64 {
         let warmup = (self.warmup_epochs * steps_per_epoch as f64).round() as usize;
         if step < warmup {
             return self.lr * (step + 1) as f64 / warmup as f64;
@@ -101,13 +109,38 @@ impl OptimConfig {
         match self.schedule {
             Schedule::Constant => self.lr,
             Schedule::Cosine => {
-                let span = total_steps.saturating_sub(warmup).max(1) as f64;
-                let t = ((step - warmup) as f64 / span).min(1.0);
+                let t = cosine_progress(step, warmup, plan);
                 // Never exactly zero: the last steps still move the weights a little.
                 self.lr * (0.5 * (1.0 + (std::f64::consts::PI * t).cos())).max(1e-3)
             }
         }
     }
+}
+
+/// How far (0 to 1) the cosine is at `step` (>= `warmup`): linear in the steps within each
+/// planned span, reaching 1 at that span's total.
+fn cosine_progress(step: usize, warmup: usize, plan: &[(usize, usize)]) -> f64 {
+    // Progress `t0` at step `from`, heading for 1 at step `total`.
+    let at = |t0: f64, from: usize, total: usize, s: usize| {
+        if total <= from {
+            1.0
+        } else {
+            (t0 + (1.0 - t0) * (s - from) as f64 / (total - from) as f64).min(1.0)
+        }
+    };
+    let Some(&(_, first_total)) = plan.first() else {
+        return 0.0;
+    };
+    let (mut t0, mut from, mut total) = (0.0, warmup, first_total);
+    for &(change, new_total) in &plan[1..] {
+        if change > step {
+            break;
+        }
+        let change = change.max(warmup);
+        t0 = at(t0, from, total, change);
+        (from, total) = (change, new_total);
+    }
+    at(t0, from, total, step)
 }
 
 #[cfg(test)]
@@ -133,5 +166,40 @@ mod tests {
         };
         assert_eq!(flat.lr_at(0, 100, 10), 1.0);
         assert_eq!(flat.lr_at(99, 100, 10), 1.0);
+    }
+
+    #[test]
+    fn a_replanned_cosine_bends_without_a_jump() {
+        let c = OptimConfig {
+            lr: 1.0,
+            warmup_epochs: 1.0,
+            ..Default::default()
+        };
+        // One plan is the plain schedule.
+        for step in [0, 9, 10, 40, 99] {
+            assert_eq!(c.lr_planned(step, &[(0, 100)], 10), c.lr_at(step, 100, 10));
+        }
+        // A change during the warm-up is the new count from the start.
+        for step in [3, 10, 40, 79] {
+            assert_eq!(
+                c.lr_planned(step, &[(0, 100), (5, 80)], 10),
+                c.lr_at(step, 80, 10)
+            );
+        }
+        // Cut from 100 to 60 steps at step 50: the same until then, continuous there (progress
+        // 40/90), then the remaining progress over the 10 steps left, reaching the floor.
+        let plan = [(0, 100), (50, 60)];
+        assert_eq!(c.lr_planned(49, &plan, 10), c.lr_at(49, 100, 10));
+        assert_eq!(c.lr_planned(50, &plan, 10), c.lr_at(50, 100, 10));
+        let t = 40.0 / 90.0 + (50.0 / 90.0) * 5.0 / 10.0;
+        let expected = 0.5 * (1.0 + (std::f64::consts::PI * t).cos());
+        assert!((c.lr_planned(55, &plan, 10) - expected).abs() < 1e-12);
+        assert!(c.lr_planned(59, &plan, 10) < 0.03);
+        assert_eq!(c.lr_planned(60, &plan, 10), 1e-3);
+        // Lengthened from 60 to 120 at step 30: never a rise, monotone to the end.
+        let plan = [(0, 60), (30, 120)];
+        let lrs: Vec<f64> = (10..120).map(|s| c.lr_planned(s, &plan, 10)).collect();
+        assert!(lrs.windows(2).all(|w| w[1] <= w[0]), "{lrs:?}");
+        assert!((c.lr_planned(30, &plan, 10) - c.lr_at(30, 60, 10)).abs() < 1e-12);
     }
 }

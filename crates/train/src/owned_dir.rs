@@ -12,7 +12,7 @@ use catdog_data::{partial_write_token, write_atomic, write_token};
 use catdog_infer::model_io::Cause;
 use serde::{Deserialize, Serialize};
 
-use crate::{lock::LockError, RunConfig};
+use crate::lock::LockError;
 
 /// The manifest that marks a folder as catdog's.
 pub const MANIFEST_FILE: &str = ".catdog.json";
@@ -81,6 +81,11 @@ pub enum FolderError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "{path} is a symbolic link: catdog writes and deletes a run's files only inside the \
+         run's own folder; remove the link or choose another folder"
+    )]
+    Link { path: PathBuf },
     #[error(transparent)]
     Lock(#[from] LockError),
 }
@@ -97,9 +102,6 @@ pub(crate) enum Ownership {
     /// Missing or empty: free to claim.
     Free,
     Ours(Manifest),
-    /// A run folder written before catdog kept manifests (its `config.json` has training
-    /// settings): resumable, never overwritten.
-    LegacyRun,
     /// Someone else's: a short description of what is there.
     Foreign(String),
 }
@@ -118,17 +120,15 @@ pub(crate) fn inspect(path: &Path) -> Result<Ownership, FolderError> {
         return Ok(Ownership::Free);
     }
     if names.iter().any(|n| n == MANIFEST_FILE) {
-        let text = std::fs::read_to_string(path.join(MANIFEST_FILE)).map_err(io_error(path))?;
+        let text =
+            catdog_data::read_small_text(&path.join(MANIFEST_FILE), catdog_data::MAX_CONFIG_BYTES)
+                .map_err(io_error(path))?;
         return match serde_json::from_str::<Manifest>(&text) {
             Ok(m) => Ok(Ownership::Ours(m)),
             Err(e) => Ok(Ownership::Foreign(format!(
                 "a {MANIFEST_FILE} catdog cannot read: {e}"
             ))),
         };
-    }
-    let legacy = RunConfig::read(path).is_ok_and(|c| c.train.is_some());
-    if legacy {
-        return Ok(Ownership::LegacyRun);
     }
     names.sort();
     let shown = names
@@ -162,7 +162,20 @@ impl OwnedDir {
     /// Claims `path` for writing a folder of `kind`. An existing folder of the same kind is
     /// taken only when `replace` is true; anything else that is not empty is refused.
     pub fn claim(path: &Path, kind: FolderKind, replace: bool) -> Result<OwnedDir, FolderError> {
-        let existed = match inspect(path)? {
+        let existed = Self::may_claim(path, kind, replace)?;
+        std::fs::create_dir_all(path).map_err(io_error(path))?;
+        let dir = OwnedDir {
+            path: path.to_path_buf(),
+            existed,
+        };
+        dir.record_writer(kind)?;
+        Ok(dir)
+    }
+
+    /// Whether [`Self::claim`] would take `path`, without writing anything: `Ok(true)` when it
+    /// holds a folder of this kind already, `Ok(false)` when it is missing or empty.
+    pub fn may_claim(path: &Path, kind: FolderKind, replace: bool) -> Result<bool, FolderError> {
+        Ok(match inspect(path)? {
             Ownership::Free => false,
             Ownership::Ours(m) if m.kind != kind => {
                 return Err(FolderError::WrongKind {
@@ -181,26 +194,13 @@ impl OwnedDir {
                         .into(),
                 })
             }
-            Ownership::LegacyRun => {
-                return Err(FolderError::NotOurs {
-                    path: path.to_path_buf(),
-                    found: "a run of an older catdog".into(),
-                })
-            }
             Ownership::Foreign(found) => {
                 return Err(FolderError::NotOurs {
                     path: path.to_path_buf(),
                     found,
                 })
             }
-        };
-        std::fs::create_dir_all(path).map_err(io_error(path))?;
-        let dir = OwnedDir {
-            path: path.to_path_buf(),
-            existed,
-        };
-        dir.record_writer(kind)?;
-        Ok(dir)
+        })
     }
 
     pub fn path(&self) -> &Path {

@@ -12,7 +12,7 @@ use catdog_infer::{BackendError, ModelIoError, ModelSpec, OpenDevice, Tta};
 use catdog_model::printable;
 
 use crate::{
-    budget::BudgetPlan,
+    budget::{BudgetClock, BudgetPlan, BudgetTooShort},
     calibrate::fit_temperature,
     dataset::RunData,
     evaluate::{evaluate, evaluate_plain_and_flip_tta, EvalError, EVAL_BATCH},
@@ -37,6 +37,8 @@ pub enum TrainError {
     ModelIo(#[from] ModelIoError),
     #[error(transparent)]
     Eval(#[from] EvalError),
+    #[error(transparent)]
+    BudgetTooShort(#[from] BudgetTooShort),
     #[error(
         "loss became {loss} at epoch {epoch}, batch {batch} (learning rate {lr:.3e}); training \
          stopped and the last good checkpoint was kept: try a lower --lr"
@@ -78,21 +80,15 @@ pub struct TrainRequest {
 pub fn train(req: TrainRequest) -> Result<Summary, TrainError> {
     let started = Instant::now();
     let mut progress = Progress::new(req.progress);
-    let (run, mut config, resumed) = open_run(&req)?;
-    if run.swept > 0 {
-        progress.say(&format!(
-            "removed {} partial file(s) left by an interrupted run",
-            run.swept
-        ));
-    }
+    let (mut config, stored) = settle_settings(&req)?;
     let opened = open_device(&config, &progress)?;
     let ad = opened.device.clone().autodiff();
 
     // Every input is checked before the first step: the data, the split and the held-out folder.
     let data = RunData::load(&config, &progress)?;
     // Normalised with training statistics only (a resumed run keeps its own).
-    let norm = match &resumed {
-        Some(r) => r.config.spec.normalization,
+    let norm = match &stored {
+        Some(stored) => stored.spec.normalization,
         None => Normalization::from_images(&data.train),
     };
     progress.say(&format!(
@@ -101,43 +97,35 @@ pub fn train(req: TrainRequest) -> Result<Summary, TrainError> {
         data.train.len(),
         data.valid.len()
     ));
-    let mut run_config = settle_run_config(&req.out, &config, &data, norm, resumed.as_ref())?;
-    run.write_config(&run_config)?;
+    let mut run_config = settle_run_config(&req.out, &config, &data, norm, stored.as_ref())?;
     let model_config = run_config.spec.model.clone();
+    // Every check passed: only now is the folder claimed, so a refused command writes nothing.
+    let (run, resumed) = open_run(&req)?;
+    if run.swept > 0 {
+        progress.say(&format!(
+            "removed {} partial file(s) left by an interrupted run",
+            run.swept
+        ));
+    }
 
     let mut trainer = Trainer::new(&config, &model_config, data.train.clone(), &norm, &ad)?;
     let mut state = match &resumed {
         Some(resumed) => restore(&mut trainer, &run, resumed, &progress)?,
         None => TrainState::new(),
     };
-    // A budget fixes the epoch count once, at the start; a resumed run keeps the stored one.
-    if let (Some(budget), None) = (config.budget, &resumed) {
-        let measured = trainer.measure(data.valid.clone(), &norm, &opened.device)?;
-        let plan = BudgetPlan {
-            budget,
-            steps_per_epoch: trainer.steps_per_epoch(),
-            valid_images: data.valid.len(),
-            test_images: data.test.as_ref().map_or(0, |(_, set)| set.len()),
-            full_size: config.image_size,
-            progressive: config.progressive,
-        };
-        config.epochs = plan.epochs(measured, started.elapsed(), 0);
-        trainer.set_epochs(config.epochs);
-        trainer.refit_budget(plan, measured, started);
-        run_config.train = Some(config.clone());
-        run.write_config(&run_config)?;
-        let small = match measured.small_step {
-            Some((size, step)) => format!(" ({step:.3} s at {size}x{size})"),
-            None => String::new(),
-        };
-        progress.say(&format!(
-            "budget {budget}: {:.3} s per step{small}, {:.1} ms per image to evaluate -> {} \
-             epochs",
-            measured.step,
-            1000.0 * measured.inference_per_image,
-            config.epochs
-        ));
-    }
+    let clock = plan_budget(
+        &mut config,
+        &trainer,
+        &data,
+        (&norm, &opened.device),
+        started,
+        resumed.is_some(),
+        &progress,
+    )?;
+    trainer.follow_plan(&config);
+    // Written once the count is known, so that a resume goes on with it.
+    run_config.train = Some(config.clone());
+    run.write_config(&run_config)?;
     progress.say(&format!(
         "model: {} with {} parameters, {s}x{s} input, classes: {}",
         model_config.name(),
@@ -147,23 +135,51 @@ pub fn train(req: TrainRequest) -> Result<Summary, TrainError> {
     ));
 
     if config.progressive.is_some() {
-        progress.say(&format!("progressive resizing: {}", size_schedule(&config)));
+        progress.say(&format!(
+            "progressive resizing: {}",
+            size_schedule(&config, trainer.steps_per_epoch())
+        ));
     }
     let mut throughput = Vec::new();
-    while state.epoch < config.epochs && !state.patience_ran_out(config.patience) {
+    let steps_per_epoch = trainer.steps_per_epoch();
+    while state.epoch < config.epochs_at(state.epoch * steps_per_epoch)
+        && !state.patience_ran_out(config.patience)
+    {
+        let epoch_started = Instant::now();
         let epoch = Epoch {
             run: &run,
             data: &data,
             norm: &norm,
             device: &opened.device,
         };
-        let images_per_sec = epoch.run(
-            &mut trainer,
-            &mut state,
-            (&mut config, &mut run_config),
-            &mut progress,
-        )?;
+        let images_per_sec = epoch.run(&mut trainer, &mut state, &config, &mut progress)?;
         throughput.push(images_per_sec);
+        if let Some(clock) = &clock {
+            let (spent, took) = (started.elapsed(), epoch_started.elapsed());
+            let r = clock.replan(
+                spent.as_secs_f64(),
+                state.epoch,
+                config.epochs,
+                took.as_secs_f64(),
+            );
+            if r.epochs != config.epochs {
+                progress.say(&format!(
+                    "budget: epoch {} took {:.1} s, {:.2}x the probe's pace, at {:.0} s of {} -> {} \
+                     epochs instead of {}",
+                    state.epoch,
+                    took.as_secs_f64(),
+                    r.slowdown,
+                    spent.as_secs_f64(),
+                    clock.plan.budget,
+                    r.epochs,
+                    config.epochs
+                ));
+                config.replan(state.epoch * steps_per_epoch, r.epochs);
+                trainer.follow_plan(&config);
+                run_config.train = Some(config.clone());
+                run.write_config(&run_config)?;
+            }
+        }
     }
     if state.epoch < config.epochs {
         progress.say(&format!(
@@ -198,6 +214,56 @@ pub fn train(req: TrainRequest) -> Result<Summary, TrainError> {
     Ok(summary)
 }
 
+/// A budget's first epoch count, from a probe of this machine, recorded in `config`; or the
+/// counts already recorded there (a run started from another run's `config.json`, or resumed),
+/// followed as they are. Returns the clock that re-plans after every epoch, for a new budget.
+fn plan_budget(
+    config: &mut TrainConfig,
+    trainer: &Trainer,
+    data: &RunData,
+    (norm, device): (&Normalization, &Device),
+    started: Instant,
+    resumed: bool,
+    progress: &Progress,
+) -> Result<Option<BudgetClock>, TrainError> {
+    let Some(budget) = config.budget else {
+        return Ok(None);
+    };
+    if resumed || !config.replans.is_empty() {
+        if !resumed {
+            progress.say(&format!(
+                "budget {budget}: following the {} epoch count(s) recorded in the config ({} \
+                 epochs in the end), without timing this machine",
+                config.replans.len(),
+                config.epochs
+            ));
+        }
+        return Ok(None);
+    }
+    let measured = trainer.measure(data.valid.clone(), norm, device)?;
+    let plan = BudgetPlan {
+        budget,
+        steps_per_epoch: trainer.steps_per_epoch(),
+        valid_images: data.valid.len(),
+        test_images: data.test.as_ref().map_or(0, |(_, set)| set.len()),
+        full_size: config.image_size,
+        progressive: config.progressive,
+    };
+    let epochs = plan.first_count(&measured, started.elapsed().as_secs_f64())?;
+    config.replan(0, epochs);
+    let small = match measured.small_step {
+        Some((size, step)) => format!(" ({step:.3} s at {size}x{size})"),
+        None => String::new(),
+    };
+    progress.say(&format!(
+        "budget {budget}: {:.3} s per step{small}, {:.1} ms per image to evaluate -> {epochs} \
+         epochs (planned again after each epoch)",
+        measured.step,
+        1000.0 * measured.inference_per_image,
+    ));
+    Ok(Some(BudgetClock::new(plan, measured)))
+}
+
 /// Continues a resumed run from its last checkpoint.
 fn restore(
     trainer: &mut Trainer,
@@ -230,17 +296,10 @@ impl Epoch<'_> {
         &self,
         trainer: &mut Trainer,
         state: &mut TrainState,
-        (config, run_config): (&mut TrainConfig, &mut RunConfig),
+        config: &TrainConfig,
         progress: &mut Progress,
     ) -> Result<f64, TrainError> {
         let stats = trainer.train_epoch(state.epoch + 1, progress)?;
-        // A budget refitted the count during the warm-up: stored before the checkpoint, so a
-        // resume goes on with it.
-        if trainer.epochs() != config.epochs {
-            config.epochs = trainer.epochs();
-            run_config.train = Some(config.clone());
-            self.run.write_config(run_config)?;
-        }
         let val = trainer.validate(self.data.valid.clone(), self.norm, self.device)?;
         let metrics = stats.with_validation(&val);
         progress.end_epoch(&metrics, config.epochs);
@@ -390,21 +449,23 @@ pub(crate) fn settle_run_config(
     config: &TrainConfig,
     data: &RunData,
     norm: Normalization,
-    resumed: Option<&Resumed>,
+    stored: Option<&RunConfig>,
 ) -> Result<RunConfig, TrainError> {
-    let spec = ModelSpec::new(
+    let mut spec = ModelSpec::new(
         config.model_for(data.classes.len()),
         data.classes.clone(),
         norm,
     );
-    if let Some(previous) = resumed {
-        if previous.config.spec.model != spec.model || previous.config.spec.classes != spec.classes
-        {
+    if let Some(previous) = stored {
+        if previous.spec.model != spec.model || previous.spec.classes != spec.classes {
             return Err(TrainError::Resume {
                 path: out.to_path_buf(),
                 reason: "the data's classes no longer match the run's model",
             });
         }
+        // The run's model.bpk stays the one this temperature was fitted to until the resumed
+        // run's final evaluation replaces both.
+        spec.temperature = previous.spec.temperature;
     }
     spec.validate().map_err(|e| InvalidSetting {
         field: "model",
@@ -420,10 +481,10 @@ pub(crate) fn settle_run_config(
 
 /// The training image sizes by epoch, e.g. `32x32 for epochs 1-12, 40x40 for 13-15, 48x48 for
 /// 16-20`.
-fn size_schedule(config: &TrainConfig) -> String {
+fn size_schedule(config: &TrainConfig, steps_per_epoch: usize) -> String {
     let mut runs: Vec<(usize, usize, usize)> = Vec::new();
     for epoch in 1..=config.epochs {
-        let size = config.train_size(epoch);
+        let size = config.train_size(epoch, steps_per_epoch);
         match runs.last_mut() {
             Some((s, _, last)) if *s == size => *last = epoch,
             _ => runs.push((size, epoch, epoch)),
@@ -468,34 +529,38 @@ fn train_note(config: &TrainConfig) -> String {
     }
 }
 
-/// Opens the run folder (new, or resumed) and settles the run's settings: on resume the stored
-/// ones, with a raised epoch count or a new held-out folder from the request.
-fn open_run(req: &TrainRequest) -> Result<(RunDir, TrainConfig, Option<Resumed>), TrainError> {
+/// The run's settings, checked without writing anything: the request's for a new run (whose
+/// folder must be free, or catdog's with `force`); on resume the stored ones, with a raised
+/// epoch count or a new held-out folder from the request, and the stored `config.json`.
+fn settle_settings(req: &TrainRequest) -> Result<(TrainConfig, Option<RunConfig>), TrainError> {
     if !req.resume {
         req.config.validate()?;
         check_out_outside_data(&req.out, &req.config)?;
-        return Ok((
-            RunDir::create(&req.out, req.force)?,
-            req.config.clone(),
-            None,
-        ));
+        RunDir::may_create(&req.out, req.force)?;
+        return Ok((req.config.clone(), None));
     }
-    let (run, resumed) = RunDir::resume(&req.out)?;
-    let mut config = resumed
-        .config
-        .train
-        .clone()
-        .ok_or_else(|| TrainError::Resume {
-            path: req.out.clone(),
-            reason: "config.json has no training settings",
-        })?;
+    let stored = RunDir::resumable(&req.out)?;
+    let mut config = stored.train.clone().ok_or_else(|| TrainError::Resume {
+        path: req.out.clone(),
+        reason: "config.json has no training settings",
+    })?;
     config.epochs = config.epochs.max(req.config.epochs);
     if req.config.test.is_some() {
         config.test = req.config.test.clone();
     }
     config.validate()?;
     check_out_outside_data(&req.out, &config)?;
-    Ok((run, config, Some(resumed)))
+    Ok((config, Some(stored)))
+}
+
+/// Claims the run folder (new, or resumed: then with its last checkpoint).
+fn open_run(req: &TrainRequest) -> Result<(RunDir, Option<Resumed>), TrainError> {
+    if req.resume {
+        let (run, resumed) = RunDir::resume(&req.out)?;
+        Ok((run, Some(resumed)))
+    } else {
+        Ok((RunDir::create(&req.out, req.force)?, None))
+    }
 }
 
 /// A run folder inside the data folder would become part of the data (its plots a new class).

@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use burn::{module::Module, optim::ModuleOptimizer, tensor::Device};
-use catdog_data::{write_atomic, write_atomic_with, Skipped};
+use catdog_data::{
+    read_small, write_atomic, write_atomic_with, Skipped, MAX_CONFIG_BYTES, MAX_STATE_BYTES,
+};
 use catdog_model::{Classifier, ModelConfig};
 use serde::{Deserialize, Serialize};
 
@@ -166,21 +168,8 @@ impl RunDir {
     /// `force` (or the run never reached its first checkpoint, e.g. it failed on bad data); then
     /// only the run's own files are replaced.
     pub fn create(path: &Path, force: bool) -> Result<RunDir, FolderError> {
-        let unfinished =
-            path.join(CHECKPOINTS).join(LATEST).exists() || path.join(SUMMARY_FILE).exists();
-        let claimed = OwnedDir::claim(path, FolderKind::Run, true)?;
-        if claimed.existed && unfinished && !force {
-            return Err(FolderError::Exists {
-                path: path.to_path_buf(),
-                kind: FolderKind::Run,
-                hint: format!(
-                    "continue it with --resume {p}, start it over with --force (only catdog's own \
-                     files are replaced), or choose another --out",
-                    p = path.display()
-                ),
-            });
-        }
-        let run = RunDir::lock(claimed)?;
+        RunDir::may_create(path, force)?;
+        let run = RunDir::lock(OwnedDir::claim(path, FolderKind::Run, true)?)?;
         // Starting over: nothing of the previous run may be mistaken for this one's.
         for name in [
             CONFIG_FILE,
@@ -202,8 +191,31 @@ impl RunDir {
         Ok(run)
     }
 
-    /// Opens the run in `path` to continue it: its config and last checkpoint.
-    pub fn resume(path: &Path) -> Result<(RunDir, Resumed), FolderError> {
+    /// Whether [`Self::create`] would take `path`, checked without writing anything.
+    pub fn may_create(path: &Path, force: bool) -> Result<(), FolderError> {
+        let existed = OwnedDir::may_claim(path, FolderKind::Run, true)?;
+        let unfinished =
+            path.join(CHECKPOINTS).join(LATEST).exists() || path.join(SUMMARY_FILE).exists();
+        if existed && unfinished && !force {
+            return Err(FolderError::Exists {
+                path: path.to_path_buf(),
+                kind: FolderKind::Run,
+                hint: format!(
+                    "continue it with --resume {p}, start it over with --force (only catdog's own \
+                     files are replaced), or choose another --out",
+                    p = path.display()
+                ),
+            });
+        }
+        if existed {
+            no_link(&path.join(CHECKPOINTS))?;
+        }
+        Ok(())
+    }
+
+    /// The `config.json` of the run in `path` if it can be continued, read without writing
+    /// anything.
+    pub fn resumable(path: &Path) -> Result<RunConfig, FolderError> {
         let not_a_run = |source: Cause| FolderError::NotARun {
             path: path.to_path_buf(),
             source,
@@ -217,8 +229,6 @@ impl RunDir {
                     wanted: FolderKind::Run,
                 })
             }
-            // Adopted: it gets a manifest, so from now on it is provably ours.
-            Ownership::LegacyRun => {}
             Ownership::Free => return Err(not_a_run("it is empty or missing".into())),
             Ownership::Foreign(found) => {
                 return Err(not_a_run(
@@ -230,18 +240,32 @@ impl RunDir {
         if config.train.is_none() {
             return Err(not_a_run("config.json has no training settings".into()));
         }
+        no_link(&path.join(CHECKPOINTS))?;
+        Ok(config)
+    }
+
+    /// Opens the run in `path` to continue it: its config and last checkpoint.
+    pub fn resume(path: &Path) -> Result<(RunDir, Resumed), FolderError> {
+        let not_a_run = |source: Cause| FolderError::NotARun {
+            path: path.to_path_buf(),
+            source,
+        };
+        let config = RunDir::resumable(path)?;
         let dir = OwnedDir {
             path: path.to_path_buf(),
             existed: true,
         };
         let run = RunDir::lock(dir)?;
         let latest_path = run.checkpoints().join(LATEST);
-        let latest: Option<Latest> = match std::fs::read_to_string(&latest_path) {
-            Ok(text) => Some(
-                serde_json::from_str(&text)
-                    .map_err(|e| not_a_run(format!("{}: {e}", latest_path.display()).into()))?,
-            ),
-            Err(_) => None,
+        // No latest.json: no epoch was committed yet. One that cannot be read is an error,
+        // never a silent start from scratch.
+        let unreadable = |e: String| not_a_run(format!("{}: {e}", latest_path.display()).into());
+        let latest: Option<Latest> = match read_small(&latest_path, MAX_STATE_BYTES) {
+            Ok(bytes) => {
+                Some(serde_json::from_slice(&bytes).map_err(|e| unreadable(e.to_string()))?)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(unreadable(e.to_string())),
         };
         let resumed = Resumed {
             config,
@@ -257,6 +281,7 @@ impl RunDir {
         let lock = RunLock::acquire(dir.path())?;
         dir.record_writer(FolderKind::Run)?;
         let checkpoints = dir.path.join(CHECKPOINTS);
+        no_link(&checkpoints)?;
         std::fs::create_dir_all(&checkpoints).map_err(io_error(&checkpoints))?;
         let mut dirs = vec![dir.path.clone(), checkpoints.clone()];
         for entry in std::fs::read_dir(&checkpoints)
@@ -331,8 +356,8 @@ impl RunDir {
 
     /// The `summary.json` of the run in `dir`, if it finished and the file is readable.
     pub fn read_summary(dir: &Path) -> Option<Summary> {
-        let text = std::fs::read_to_string(dir.join(SUMMARY_FILE)).ok()?;
-        serde_json::from_str(&text).ok()
+        let bytes = read_small(&dir.join(SUMMARY_FILE), MAX_CONFIG_BYTES).ok()?;
+        serde_json::from_slice(&bytes).ok()
     }
     fn checkpoints(&self) -> PathBuf {
         self.path().join(CHECKPOINTS)
@@ -346,7 +371,7 @@ impl RunDir {
             if name == LATEST {
                 std::fs::remove_file(entry.path()).map_err(io_error(&entry.path()))?;
             } else if is_dir && is_checkpoint_dir(&name) {
-                std::fs::remove_dir_all(entry.path()).map_err(io_error(&entry.path()))?;
+                remove_checkpoint(&entry.path()).map_err(io_error(&entry.path()))?;
             }
         }
         Ok(())
@@ -397,11 +422,38 @@ impl RunDir {
         )?;
         for entry in std::fs::read_dir(&root).into_iter().flatten().flatten() {
             let n = entry.file_name().to_string_lossy().into_owned();
-            if is_checkpoint_dir(&n) && n != name {
-                let _ = std::fs::remove_dir_all(entry.path());
+            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+            if is_dir && is_checkpoint_dir(&n) && n != name {
+                let _ = remove_checkpoint(&entry.path());
             }
         }
         Ok(())
+    }
+}
+
+/// Removes the files catdog writes into a checkpoint folder, then the folder if that left it
+/// empty: anything else found there (a user's file) stays, with its folder.
+fn remove_checkpoint(dir: &Path) -> std::io::Result<()> {
+    for name in [CHECKPOINT_MODEL, CHECKPOINT_OPTIM, CHECKPOINT_AVERAGE] {
+        match std::fs::remove_file(dir.join(name)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    match std::fs::remove_dir(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty => Ok(()),
+        other => other,
+    }
+}
+
+/// Refuses a run's subfolder that is a symbolic link: catdog writes and deletes a run's files
+/// only inside the run's own folder, never wherever a link leads.
+fn no_link(path: &Path) -> Result<(), FolderError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => Err(FolderError::Link {
+            path: path.to_path_buf(),
+        }),
+        _ => Ok(()),
     }
 }
 

@@ -24,7 +24,7 @@ use catdog_infer::Tta;
 use catdog_model::{Classifier, ModelConfig};
 
 use crate::{
-    budget::{BudgetPlan, Measured},
+    budget::Measured,
     ema::WeightAverage,
     evaluate::{evaluate, VALIDATION_MIN_BATCH},
     lookahead::Lookahead,
@@ -37,23 +37,6 @@ use crate::{
 /// Batches prepared ahead of the step, on the batch thread.
 const PREFETCH_DEPTH: usize = 4;
 
-/// The budget's refit times the warm-up's steps after this many (allocator and caches settle).
-const REFIT_FROM: usize = 4;
-/// ... and only when at least this many are left to time.
-const REFIT_MIN_STEPS: usize = 8;
-
-/// A budget waiting for the end of the warm-up (see [`Trainer::refit_budget`]).
-struct BudgetRefit {
-    plan: BudgetPlan,
-    /// The probe's measurement.
-    measured: Measured,
-    run_started: Instant,
-    /// The global step count at the end of the warm-up (within the first epoch).
-    until: usize,
-    /// When step `REFIT_FROM` ended.
-    from: Option<Instant>,
-}
-
 pub struct Trainer {
     /// On the autodiff device, in training mode; taken out only inside `step`, so that the
     /// optimiser owns the only reference and updates the weights in place.
@@ -63,8 +46,6 @@ pub struct Trainer {
     average: Option<WeightAverage>,
     /// Lookahead's slow weights, when the run uses it.
     lookahead: Option<Lookahead>,
-    /// A budget's count, to be fitted again at the end of the warm-up.
-    refit: Option<BudgetRefit>,
     loss: Loss,
     config: TrainConfig,
     model_config: ModelConfig,
@@ -133,7 +114,6 @@ impl Trainer {
         Ok(Trainer {
             average: config.ema_decay().map(WeightAverage::new),
             lookahead: config.lookahead.map(Lookahead::new),
-            refit: None,
             model: Some(model),
             optim: config.optim.build(),
             loss: Loss::new(config.label_smoothing, ad),
@@ -189,7 +169,7 @@ impl Trainer {
             epoch_order(config, epoch),
         );
         progress.start_epoch(epoch, config.epochs, plan.len());
-        let size = config.train_size(epoch);
+        let size = config.train_size(epoch, self.steps_per_epoch);
         let mut batches = Prefetcher::new(self.batcher.clone(), plan, PREFETCH_DEPTH)
             .map_err(TrainError::Thread)?;
         let mut stats = EpochStats {
@@ -209,12 +189,7 @@ impl Trainer {
             stats.data_wait += t.elapsed();
             let n = host.len();
             let global_step = (epoch - 1) * self.steps_per_epoch + step_in_epoch;
-            // The count may be refitted during the warm-up, whose rates do not depend on it.
-            let total_steps = self.steps_per_epoch * self.config.epochs;
-            stats.lr = self
-                .config
-                .optim
-                .lr_at(global_step, total_steps, self.steps_per_epoch);
+            stats.lr = self.config.lr_at(global_step, self.steps_per_epoch);
             let (loss, right) = self
                 .step(host.to_device(&self.device), size, stats.lr, global_step)
                 .map_err(|loss| TrainError::NonFinite {
@@ -223,7 +198,6 @@ impl Trainer {
                     loss,
                     lr: stats.lr,
                 })?;
-            self.after_step(global_step + 1, progress);
             loss_sum += loss as f64 * n as f64;
             correct += right;
             stats.images += n;
@@ -360,72 +334,10 @@ impl Trainer {
         self.steps_per_epoch
     }
 
-    /// The run's epoch count (a budget may refit it during the first epoch).
-    pub fn epochs(&self) -> usize {
-        self.config.epochs
-    }
-
-    /// Makes the budget fix the epoch count again at the end of the learning-rate warm-up, from
-    /// the time the run's own steps took. The probe of [`Self::measure`] runs a few steps of a
-    /// fresh model; sustained training on this kind of machine ran about 10% slower than that.
-    /// The warm-up's learning rates do not depend on the count, so the run is the same as one
-    /// given the final count with `--epochs`. Without a warm-up long enough to time, the
-    /// probe's count stands.
-    pub fn refit_budget(&mut self, plan: BudgetPlan, measured: Measured, run_started: Instant) {
-        let warmup = (self.config.optim.warmup_epochs * self.steps_per_epoch as f64).round();
-        let until = (warmup as usize).min(self.steps_per_epoch);
-        self.refit = (until >= REFIT_FROM + REFIT_MIN_STEPS).then_some(BudgetRefit {
-            plan,
-            measured,
-            run_started,
-            until,
-            from: None,
-        });
-    }
-
-    /// Times the warm-up's steps and, at its end, refits the epoch count.
-    fn after_step(&mut self, steps_done: usize, progress: &Progress) {
-        let Some(refit) = &mut self.refit else { return };
-        if steps_done == REFIT_FROM {
-            refit.from = Some(Instant::now());
-        }
-        if steps_done < refit.until {
-            return;
-        }
-        let Some(refit) = self.refit.take() else {
-            return;
-        };
-        let Some(from) = refit.from else { return };
-        let real = from.elapsed().as_secs_f64() / (refit.until - REFIT_FROM) as f64;
-        let probe = refit
-            .measured
-            .step_at(self.config.train_size(1), self.config.image_size);
-        // Steps, and evaluation with them, run `scale` times as long as the probe said.
-        let scale = real / probe.max(1e-9);
-        let measured = Measured {
-            step: refit.measured.step * scale,
-            small_step: refit.measured.small_step.map(|(s, t)| (s, t * scale)),
-            inference_per_image: refit.measured.inference_per_image * scale,
-        };
-        let epochs = refit
-            .plan
-            .epochs(measured, refit.run_started.elapsed(), refit.until);
-        // Progressive resizing trains a one-epoch run at full size: a count that moves to or
-        // from one epoch would change the first epoch's size, so it stays.
-        let keep = refit.plan.progressive.is_some() && (epochs == 1 || self.config.epochs == 1);
-        if epochs != self.config.epochs && !keep {
-            progress.say(&format!(
-                "budget: the warm-up's steps took {real:.3} s each (the probe's {probe:.3} s) \
-                 -> {epochs} epochs instead of {}",
-                self.config.epochs
-            ));
-            self.config.epochs = epochs;
-        }
-    }
-
-    /// Sets the run's length (the learning-rate schedule spans it).
-    pub fn set_epochs(&mut self, epochs: usize) {
-        self.config.epochs = epochs;
+    /// Follows a budget's new count (the learning-rate schedule and the image sizes span it).
+    pub fn follow_plan(&mut self, config: &TrainConfig) {
+        self.config.epochs = config.epochs;
+        self.config.replans = config.replans.clone();
     }
 
     /// Forward, loss, backward and an optimiser step on one batch; returns the batch's mean

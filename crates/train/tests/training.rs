@@ -263,7 +263,9 @@ fn progressive_resizing_learns_and_reproduces() {
         ramp_end: 0.5,
     });
     assert_eq!(
-        (1..=4).map(|e| config.train_size(e)).collect::<Vec<_>>(),
+        (1..=4)
+            .map(|e| config.train_size(e, 10))
+            .collect::<Vec<_>>(),
         [16, 16, 24, 24]
     );
     let a = run(config.clone(), &tmp.path().join("a"), false);
