@@ -7,7 +7,7 @@ use std::{
     process::Output,
 };
 
-use common::{assert_ok, assert_usage_error, catdog, stdout};
+use common::{assert_ok, assert_usage_error, catdog, stdout, train_tiny};
 
 use catdog::data::{synth::write_synth_set, Layout};
 
@@ -503,4 +503,27 @@ fn model_folder_errors_are_clear() {
         &catdog(&["predict", "--model", "bad", "x.jpg"], dir),
         "not a valid catdog config",
     );
+}
+
+#[test]
+fn eval_plots_never_go_inside_the_data_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write_synth_set(&dir.join("data"), &["cat", "dog"], 6, 16, Layout::Kaggle, 1).unwrap();
+    assert_ok(&train_tiny(dir, "data", "run", "mlp"));
+    let files = std::fs::read_dir(dir.join("data")).unwrap().count();
+    let o = catdog(
+        &[
+            "eval",
+            "--model",
+            "run",
+            "--data",
+            "data",
+            "--plots",
+            "data/cat/plots",
+        ],
+        dir,
+    );
+    assert_usage_error(&o, "inside the --data folder");
+    assert_eq!(std::fs::read_dir(dir.join("data")).unwrap().count(), files);
 }

@@ -303,3 +303,174 @@ fn one_image_per_class_is_refused_clearly() {
     write_synth_set(&dir.join("data"), &["cat", "dog"], 1, 16, Layout::Kaggle, 1).unwrap();
     assert_refused(&train_into(dir, "run", &[]), 2, "too few");
 }
+
+#[test]
+fn a_copied_run_config_does_not_make_a_folder_of_the_users_catdogs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    data_set(dir);
+    assert_ok(&train_into(dir, "run", &[]));
+    // The user's own folder, with a copy of a run's config.json among their files.
+    let mine = dir.join("mine");
+    std::fs::create_dir_all(mine.join("checkpoints/epoch-0001")).unwrap();
+    std::fs::copy(dir.join("run/config.json"), mine.join("config.json")).unwrap();
+    for name in [
+        "metrics.csv",
+        "model.bpk",
+        "checkpoints/epoch-0001/important.txt",
+    ] {
+        std::fs::write(mine.join(name), "the user's").unwrap();
+    }
+    let before = snapshot(&mine);
+    // A resume that fails on its data, one that would work, then --force: all refused, and
+    // nothing written (no manifest that would make the folder catdog's).
+    std::fs::rename(dir.join("data"), dir.join("away")).unwrap();
+    let o = catdog(&["train", "--resume", "mine"], dir);
+    assert_eq!(o.status.code(), Some(2), "{}", common::both(&o));
+    assert_eq!(
+        snapshot(&mine),
+        before,
+        "a refused resume wrote into the folder"
+    );
+    std::fs::rename(dir.join("away"), dir.join("data")).unwrap();
+    let o = catdog(&["train", "--resume", "mine"], dir);
+    assert_refused(&o, 2, "not a catdog run folder");
+    assert_refused(
+        &train_into(dir, "mine", &["--force"]),
+        2,
+        "was not made by catdog",
+    );
+    assert_eq!(snapshot(&mine), before, "the user's files are unchanged");
+}
+
+#[test]
+fn a_refused_command_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    data_set(dir);
+    assert_ok(&train_into(dir, "run", &[]));
+    let before = snapshot(&dir.join("run"));
+    // Refused for the folder (a finished run without --force), for the data (a held-out folder
+    // that is missing), on resume for a held-out folder of other classes.
+    assert_refused(&train_into(dir, "run", &[]), 2, "--resume");
+    assert_refused(
+        &train_into(dir, "run", &["--force", "--test", "nowhere"]),
+        2,
+        "nowhere",
+    );
+    write_synth_set(
+        &dir.join("other"),
+        &["ant", "bee"],
+        3,
+        16,
+        Layout::Kaggle,
+        1,
+    )
+    .unwrap();
+    let o = catdog(
+        &[
+            "train", "--resume", "run", "--epochs", "2", "--test", "other",
+        ],
+        dir,
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", common::both(&o));
+    assert_eq!(
+        snapshot(&dir.join("run")),
+        before,
+        "a refused command wrote"
+    );
+}
+
+#[test]
+fn force_removes_only_catdogs_checkpoint_files_and_never_through_a_link() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    data_set(dir);
+    assert_ok(&train_into(dir, "run", &[]));
+    let kept = dir.join("run/checkpoints/epoch-0001/important.txt");
+    std::fs::write(&kept, "the user's").unwrap();
+    assert_ok(&train_into(dir, "run", &["--force", "--seed", "3"]));
+    assert_eq!(std::fs::read(&kept).unwrap(), b"the user's");
+    assert_ok(&train_into(dir, "run", &["--force", "--seed", "5"]));
+    assert_eq!(std::fs::read(&kept).unwrap(), b"the user's");
+
+    // `checkpoints` as a link to another folder: refused, and nothing there touched.
+    let victim = dir.join("victim");
+    std::fs::create_dir_all(victim.join("epoch-0007")).unwrap();
+    std::fs::write(victim.join("epoch-0007/data.txt"), "theirs").unwrap();
+    std::fs::write(victim.join("latest.json"), "theirs").unwrap();
+    std::fs::rename(dir.join("run/checkpoints"), dir.join("moved")).unwrap();
+    std::os::unix::fs::symlink(&victim, dir.join("run/checkpoints")).unwrap();
+    let before = snapshot(&victim);
+    assert_refused(
+        &train_into(dir, "run", &["--force"]),
+        2,
+        "is a symbolic link",
+    );
+    let o = catdog(&["train", "--resume", "run", "--epochs", "3"], dir);
+    assert_refused(&o, 2, "is a symbolic link");
+    assert_eq!(snapshot(&victim), before, "a file behind the link changed");
+}
+
+#[test]
+fn unreadable_or_blocking_state_files_are_refused_in_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    data_set(dir);
+    assert_ok(&train_into(dir, "run", &[]));
+    let metrics = std::fs::read(dir.join("run/metrics.csv")).unwrap();
+    // An unreadable latest.json is an error, never a silent restart from epoch 1.
+    let latest = dir.join("run/checkpoints/latest.json");
+    let saved = std::fs::read(&latest).unwrap();
+    std::fs::remove_file(&latest).unwrap();
+    std::fs::create_dir(&latest).unwrap();
+    let o = catdog(&["train", "--resume", "run", "--epochs", "2"], dir);
+    assert_refused(&o, 2, "latest.json");
+    assert_eq!(std::fs::read(dir.join("run/metrics.csv")).unwrap(), metrics);
+    std::fs::remove_dir(&latest).unwrap();
+    std::fs::write(&latest, saved).unwrap();
+
+    // FIFOs where catdog reads its own files: refused at once instead of waiting for a writer.
+    let fifo = |path: &Path| {
+        let made = std::process::Command::new("mkfifo")
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(made.success());
+    };
+    fifo(&dir.join("settings.toml"));
+    let args = ["train", "--config", "settings.toml", "--out", "x"];
+    let o = common::catdog_within(&args, dir, 60).expect("--config as a FIFO hung");
+    assert_refused(&o, 2, "a FIFO");
+    let photo = std::fs::read_dir(dir.join("data"))
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    let photo = photo.to_str().unwrap();
+    for (file, args) in [
+        (
+            "run/summary.json",
+            &["train", "--resume", "run", "--epochs", "2"][..],
+        ),
+        ("run/config.json", &["predict", "--model", "run", photo][..]),
+        (
+            "run/.lock",
+            &["train", "--resume", "run", "--epochs", "2"][..],
+        ),
+    ] {
+        let saved = std::fs::read(dir.join(file)).ok();
+        let _ = std::fs::remove_file(dir.join(file));
+        fifo(&dir.join(file));
+        let o = common::catdog_within(args, dir, 60)
+            .unwrap_or_else(|| panic!("{file} as a FIFO: `{}` hung", args.join(" ")));
+        let err = stderr(&o);
+        assert!(!err.contains("panicked"), "{file}: {err}");
+        // (A stale lock is replaced, and removed when the command ends.)
+        let _ = std::fs::remove_file(dir.join(file));
+        if let Some(saved) = saved {
+            std::fs::write(dir.join(file), saved).unwrap();
+        }
+    }
+}

@@ -104,3 +104,30 @@ fn bad_inputs_are_refused_and_an_existing_plot_is_kept() {
     assert_eq!(std::fs::read(dir.join("mine.png")).unwrap(), b"my picture");
     assert!(!dir.join("lr-find.png").exists());
 }
+
+#[test]
+fn each_run_gets_its_own_plot_and_none_goes_inside_the_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write_synth_set(
+        &dir.join("data"),
+        &["cat", "dog"],
+        10,
+        16,
+        Layout::Kaggle,
+        8,
+    )
+    .unwrap();
+    let sweep = ["lr-find", "--data", "data", "--steps", "10"];
+    let args = [&sweep[..], &MODEL[..]].concat();
+    assert_ok(&catdog(&args, dir));
+    let first = std::fs::read(dir.join("lr-find.png")).unwrap();
+    // A second run in the same folder takes the next free name and leaves the first plot.
+    assert_ok(&catdog(&args, dir));
+    assert_eq!(std::fs::read(dir.join("lr-find.png")).unwrap(), first);
+    assert!(image::open(dir.join("lr-find-2.png")).is_ok());
+    // A plot inside the data folder would be read as a photo by the next run.
+    let inside = [&args[..], &["--plot", "data/lr.png"][..]].concat();
+    assert_usage_error(&catdog(&inside, dir), "inside the --data folder");
+    assert!(!dir.join("data/lr.png").exists());
+}

@@ -191,9 +191,10 @@ pub struct LrFindArgs {
     /// Steps from --min-lr to --max-lr (one batch each).
     #[arg(long, default_value_t = 150, allow_negative_numbers = true)]
     pub steps: usize,
-    /// Where to draw the loss curve (an existing file is never replaced).
-    #[arg(long, default_value = "lr-find.png")]
-    pub plot: PathBuf,
+    /// Where to draw the loss curve (an existing file is never replaced; default: lr-find.png,
+    /// or lr-find-2.png, lr-find-3.png ... when that is taken).
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
     /// Print the sweep and the suggestions as JSON.
     #[arg(long)]
     pub json: bool,

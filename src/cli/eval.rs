@@ -38,6 +38,15 @@ pub fn run(a: EvalArgs) -> Result<ExitCode, Failure> {
     });
     // Only a new or empty folder, or one of catdog's own evaluation folders (whose plots are
     // redrawn), takes the plots: never a folder of the user's files.
+    if let Some(dir) = &plot_dir {
+        catdog_train::refuse_inside(
+            "plots",
+            dir,
+            &a.data,
+            "the plots must not go inside the --data folder (they would become images of it): \
+             choose another --plots",
+        )?;
+    }
     let plot_folder = match &plot_dir {
         Some(dir) => Some(OwnedDir::claim(dir, FolderKind::Eval, true).map_err(|e| {
             usage(anyhow::Error::new(e).context(format!(

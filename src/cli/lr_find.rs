@@ -1,4 +1,4 @@
-use std::process::ExitCode;
+use std::{path::PathBuf, process::ExitCode};
 
 use catdog_model::printable;
 use catdog_train::{
@@ -37,23 +37,41 @@ pub fn run(a: LrFindArgs) -> Result<ExitCode, Failure> {
         steps: a.steps,
     };
     opts.validate()?;
-    // Never replaces a file: the plot's name is checked before the sweep.
-    if a.plot.exists() {
-        return Err(usage(anyhow::anyhow!(
-            "{} exists: choose another --plot (lr-find never replaces a file)",
-            printable(&a.plot.to_string_lossy())
-        )));
-    }
+    // Never replaces a file: the plot's name is checked before the sweep (and the file created
+    // exclusively after it); each run without --plot gets a free default name.
+    let plot = match &a.plot {
+        Some(plot) if plot.exists() || plot.symlink_metadata().is_ok() => {
+            return Err(usage(anyhow::anyhow!(
+                "{} exists: choose another --plot (lr-find never replaces a file)",
+                printable(&plot.to_string_lossy())
+            )));
+        }
+        Some(plot) => plot.clone(),
+        None => (1..)
+            .map(|n| match n {
+                1 => PathBuf::from("lr-find.png"),
+                n => PathBuf::from(format!("lr-find-{n}.png")),
+            })
+            .find(|p| p.symlink_metadata().is_err())
+            .unwrap_or_default(),
+    };
+    catdog_train::refuse_inside(
+        "plot",
+        &plot,
+        &config.data,
+        "the plot must not be inside the --data folder (it would become a training image): \
+         choose another --plot",
+    )?;
     let progress = Progress::new(if a.json {
         ProgressMode::Quiet
     } else {
         ProgressMode::Lines
     });
     let finding = lr_find(&config, &opts, &progress)?;
-    lr_find_plot(&finding, &a.plot)?;
+    lr_find_plot(&finding, &plot)?;
     if a.json {
         let mut value = serde_json::to_value(&finding)?;
-        value["plot"] = serde_json::to_value(&a.plot)?;
+        value["plot"] = serde_json::to_value(&plot)?;
         println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(ExitCode::SUCCESS);
     }
@@ -83,7 +101,7 @@ pub fn run(a: LrFindArgs) -> Result<ExitCode, Failure> {
     );
     println!(
         "plot: {}; train with --lr {}",
-        printable(&a.plot.to_string_lossy()),
+        printable(&plot.to_string_lossy()),
         fmt(finding.suggested)
     );
     Ok(ExitCode::SUCCESS)

@@ -134,10 +134,22 @@ impl Measured {
 /// Most epochs a budget fits.
 const MAX_EPOCHS: usize = 10_000;
 
-/// What is left of the budget must exceed the predicted rest of the run by this share: the next
-/// epoch may run slower than the last (the re-plan after it catches up), and checkpoints,
-/// plots and the final files take time the rates leave out.
+/// What is left of the budget must exceed the predicted rest of the run by this share for a new
+/// count: the next epoch may run slower than the last (the re-plan after it catches up), and
+/// checkpoints, plots and the final files take time the rates leave out.
 const MARGIN: f64 = 1.05;
+
+/// The count in force stays while it fits with more than the first of these margins and no
+/// more epochs fit with the second: a band around [`MARGIN`], so that the noise in the epochs'
+/// times does not move the count up and down from epoch to epoch.
+const KEEP_MARGINS: (f64, f64) = (1.035, 1.1);
+
+/// Epochs whose pace is averaged for a re-plan (one epoch's time is noisy)...
+const PACE_EPOCHS: usize = 3;
+
+/// ... unless the last epoch ran this much slower than that average: a step change (another
+/// program took the cores), taken at once.
+const PACE_STEP: f64 = 1.15;
 
 /// What a budget needs to know about a run to fit its epochs.
 #[derive(Debug, Clone, PartialEq)]
@@ -175,26 +187,31 @@ impl BudgetPlan {
             + self.valid_images as f64 * m.inference_per_image
     }
 
-    /// Seconds the rest of a run of `epochs` epochs needs with `done` of them complete, margin
-    /// included: the remaining epochs, then the final evaluation (validation once, the
-    /// held-out set plain and mirrored).
-    fn seconds_to_finish(&self, m: &Measured, done: usize, epochs: usize) -> f64 {
+    /// Seconds the rest of a run of `epochs` epochs needs with `done` of them complete, times
+    /// `margin`: the remaining epochs, then the final evaluation (validation once, the held-out
+    /// set plain and mirrored).
+    fn seconds_to_finish(&self, m: &Measured, done: usize, epochs: usize, margin: f64) -> f64 {
         let train: f64 = (done + 1..=epochs)
             .map(|e| self.epoch_seconds(m, e, epochs))
             .sum();
         let final_eval = (self.valid_images + 2 * self.test_images) as f64 * m.inference_per_image;
-        (train + final_eval) * MARGIN
+        (train + final_eval) * margin
     }
 
     /// The most epochs in all (never fewer than the `done` ones) whose rest fits in what is
-    /// left of the budget after `spent` seconds, at the rates `m`. More epochs never cost less,
-    /// so the count is found by bisection.
+    /// left of the budget after `spent` seconds, at the rates `m`, with the 5% margin.
     pub fn epochs_after(&self, m: &Measured, spent: f64, done: usize) -> usize {
+        self.fitting(m, spent, done, MARGIN)
+    }
+
+    /// [`Self::epochs_after`] with `margin`. More epochs never cost less, so the count is found
+    /// by bisection.
+    fn fitting(&self, m: &Measured, spent: f64, done: usize, margin: f64) -> usize {
         let left = self.budget.duration().as_secs_f64() - spent;
         let (mut fits, mut over) = (done, MAX_EPOCHS.max(done) + 1);
         while over - fits > 1 {
             let mid = fits + (over - fits) / 2;
-            if self.seconds_to_finish(m, done, mid) <= left {
+            if self.seconds_to_finish(m, done, mid, margin) <= left {
                 fits = mid;
             } else {
                 over = mid;
@@ -210,7 +227,7 @@ impl BudgetPlan {
             0 => Err(BudgetTooShort {
                 budget: self.budget,
                 spent,
-                needed: self.seconds_to_finish(m, 0, 1),
+                needed: self.seconds_to_finish(m, 0, 1, MARGIN),
                 epoch: self.epoch_seconds(m, 1, 1),
             }),
             epochs => Ok(epochs),
@@ -225,30 +242,57 @@ impl BudgetPlan {
 pub struct BudgetClock {
     pub plan: BudgetPlan,
     probe: Measured,
+    /// Each finished epoch's time over the probe's prediction for it.
+    paces: Vec<f64>,
 }
 
 /// A new count, and the rates it was planned with.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Replanned {
     pub epochs: usize,
-    /// How many times as long as the probe said the last epoch took.
+    /// How many times as long as the probe said the epochs take now (see [`BudgetClock::replan`]).
     pub slowdown: f64,
 }
 
 impl BudgetClock {
     pub fn new(plan: BudgetPlan, probe: Measured) -> Self {
-        BudgetClock { plan, probe }
+        BudgetClock {
+            plan,
+            probe,
+            paces: Vec::new(),
+        }
     }
 
     /// The count after epoch `done` of a run planned for `epochs` took `epoch_seconds`
-    /// (training, validation, checkpoint and curves), `spent` seconds into the run. The rest
-    /// is costed at that epoch's pace; `done` itself when nothing more fits.
-    pub fn replan(&self, spent: f64, done: usize, epochs: usize, epoch_seconds: f64) -> Replanned {
+    /// (training, validation, checkpoint and curves), `spent` seconds into the run. The rest is
+    /// costed at the recent pace: the mean of the last three epochs', or the last one's when it
+    /// jumped above that. The count in force stays while it fits with a 3.5% margin and no more
+    /// epochs fit with 10%; else it becomes the most that fit with 5%, and `done` itself when
+    /// nothing more fits.
+    pub fn replan(
+        &mut self,
+        spent: f64,
+        done: usize,
+        epochs: usize,
+        epoch_seconds: f64,
+    ) -> Replanned {
         let predicted = self.plan.epoch_seconds(&self.probe, done, epochs.max(done));
-        let slowdown = epoch_seconds / predicted.max(1e-9);
+        let pace = epoch_seconds / predicted.max(1e-9);
+        self.paces.push(pace);
+        let recent = &self.paces[self.paces.len().saturating_sub(PACE_EPOCHS)..];
+        let mean = recent.iter().sum::<f64>() / recent.len() as f64;
+        let slowdown = if pace > mean * PACE_STEP { pace } else { mean };
         let now = self.probe.scaled(slowdown);
+        let fits = self.plan.fitting(&now, spent, done, MARGIN);
+        let (tight, roomy) = KEEP_MARGINS;
+        let keeps = self.plan.fitting(&now, spent, done, roomy)
+            ..=self.plan.fitting(&now, spent, done, tight);
         Replanned {
-            epochs: self.plan.epochs_after(&now, spent, done),
+            epochs: if keeps.contains(&epochs) {
+                epochs
+            } else {
+                fits
+            },
             slowdown,
         }
     }
@@ -369,7 +413,7 @@ mod tests {
         startup: f64,
         pace: impl Fn(f64) -> f64,
     ) -> (f64, usize) {
-        let clock = BudgetClock::new(plan.clone(), probe);
+        let mut clock = BudgetClock::new(plan.clone(), probe);
         let mut t = startup;
         let mut epochs = plan.first_count(&probe, t).unwrap();
         let mut done = 0;
@@ -439,6 +483,7 @@ mod tests {
             ("hogged", 180.0, hogged),
             ("progressive", 900.0, prog),
         ] {
+            eprintln!("{name}: ended at {end:.1} s of {budget} s, {epochs} epochs");
             assert!(
                 end <= budget * 1.02,
                 "{name}: ended at {end:.1} s of {budget} s"
@@ -457,13 +502,27 @@ mod tests {
 
     #[test]
     fn a_faster_machine_gets_more_epochs() {
-        let clock = BudgetClock::new(plan("30m", None), FLAT);
+        let mut clock = BudgetClock::new(plan("30m", None), FLAT);
         // Planned 10 epochs; the first took half the predicted 100 s.
         let r = clock.replan(150.0, 1, 10, 50.0);
         assert_eq!(r.slowdown, 0.5);
         // (1800 - 150) / 1.05 - 12.5 s of final evaluation holds 31 more epochs of 50 s.
         assert_eq!(r.epochs, 32);
-        // Twice as slow: (1800 - 300) / 1.05 - 50 = 1378.6 s hold 6 epochs of 200 s.
-        assert_eq!(clock.replan(300.0, 1, 10, 200.0).epochs, 7);
+        // Then four times as slow as that, a step change taken at once: (1800 - 300) / 1.05 -
+        // 50 = 1378.6 s hold 6 epochs of 200 s.
+        assert_eq!(clock.replan(300.0, 1, 32, 200.0).epochs, 7);
+    }
+
+    #[test]
+    fn noise_in_the_epochs_times_leaves_the_count_alone() {
+        let mut clock = BudgetClock::new(plan("3h", None), FLAT);
+        // 100 s epochs give or take 6%: the count set after the first stays.
+        let first = clock.replan(200.0, 1, 90, 100.0).epochs;
+        let mut t = 200.0;
+        for (done, took) in (2..40).zip([94.0, 106.0, 100.0, 96.0, 104.0].iter().cycle()) {
+            t += took;
+            let r = clock.replan(t, done, first, *took);
+            assert_eq!(r.epochs, first, "epoch {done} at {t} s: {r:?}");
+        }
     }
 }

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::{
     dataset::RunData,
-    plots::{bold, draw_legend, font, render, PlotError, GREY, TRAIN, VALID},
+    plots::{bold, draw_legend, font, render_new, PlotError, GREY, TRAIN, VALID},
     run::settle_run_config,
     trainer::Trainer,
     InvalidSetting, Progress, TrainConfig, TrainError,
@@ -240,9 +240,9 @@ pub fn suggestions(points: &[LrPoint]) -> Suggestions {
 }
 
 /// `lr-find.png`: the loss (faint) and the smoothed loss against the learning rate on a log
-/// axis, with the suggestions marked.
+/// axis, with the suggestions marked; written as a new file, never over an existing one.
 pub fn lr_find_plot(finding: &LrFinding, path: &Path) -> Result<(), PlotError> {
-    render(path, (1000, 620), |root| {
+    render_new(path, (1000, 620), |root| {
         let points = &finding.points;
         let (x0, x1) = points
             .iter()

@@ -3,7 +3,7 @@
 //! Drawn with plotters into an RGB buffer and encoded with `image`, with the DejaVu Sans font
 //! embedded: no system libraries or fonts are needed.
 
-use std::{path::Path, sync::Once};
+use std::{io::Write as _, path::Path, sync::Once};
 
 use catdog_data::write_atomic;
 use plotters::{
@@ -50,12 +50,52 @@ fn register_fonts() {
     });
 }
 
-/// Draws `w x h` pixels with `draw` and writes them to `path` as PNG, atomically.
+/// Draws `w x h` pixels with `draw` and writes them to `path` as PNG, atomically (replacing
+/// catdog's own earlier plot there).
 pub(crate) fn render(
+    path: &Path,
+    size: (u32, u32),
+    draw: impl FnOnce(&DrawingArea<BitMapBackend, Shift>) -> DrawResult,
+) -> Result<(), PlotError> {
+    let png = draw_png(path, size, draw)?;
+    write_atomic(path, &png).map_err(|source| PlotError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// [`render`] into a new file: refused when `path` exists, also when another process created
+/// it while this one drew (the file is created exclusively).
+pub(crate) fn render_new(
+    path: &Path,
+    size: (u32, u32),
+    draw: impl FnOnce(&DrawingArea<BitMapBackend, Shift>) -> DrawResult,
+) -> Result<(), PlotError> {
+    let png = draw_png(path, size, draw)?;
+    let write = || -> std::io::Result<()> {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)?;
+        let written = file.write_all(&png).and_then(|()| file.sync_all());
+        if written.is_err() {
+            // Only the file this call created, never one that was there.
+            let _ = std::fs::remove_file(path);
+        }
+        written
+    };
+    write().map_err(|source| PlotError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// `w x h` pixels drawn by `draw`, as PNG bytes (`path` names the plot in errors).
+fn draw_png(
     path: &Path,
     (w, h): (u32, u32),
     draw: impl FnOnce(&DrawingArea<BitMapBackend, Shift>) -> DrawResult,
-) -> Result<(), PlotError> {
+) -> Result<Vec<u8>, PlotError> {
     register_fonts();
     let file = path.display().to_string();
     let mut rgb = vec![255u8; (w * h * 3) as usize];
@@ -83,10 +123,7 @@ pub(crate) fn render(
         file,
         source: e.into(),
     })?;
-    write_atomic(path, &png).map_err(|source| PlotError::Write {
-        path: path.to_path_buf(),
-        source,
-    })
+    Ok(png)
 }
 
 pub(crate) fn font(size: u32) -> TextStyle<'static> {

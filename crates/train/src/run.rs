@@ -18,6 +18,7 @@ use crate::{
     evaluate::{evaluate, evaluate_plain_and_flip_tta, EvalError, EVAL_BATCH},
     metrics::Evaluation,
     mistakes::{draw_galleries, GALLERY_TILES},
+    paths::refuse_inside,
     plots::{evaluation_plots, learning_curves},
     run_dir::{FolderError, Resumed, RunDir, TrainState},
     summary::Summary,
@@ -113,7 +114,7 @@ pub fn train(req: TrainRequest) -> Result<Summary, TrainError> {
         Some(resumed) => restore(&mut trainer, &run, resumed, &progress)?,
         None => TrainState::new(),
     };
-    let clock = plan_budget(
+    let mut clock = plan_budget(
         &mut config,
         &trainer,
         &data,
@@ -154,7 +155,7 @@ pub fn train(req: TrainRequest) -> Result<Summary, TrainError> {
         };
         let images_per_sec = epoch.run(&mut trainer, &mut state, &config, &mut progress)?;
         throughput.push(images_per_sec);
-        if let Some(clock) = &clock {
+        if let Some(clock) = &mut clock {
             let (spent, took) = (started.elapsed(), epoch_started.elapsed());
             let r = clock.replan(
                 spent.as_secs_f64(),
@@ -565,44 +566,19 @@ fn open_run(req: &TrainRequest) -> Result<(RunDir, Option<Resumed>), TrainError>
 
 /// A run folder inside the data folder would become part of the data (its plots a new class).
 fn check_out_outside_data(out: &Path, config: &TrainConfig) -> Result<(), TrainError> {
-    let out_abs = absolute(out);
-    for (flag, data) in [
-        ("--data", Some(&config.data)),
-        ("--test", config.test.as_ref()),
-    ] {
-        let Some(data) = data else { continue };
-        if out_abs.starts_with(absolute(data)) {
-            return Err(TrainError::Setting(InvalidSetting {
-                field: "out",
-                value: out.display().to_string(),
-                fix: if flag == "--data" {
-                    "the run folder must not be inside the --data folder: choose another --out"
-                } else {
-                    "the run folder must not be inside the --test folder: choose another --out"
-                },
-            }));
-        }
+    refuse_inside(
+        "out",
+        out,
+        &config.data,
+        "the run folder must not be inside the --data folder: choose another --out",
+    )?;
+    if let Some(test) = &config.test {
+        refuse_inside(
+            "out",
+            out,
+            test,
+            "the run folder must not be inside the --test folder: choose another --out",
+        )?;
     }
     Ok(())
-}
-
-/// `path` made absolute and resolved through symlinks as far as it exists.
-fn absolute(path: &Path) -> PathBuf {
-    let mut missing = Vec::new();
-    let mut p = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    loop {
-        if let Ok(real) = p.canonicalize() {
-            return missing
-                .into_iter()
-                .rev()
-                .fold(real, |acc, part| acc.join(part));
-        }
-        match (p.file_name().map(|n| n.to_os_string()), p.parent()) {
-            (Some(name), Some(parent)) => {
-                missing.push(name);
-                p = parent.to_path_buf();
-            }
-            _ => return p,
-        }
-    }
 }
