@@ -527,3 +527,91 @@ fn eval_plots_never_go_inside_the_data_folder() {
     assert_usage_error(&o, "inside the --data folder");
     assert_eq!(std::fs::read_dir(dir.join("data")).unwrap().count(), files);
 }
+
+/// `src` (a safetensors file of f32 tensors) rewritten with every tensor stored as `dtype`
+/// (`BF16`: the upper half of each f32; `F64`: widened).
+fn safetensors_as(src: &Path, dst: &Path, dtype: &str) {
+    let bytes = std::fs::read(src).unwrap();
+    let len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + len]).unwrap();
+    let data = &bytes[8 + len..];
+    let mut out_header = serde_json::Map::new();
+    let mut out_data = Vec::new();
+    for (name, info) in header.as_object().unwrap() {
+        if name == "__metadata__" {
+            out_header.insert(name.clone(), info.clone());
+            continue;
+        }
+        let [start, end] = [0, 1].map(|i| info["data_offsets"][i].as_u64().unwrap() as usize);
+        let from = out_data.len();
+        for v in data[start..end].chunks_exact(4) {
+            let v = f32::from_le_bytes(v.try_into().unwrap());
+            match dtype {
+                "BF16" => out_data.extend_from_slice(&v.to_le_bytes()[2..]),
+                _ => out_data.extend_from_slice(&f64::from(v).to_le_bytes()),
+            }
+        }
+        let mut info = info.clone();
+        info["dtype"] = dtype.into();
+        info["data_offsets"] = serde_json::json!([from, out_data.len()]);
+        out_header.insert(name.clone(), info);
+    }
+    let text = serde_json::to_vec(&out_header).unwrap();
+    let mut file = (text.len() as u64).to_le_bytes().to_vec();
+    file.extend_from_slice(&text);
+    file.extend_from_slice(&out_data);
+    std::fs::write(dst, file).unwrap();
+}
+
+#[test]
+fn weights_stored_as_bfloat16_or_float64_load_as_f32() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write_synth_set(&dir.join("data"), &["cat", "dog"], 6, 16, Layout::Kaggle, 1).unwrap();
+    for arch in ["mlp", "cnn"] {
+        let run = format!("run-{arch}");
+        assert_ok(&train_tiny(dir, "data", &run, arch));
+        let bundle = format!("{arch}-f32");
+        let args = [
+            "export",
+            "--model",
+            &run,
+            "--out",
+            &bundle,
+            "--format",
+            "safetensors",
+        ];
+        assert_ok(&catdog(&args, dir));
+        let photo = std::fs::read_dir(dir.join("data"))
+            .unwrap()
+            .flatten()
+            .next()
+            .unwrap()
+            .path();
+        let photo = photo.to_str().unwrap();
+        let f32_out = predict_json(dir, &bundle, photo);
+        for dtype in ["BF16", "F64"] {
+            let other = format!("{arch}-{dtype}");
+            std::fs::create_dir(dir.join(&other)).unwrap();
+            // A config written by hand (no checksum of the weights it goes with).
+            let config = std::fs::read_to_string(dir.join(&bundle).join("config.json")).unwrap();
+            let mut config: serde_json::Value = serde_json::from_str(&config).unwrap();
+            config.as_object_mut().unwrap().remove("weights_crc32");
+            std::fs::write(dir.join(&other).join("config.json"), config.to_string()).unwrap();
+            safetensors_as(
+                &dir.join(&bundle).join("model.safetensors"),
+                &dir.join(&other).join("model.safetensors"),
+                dtype,
+            );
+            // Predict and eval run (no panic); float64 holds every f32 exactly.
+            let out = predict_json(dir, &other, photo);
+            if dtype == "F64" {
+                assert_eq!(out, f32_out, "{arch}: float64 weights predict otherwise");
+            }
+            assert_ok(&catdog(
+                &["eval", "--model", &other, "--data", "data", "--no-plots"],
+                dir,
+            ));
+        }
+    }
+}

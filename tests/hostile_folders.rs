@@ -474,3 +474,34 @@ fn unreadable_or_blocking_state_files_are_refused_in_time() {
         }
     }
 }
+
+#[test]
+fn a_half_replaced_bundle_or_a_flipped_bit_is_refused_on_load() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    data_set(dir);
+    assert_ok(&train_into(dir, "a", &[]));
+    assert_ok(&train_into(dir, "b", &["--seed", "9"]));
+    for (model, out) in [("a", "bundle"), ("b", "other")] {
+        assert_ok(&catdog(&["export", "--model", model, "--out", out], dir));
+    }
+    let photo = std::fs::read_dir(dir.join("data"))
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    let predict =
+        |model: &str| catdog(&["predict", "--model", model, photo.to_str().unwrap()], dir);
+    assert_ok(&predict("bundle"));
+    // What an export killed between its two writes leaves: the new weights, the old config.
+    std::fs::copy(dir.join("other/model.bpk"), dir.join("bundle/model.bpk")).unwrap();
+    assert_refused(&predict("bundle"), 2, "does not match");
+    // One flipped bit in a run's weights.
+    let weights = dir.join("a/model.bpk");
+    let mut bytes = std::fs::read(&weights).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x10;
+    std::fs::write(&weights, bytes).unwrap();
+    assert_refused(&predict("a"), 2, "does not match");
+}

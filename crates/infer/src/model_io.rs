@@ -4,9 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use burn::{
-    module::{Module, ModuleVisitor, Param},
+    module::{Module, ModuleMapper, ModuleVisitor, Param},
     store::{BurnToPyTorchAdapter, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore},
-    tensor::{Device, Tensor},
+    tensor::{DType, Device, Tensor},
 };
 use catdog_data::{write_atomic, write_atomic_with};
 use catdog_model::{printable, Classifier, ModelConfig};
@@ -119,20 +119,53 @@ pub fn load_model(dir: &Path, device: &Device) -> Result<LoadedModel, ModelIoErr
     let spec = read_spec(dir)?;
     let burnpack = dir.join(WEIGHTS_FILE);
     let safetensors = dir.join(SAFETENSORS_FILE);
-    let model = if burnpack.is_file() {
-        load_weights(&spec.model, &burnpack, device)?
+    let weights = if burnpack.is_file() {
+        burnpack.clone()
     } else if safetensors.is_file() {
-        load_safetensors(&spec.model, &safetensors, device)?
+        safetensors
     } else {
         return Err(ModelIoError::MissingFile {
             dir: dir.to_path_buf(),
             file: WEIGHTS_FILE,
         });
     };
+    if let Some(expected) = spec.weights_crc32 {
+        let found = weights_checksum(&weights)?;
+        if found != expected {
+            return Err(ModelIoError::bad_weights(
+                &weights,
+                format!(
+                    "its checksum {found:08x} does not match the {expected:08x} in config.json: \
+                     the file is damaged, or an export or training into this folder was \
+                     interrupted (export or train it again)"
+                ),
+            ));
+        }
+    }
+    let model = if weights == burnpack {
+        load_weights(&spec.model, &weights, device)?
+    } else {
+        load_safetensors(&spec.model, &weights, device)?
+    };
     Ok(LoadedModel {
         spec,
         model: model.valid(),
     })
+}
+
+/// The CRC-32 of a weights file, as [`ModelSpec::weights_crc32`] records it.
+pub fn weights_checksum(path: &Path) -> Result<u32, ModelIoError> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).map_err(|e| ModelIoError::bad_weights(path, e))?;
+    let mut hasher = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => return Ok(hasher.finalize()),
+            Ok(n) => hasher.update(&buf[..n]),
+            Err(e) => return Err(ModelIoError::bad_weights(path, e)),
+        }
+    }
 }
 
 /// Builds the configured model and fills it with `load`, refusing any mismatch. A malformed file
@@ -144,7 +177,9 @@ fn load_into(
     load: impl FnOnce(Classifier) -> Result<Classifier, String>,
 ) -> Result<Classifier, ModelIoError> {
     let model = Classifier::new(config, device).map_err(|e| ModelIoError::bad_weights(path, e))?;
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| load(model))) {
+    let loaded =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| load(model).map(into_f32)));
+    match loaded {
         Ok(Ok(m)) => match first_non_finite(&m) {
             // NaN or infinite weights give NaN logits for every image: refused, not run.
             Some(name) => Err(ModelIoError::bad_weights(
@@ -156,6 +191,25 @@ fn load_into(
         Ok(Err(reason)) => Err(ModelIoError::bad_weights(path, reason)),
         Err(_) => Err(ModelIoError::bad_weights(path, "malformed weights file")),
     }
+}
+
+/// `model` with every float tensor in f32. A file's tensors load in the dtype they were stored
+/// in (PyTorch users save float16, bfloat16 or float64), and catdog's kernels, optimiser and
+/// exports work in f32.
+fn into_f32(model: Classifier) -> Classifier {
+    struct ToF32;
+    impl ModuleMapper for ToF32 {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            if param.val().dtype() == DType::F32 {
+                return param;
+            }
+            param.map(|t| {
+                let device = t.device();
+                Tensor::from_data(t.into_data().convert::<f32>(), &device)
+            })
+        }
+    }
+    model.map(&mut ToF32)
 }
 
 /// The path of the first float tensor of `model` with a NaN or infinite value.

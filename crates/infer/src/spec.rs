@@ -21,6 +21,11 @@ pub struct ModelSpec {
     /// outputs stay raw logits either way.
     #[serde(default = "unit_temperature")]
     pub temperature: f32,
+    /// The CRC-32 of the weights file beside this config (`model.bpk` or `model.safetensors`):
+    /// weights that do not match (a damaged file, or a folder half replaced by an interrupted
+    /// export) are refused instead of being run with another model's settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights_crc32: Option<u32>,
 }
 
 fn unit_temperature() -> f32 {
@@ -61,6 +66,7 @@ impl ModelSpec {
             classes,
             normalization,
             temperature: 1.0,
+            weights_crc32: None,
         }
     }
 

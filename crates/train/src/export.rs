@@ -7,7 +7,7 @@ use burn::tensor::Device;
 use catdog_data::write_atomic;
 use catdog_infer::model_io::{
     load_model, load_safetensors, read_json, read_spec_file, save_safetensors, save_weights,
-    write_json, Cause, ModelIoError, CONFIG_FILE, SAFETENSORS_FILE, WEIGHTS_FILE,
+    weights_checksum, write_json, Cause, ModelIoError, CONFIG_FILE, SAFETENSORS_FILE, WEIGHTS_FILE,
 };
 use catdog_model::Classifier;
 use catdog_onnx::{to_onnx, OnnxError, OnnxInput, ONNX_FILE};
@@ -149,6 +149,9 @@ pub fn export(
             Vec::new()
         }
     };
+    // The weights are written first, the config that names their checksum last: a bundle
+    // whose export was interrupted between the two is refused on load, never run mixed.
+    config.spec.weights_crc32 = Some(weights_checksum(&target)?);
     // A bundle being re-exported keeps the metrics its card carried.
     let previous = config.export.take();
     let card = ModelCard::new(
@@ -213,6 +216,7 @@ pub fn import(
     let out = OwnedDir::claim(out, FolderKind::Model, force)?;
     let out = out.path();
     save_weights(&model, &out.join(WEIGHTS_FILE))?;
+    run_config.spec.weights_crc32 = Some(weights_checksum(&out.join(WEIGHTS_FILE))?);
     // The card described the exported file; the imported folder holds burnpack weights.
     run_config.export = None;
     write_json(&out.join(CONFIG_FILE), &run_config)?;

@@ -341,7 +341,7 @@ fn evaluate_best(
     let norm = run_config.spec.normalization;
     let (device, norm) = (&opened.device, &norm);
     let best = run.load_best(&run_config.spec.model, device)?;
-    run.save_model(&best)?;
+    run_config.spec.weights_crc32 = Some(run.save_model(&best)?);
     let raw = evaluate(
         &best,
         data.valid.clone(),
@@ -464,9 +464,10 @@ pub(crate) fn settle_run_config(
                 reason: "the data's classes no longer match the run's model",
             });
         }
-        // The run's model.bpk stays the one this temperature was fitted to until the resumed
-        // run's final evaluation replaces both.
+        // The run's model.bpk stays the one this temperature was fitted to (and this checksum
+        // names) until the resumed run's final evaluation replaces all three.
         spec.temperature = previous.spec.temperature;
+        spec.weights_crc32 = previous.spec.weights_crc32;
     }
     spec.validate().map_err(|e| InvalidSetting {
         field: "model",

@@ -11,7 +11,8 @@ use catdog_model::{Classifier, ModelConfig};
 use serde::{Deserialize, Serialize};
 
 use catdog_infer::model_io::{
-    load_weights, save_weights, write_json, Cause, ModelIoError, CONFIG_FILE, WEIGHTS_FILE,
+    load_weights, save_weights, weights_checksum, write_json, Cause, ModelIoError, CONFIG_FILE,
+    WEIGHTS_FILE,
 };
 
 pub use crate::owned_dir::{FolderError, FolderKind, OwnedDir, MANIFEST_FILE};
@@ -320,9 +321,11 @@ impl RunDir {
     ) -> Result<Classifier, ModelIoError> {
         Ok(load_weights(config, &self.path().join(BEST_FILE), device)?.valid())
     }
-    /// Writes the run's model (`model.bpk`), what `predict`, `eval` and `export` load.
-    pub fn save_model(&self, model: &Classifier) -> Result<(), ModelIoError> {
-        save_weights(model, &self.weights_file())
+    /// Writes the run's model (`model.bpk`), what `predict`, `eval` and `export` load; returns
+    /// its checksum for `config.json`.
+    pub fn save_model(&self, model: &Classifier) -> Result<u32, ModelIoError> {
+        save_weights(model, &self.weights_file())?;
+        weights_checksum(&self.weights_file())
     }
     /// The run's model file.
     pub fn weights_file(&self) -> PathBuf {

@@ -333,7 +333,13 @@ fn export_and_import_round_trips_give_identical_logits() {
         assert!((0.0..=1.0).contains(&held_out.ece), "{held_out:?}");
         let (mut bundle_config, logits) = logits_of(&bundle, &device);
         assert_eq!(bundle_config.export.take(), Some(card));
-        // Apart from the card, the bundle's config is the run's, field for field.
+        // The checksum is its own weights file's.
+        let crc = catdog_infer::model_io::weights_checksum(&bundle.join(format.file_name()));
+        assert_eq!(bundle_config.spec.weights_crc32.take(), Some(crc.unwrap()));
+        // Apart from the card and the checksum, the bundle's config is the run's, field for
+        // field.
+        let mut original_config = original_config.clone();
+        original_config.spec.weights_crc32 = None;
         assert_eq!(bundle_config, original_config);
         assert_eq!(logits, original, "{format:?}: bit-identical logits");
     }
