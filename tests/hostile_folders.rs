@@ -505,3 +505,37 @@ fn a_half_replaced_bundle_or_a_flipped_bit_is_refused_on_load() {
     std::fs::write(&weights, bytes).unwrap();
     assert_refused(&predict("a"), 2, "does not match");
 }
+
+#[test]
+fn a_held_out_folder_overlapping_the_data_and_classes_differing_in_case_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    data_set(dir);
+    // The training folder itself, a folder inside it, a folder holding it.
+    std::fs::create_dir(dir.join("data/more")).unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = elsewhere.path().join("run");
+    for test in ["data", "data/more", "."] {
+        let o = train_into(dir, out.to_str().unwrap(), &["--test", test]);
+        assert_refused(&o, 2, "must not overlap the --data folder");
+    }
+    assert!(!out.exists());
+    // `Cat/` and `cat/` would be two classes.
+    let classes = ["Cat", "cat", "dog"];
+    write_synth_set(
+        &dir.join("folders"),
+        &classes,
+        3,
+        16,
+        Layout::ImageFolder,
+        1,
+    )
+    .unwrap();
+    let o = catdog(
+        &[
+            "train", "--data", "folders", "--epochs", "1", "--out", "r2", "--arch", "mlp",
+        ],
+        dir,
+    );
+    assert_refused(&o, 2, "differ only in case");
+}

@@ -244,7 +244,7 @@ fn skipped_files_keep_their_place_and_fields_are_quoted() {
     let skipped = vec![
         Skipped {
             path: "z \"bad\".jpg".into(),
-            reason: "not a JPEG or PNG image".into(),
+            reason: "not a JPEG, PNG, WebP, BMP, GIF or TIFF image".into(),
             index: 0,
             label: Some(1),
         },
@@ -276,7 +276,7 @@ fn skipped_files_keep_their_place_and_fields_are_quoted() {
     assert_eq!(paths, ["z \"bad\".jpg", "a,1.png", "b\n2.png", "last.png"]);
     assert_eq!(rows[1][1], "dog");
     assert!(rows[1][2..9].iter().all(String::is_empty), "{:?}", rows[1]);
-    assert_eq!(rows[1][9], "not a JPEG or PNG image");
+    assert_eq!(rows[1][9], "not a JPEG, PNG, WebP, BMP, GIF or TIFF image");
     assert_eq!(rows[4][1], "", "no class known");
     assert_eq!(&rows[2][1..3], ["cat, \"tabby\"", "cat, \"tabby\""]);
     assert_eq!(&rows[2][3..5], ["1", "-1"]);
@@ -491,7 +491,13 @@ fn eval_and_train_write_predictions_and_galleries() {
         .map(|r| csv.get(r, "error"))
         .filter(|e| !e.is_empty())
         .collect();
-    assert_eq!(errors, ["not a JPEG or PNG image", "empty file"]);
+    assert_eq!(
+        errors,
+        [
+            "not a JPEG, PNG, WebP, BMP, GIF or TIFF image",
+            "empty file"
+        ]
+    );
 
     // The galleries show the 4 highest-loss rows and the 4 least confident, in order.
     let rows = csv.predicted();

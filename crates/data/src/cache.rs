@@ -14,7 +14,7 @@ use crate::Sample;
 
 const MAGIC: &[u8; 8] = b"CATDOGC\x02";
 /// Bump when decoding or resizing changes, so old caches are not reused.
-const PREPROCESS_VERSION: &str = "center-square+triangle/v1";
+const PREPROCESS_VERSION: &str = "exif-upright+center-square+triangle/v2";
 
 /// What happened with the cache in a load.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

@@ -6,8 +6,8 @@ use std::{
 
 use crate::budget::{decode_budget, Reservation};
 use image::{
-    imageops, imageops::FilterType, ColorType, DynamicImage, ImageDecoder, ImageFormat,
-    ImageReader, Limits, RgbImage,
+    imageops, imageops::FilterType, metadata::Orientation, ColorType, DynamicImage, ImageDecoder,
+    ImageFormat, ImageReader, Limits, RgbImage,
 };
 
 /// Largest file read as an image: far above any real photo (a 50-megapixel JPEG takes about
@@ -34,7 +34,7 @@ pub enum DecodeError {
     FileTooLarge(u64),
     #[error("empty file")]
     Empty,
-    #[error("not a JPEG or PNG image")]
+    #[error("not a JPEG, PNG, WebP, BMP, GIF or TIFF image")]
     NotAnImage,
     #[error("truncated JPEG (no end-of-image marker)")]
     TruncatedJpeg,
@@ -47,7 +47,7 @@ pub enum DecodeError {
 /// Reads, decodes and resizes one image to `size x size` RGB8, HWC order.
 ///
 /// Only regular files are opened (a FIFO would block, a device never end), at most
-/// [`MAX_FILE_BYTES`] are read, and only once the first bytes are a JPEG or PNG signature.
+/// [`MAX_FILE_BYTES`] are read, and only once the first bytes are an image signature ([`image_format`]).
 /// The file and the decode are reserved in the shared [`decode_budget`] first (waiting while
 /// other threads' decodes hold it).
 pub fn decode_image(path: &Path, size: u32) -> Result<Vec<u8>, DecodeError> {
@@ -133,17 +133,26 @@ fn header_stage_cost(file_bytes: u64) -> u64 {
     file_bytes.saturating_mul(2)
 }
 
-/// JPEG or PNG, from the signature at the start of `bytes`.
+/// The image's format, from the signature at the start of `bytes`: JPEG, PNG, WebP, BMP, GIF
+/// (its first frame) or TIFF, the formats photos come in.
 fn image_format(bytes: &[u8]) -> Result<ImageFormat, DecodeError> {
     match image::guess_format(bytes) {
-        Ok(f @ (ImageFormat::Jpeg | ImageFormat::Png)) => Ok(f),
+        Ok(
+            f @ (ImageFormat::Jpeg
+            | ImageFormat::Png
+            | ImageFormat::WebP
+            | ImageFormat::Bmp
+            | ImageFormat::Gif
+            | ImageFormat::Tiff),
+        ) => Ok(f),
         _ => Err(DecodeError::NotAnImage),
     }
 }
 
-/// Decodes an in-memory JPEG or PNG, whatever its colour type or bit depth, to `size x size`
-/// RGB8: the centre square (the shorter side) is cut out and resized with a triangle (bilinear,
-/// antialiased) filter, so the aspect ratio is never distorted.
+/// Decodes an in-memory image (JPEG, PNG, WebP, BMP, GIF or TIFF), whatever its colour type or
+/// bit depth, turned upright by its EXIF orientation, to `size x size` RGB8: the centre square
+/// (the shorter side) is cut out and resized with a triangle (bilinear, antialiased) filter, so
+/// the aspect ratio is never distorted.
 ///
 /// The memory the whole path needs is estimated from the header and refused above
 /// [`MAX_DECODE_BYTES`] before any pixel is decoded: a few hundred kilobytes of PNG can claim
@@ -191,7 +200,10 @@ fn decode_within(
     // Bounds the PNG decoder's own buffers (text and ICC chunks); the pixels are checked below.
     limits.max_alloc = Some(MAX_DECODE_BYTES);
     reader.limits(limits);
-    let decoder = reader.into_decoder().map_err(image_error)?;
+    let mut decoder = reader.into_decoder().map_err(image_error)?;
+    // A phone photo's pixels are stored as the sensor saw them; EXIF says how to turn them
+    // upright (an unreadable tag leaves them as stored).
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
     let (w, h) = decoder.dimensions();
     if w == 0 || h == 0 {
         return Err(DecodeError::Corrupt("zero-sized image".into()));
@@ -207,7 +219,8 @@ fn decode_within(
         )));
     }
     reservation.grow_to(needed);
-    let image = DynamicImage::from_decoder(decoder).map_err(image_error)?;
+    let mut image = DynamicImage::from_decoder(decoder).map_err(image_error)?;
+    image.apply_orientation(orientation);
     let rgb = image.into_rgb8();
     Ok(center_square_resize(&rgb, size).into_raw())
 }

@@ -8,7 +8,7 @@ use std::{
 use crate::DataError;
 
 /// File extensions read as images (compared case-insensitively).
-pub const IMAGE_EXTENSIONS: [&str; 3] = ["jpg", "jpeg", "png"];
+pub const IMAGE_EXTENSIONS: [&str; 8] = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"];
 
 /// How labels are read from a folder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -289,6 +289,16 @@ pub fn discover(root: &Path) -> Result<Discovered, DataError> {
             found: classes.len(),
             classes: classes.join(", "),
         });
+    }
+    let mut lowercase = std::collections::BTreeMap::new();
+    for class in &classes {
+        if let Some(first) = lowercase.insert(class.to_lowercase(), class) {
+            return Err(DataError::ClassesDifferInCase {
+                path: root.to_path_buf(),
+                first: first.clone(),
+                second: class.clone(),
+            });
+        }
     }
     let samples = labelled
         .into_iter()

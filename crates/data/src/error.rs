@@ -28,6 +28,15 @@ pub enum DataError {
         classes: String,
     },
     #[error(
+        "{path} has the classes `{first}` and `{second}`, which differ only in case: they would \
+         be trained as two classes; merge or rename one of them"
+    )]
+    ClassesDifferInCase {
+        path: PathBuf,
+        first: String,
+        second: String,
+    },
+    #[error(
         "{path} has {images} image(s) but no labels: `{example}` is not named `<class>.<id>.<ext>` \
          and there are no class sub-folders; use `cat.1.jpg`-style names or one sub-folder per class"
     )]

@@ -177,7 +177,7 @@ fn broken_files_are_skipped_with_reasons() {
         "{}",
         reason("cat.101.jpg")
     );
-    assert!(reason("dog.102.jpg").contains("not a JPEG or PNG"));
+    assert!(reason("dog.102.jpg").contains("not a JPEG, PNG"));
     assert!(
         reason("dog.103.png").contains("too large"),
         "{}",

@@ -278,6 +278,25 @@ fn nan_inputs_give_nan_statistics_and_an_empty_batch_leaves_the_running_ones() {
         "{var:?}"
     );
 
+    // At inference (running statistics), a NaN or an infinity stays in its pool window, which
+    // it wins (a NaN passes the ReLU, -inf loses to any number), as in burn's composition.
+    let plain = Device::flex();
+    let mut v: Vec<f32> = (0..2 * 3 * 16).map(|i| (i as f32 * 0.61).cos()).collect();
+    v[5] = f32::NAN;
+    v[16 + 10] = f32::INFINITY;
+    v[32 + 3] = f32::NEG_INFINITY;
+    v[48 + 15] = f32::NAN;
+    let x = Tensor::<4>::from_data(TensorData::new(v, shape), &plain);
+    let inference = norm(3, &plain);
+    let a = values(norm_relu_pool::norm_relu_pool(&inference, x.clone()));
+    let b = values(relu(pool().forward(inference.forward(x))));
+    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+        let same = (x.is_nan() && y.is_nan()) || x == y || (x - y).abs() <= 1e-5 * y.abs().max(1.0);
+        assert!(same, "pooled element {i}: ours {x}, burn's {y}");
+    }
+    assert_eq!(a.iter().filter(|v| v.is_nan()).count(), 2, "{a:?}");
+    assert_eq!(a.iter().filter(|v| v.is_infinite()).count(), 1, "{a:?}");
+
     // No images: an empty output, and running statistics as they were.
     let norm = norm(3, &device);
     let before = values(norm.running_mean.value_sync());

@@ -144,31 +144,63 @@ pub fn update(s: AdamStep, param: &mut [f32], grad: &[f32], m: &mut [f32], v: &m
     let eps_adam = s.epsilon * bc2_sqrt;
     let wd = s.weight_decay;
 
+    let (eps, decoupled) = (s.epsilon, s.decoupled);
     param
         .par_chunks_mut(CHUNK)
         .zip(grad.par_chunks(CHUNK))
         .zip(m.par_chunks_mut(CHUNK))
         .zip(v.par_chunks_mut(CHUNK))
         .for_each(|(((p, g), m), v)| {
-            let elements = p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut());
-            if s.decoupled {
-                for (((p, &g), m), v) in elements {
-                    *m = flush_denormal(*m * b1 + g * f1);
-                    *v = flush_denormal(*v * b2 + g * g * f2);
-                    let delta = (*m / bc1) / ((*v / bc2).sqrt() + s.epsilon);
-                    let decayed = if decays { *p * keep } else { *p };
-                    *p = decayed - delta * lr;
-                }
+            if decoupled {
+                adamw_chunk(
+                    p,
+                    g,
+                    m,
+                    v,
+                    [b1, b2, f1, f2, bc1, bc2, eps, lr, keep],
+                    decays,
+                );
             } else {
-                for (((p, &g), m), v) in elements {
-                    let g = if wd != 0.0 { *p * wd + g } else { g };
-                    *m = flush_denormal(*m * b1 + g * f1);
-                    *v = flush_denormal(*v * b2 + g * g * f2);
-                    let delta = (*m * combined) / (v.sqrt() + eps_adam);
-                    *p -= delta * lr;
-                }
+                adam_chunk(p, g, m, v, [b1, b2, f1, f2, combined, eps_adam, lr, wd]);
             }
         });
+}
+
+/// AdamW on one chunk. A function of its own, with every constant a plain value: the loop then
+/// vectorises (inside the closure, with the constants read from `AdamStep`, it ran 3.9x slower).
+#[allow(clippy::too_many_arguments)]
+fn adamw_chunk(
+    p: &mut [f32],
+    g: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    [b1, b2, f1, f2, bc1, bc2, eps, lr, keep]: [f32; 9],
+    decays: bool,
+) {
+    for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+        *m = flush_denormal(*m * b1 + g * f1);
+        *v = flush_denormal(*v * b2 + g * g * f2);
+        let delta = (*m / bc1) / ((*v / bc2).sqrt() + eps);
+        let decayed = if decays { *p * keep } else { *p };
+        *p = decayed - delta * lr;
+    }
+}
+
+/// Adam on one chunk (see [`adamw_chunk`]).
+fn adam_chunk(
+    p: &mut [f32],
+    g: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    [b1, b2, f1, f2, combined, eps_adam, lr, wd]: [f32; 8],
+) {
+    for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+        let g = if wd != 0.0 { *p * wd + g } else { g };
+        *m = flush_denormal(*m * b1 + g * f1);
+        *v = flush_denormal(*v * b2 + g * g * f2);
+        let delta = (*m * combined) / (v.sqrt() + eps_adam);
+        *p -= delta * lr;
+    }
 }
 
 /// `x`, or 0 where it is denormal (nonzero and below `f32::MIN_POSITIVE`, 1.2e-38).
@@ -178,15 +210,17 @@ pub fn update(s: AdamStep, param: &mut [f32], grad: &[f32], m: &mut [f32], v: &m
 /// operation that reads one: on a 2-core Intel Xeon stored denormal moments made the update of
 /// the MLP's 6.4 million parameters 4x slower. Flushed when stored, they cost at most the one
 /// operation that produced them. Next to `epsilon` (1e-5) such values change no update:
-/// `m / (sqrt(v) + eps)` is the same to far below f32 precision. (A compare and a select, not
-/// the CPU's flush-to-zero mode: Rust code may not change the floating-point environment.)
+/// `m / (sqrt(v) + eps)` is the same to far below f32 precision. (Done here, not by the CPU's
+/// flush-to-zero mode: Rust code may not change the floating-point environment.)
+///
+/// On the bits, as a mask: a float compare and select in this loop left it unvectorised (3.7x
+/// slower than the loop under FTZ on a 2-core Intel Xeon), the integer mask does not.
 #[inline(always)]
 fn flush_denormal(x: f32) -> f32 {
-    if x.abs() < f32::MIN_POSITIVE {
-        0.0
-    } else {
-        x
-    }
+    // Exponent bits all zero (denormal or zero) -> an all-zero mask, else all ones. The sign
+    // bit is masked off first; NaN and infinity keep their bits.
+    let normal = ((x.to_bits() & 0x7fff_ffff) >= 0x0080_0000) as u32;
+    f32::from_bits(x.to_bits() & normal.wrapping_neg())
 }
 
 /// Whether a tensor takes the fused path: f32 on burn-flex.

@@ -538,6 +538,7 @@ fn settle_settings(req: &TrainRequest) -> Result<(TrainConfig, Option<RunConfig>
     if !req.resume {
         req.config.validate()?;
         check_out_outside_data(&req.out, &req.config)?;
+        check_test_apart_from_data(&req.config)?;
         RunDir::may_create(&req.out, req.force)?;
         return Ok((req.config.clone(), None));
     }
@@ -552,6 +553,7 @@ fn settle_settings(req: &TrainRequest) -> Result<(TrainConfig, Option<RunConfig>
     }
     config.validate()?;
     check_out_outside_data(&req.out, &config)?;
+    check_test_apart_from_data(&config)?;
     Ok((config, Some(stored)))
 }
 
@@ -563,6 +565,22 @@ fn open_run(req: &TrainRequest) -> Result<(RunDir, Option<Resumed>), TrainError>
     } else {
         Ok((RunDir::create(&req.out, req.force)?, None))
     }
+}
+
+/// A held-out folder that is, holds or lies inside the training folder would report accuracy on
+/// photos the model trained on as held-out accuracy.
+fn check_test_apart_from_data(config: &TrainConfig) -> Result<(), TrainError> {
+    let Some(test) = &config.test else {
+        return Ok(());
+    };
+    let fix = "the held-out folder must not overlap the --data folder (its accuracy would be \
+               measured on training photos): give photos the run never trains on";
+    refuse_inside("test", test, &config.data, fix)?;
+    refuse_inside("test", &config.data, test, fix).map_err(|e| InvalidSetting {
+        value: test.display().to_string(),
+        ..e
+    })?;
+    Ok(())
 }
 
 /// A run folder inside the data folder would become part of the data (its plots a new class).

@@ -312,7 +312,10 @@ fn export_and_import_round_trips_give_identical_logits() {
     let data = dataset(tmp.path(), 20);
     let mut config = small_config(&data, &tmp.path().join("cache"));
     config.epochs = 1;
-    config.test = Some(data.clone());
+    // A held-out folder of its own: 20 more images of each class.
+    let test = tmp.path().join("test");
+    write_synth_set(&test, &["cat", "dog"], 20, 32, Layout::Kaggle, 7).unwrap();
+    config.test = Some(test);
     let out = tmp.path().join("run");
     run(config, &out, false);
     let device = Device::flex();
@@ -327,7 +330,7 @@ fn export_and_import_round_trips_give_identical_logits() {
         let card = export(&out, &bundle, &opts, &device).unwrap();
         assert!(bundle.join(format.file_name()).is_file());
         let held_out = card.held_out_test.as_ref().expect("the run had a test set");
-        // The test set is the whole generated folder: 20 images of each class.
+        // The test set is its whole folder: 20 images of each class.
         assert_eq!(held_out.images, 40);
         assert_eq!(held_out.per_class.len(), 2);
         assert!((0.0..=1.0).contains(&held_out.ece), "{held_out:?}");
