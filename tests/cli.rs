@@ -615,3 +615,41 @@ fn weights_stored_as_bfloat16_or_float64_load_as_f32() {
         }
     }
 }
+
+#[test]
+fn a_folder_with_both_weight_files_says_which_it_uses() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write_synth_set(&dir.join("data"), &["cat", "dog"], 6, 16, Layout::Kaggle, 1).unwrap();
+    assert_ok(&train_tiny(dir, "data", "run", "mlp"));
+    let args = [
+        "export",
+        "--model",
+        "run",
+        "--out",
+        "st",
+        "--format",
+        "safetensors",
+    ];
+    assert_ok(&catdog(&args, dir));
+    let photo = std::fs::read_dir(dir.join("data"))
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    let photo = photo.to_str().unwrap();
+    let alone = predict_json(dir, "st", photo);
+    // Another model's burnpack beside the bundle's safetensors: the checksum in config.json
+    // names the safetensors file, which is used, and the user is told.
+    assert_ok(&train_tiny(dir, "data", "other", "mlp"));
+    std::fs::copy(dir.join("other/model.bpk"), dir.join("st/model.bpk")).unwrap();
+    let o = catdog(&["predict", "--model", "st", "--json", photo], dir);
+    assert_ok(&o);
+    assert_eq!(stdout(&o), alone);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(
+        err.contains("model.safetensors is used, model.bpk ignored"),
+        "{err}"
+    );
+}

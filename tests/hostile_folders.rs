@@ -539,3 +539,15 @@ fn a_held_out_folder_overlapping_the_data_and_classes_differing_in_case_are_refu
     );
     assert_refused(&o, 2, "differ only in case");
 }
+
+#[test]
+fn a_folder_left_by_a_kill_during_the_first_manifest_write_can_be_used() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    data_set(dir);
+    // All a process killed inside its first write of `.catdog.json` leaves behind.
+    std::fs::create_dir(dir.join("run")).unwrap();
+    std::fs::write(dir.join("run/..catdog.json.tmp-0123456789abcdef"), "{\"ki").unwrap();
+    assert_ok(&train_into(dir, "run", &[]));
+    assert!(dir.join("run/metrics.csv").is_file());
+}

@@ -18,6 +18,9 @@ use super::{args::EvalArgs, usage, Failure};
 pub fn run(a: EvalArgs) -> Result<ExitCode, Failure> {
     let opened = a.backend.open()?;
     let trained = load_model(&a.model, &opened.device)?;
+    for warning in &trained.warnings {
+        eprintln!("warning: {warning}");
+    }
     if !a.data.is_dir() {
         return Err(usage(anyhow::anyhow!(
             "--data {} is not a folder of images",

@@ -29,6 +29,9 @@ struct Prediction {
 pub fn run(a: PredictArgs) -> Result<ExitCode, Failure> {
     let opened = a.backend.open()?;
     let trained = load_model(&a.model, &opened.device)?;
+    for warning in &trained.warnings {
+        eprintln!("warning: {warning}");
+    }
     let classes = &trained.spec.classes;
     let size = trained.spec.image_size;
     let temperature = trained.spec.probability_temperature(!a.no_calibration);

@@ -74,6 +74,9 @@ pub struct LoadedModel {
     pub spec: ModelSpec,
     /// In inference mode (`valid()`).
     pub model: Classifier,
+    /// What the user should know about how the folder was read (e.g. a weights file that was
+    /// not used); the command line prints these as warnings.
+    pub warnings: Vec<String>,
 }
 
 /// Reads and checks the model part of `dir/config.json`.
@@ -113,21 +116,39 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, ModelIoError> {
     })
 }
 
-/// Loads `dir/config.json` and the folder's weights (`model.bpk`, else `model.safetensors`)
-/// onto `device`, in inference mode.
+/// Loads `dir/config.json` and the folder's weights (`model.bpk`, else `model.safetensors`; with
+/// both present, the one whose checksum `config.json` records, and a warning) onto `device`, in
+/// inference mode.
 pub fn load_model(dir: &Path, device: &Device) -> Result<LoadedModel, ModelIoError> {
     let spec = read_spec(dir)?;
     let burnpack = dir.join(WEIGHTS_FILE);
     let safetensors = dir.join(SAFETENSORS_FILE);
-    let weights = if burnpack.is_file() {
-        burnpack.clone()
-    } else if safetensors.is_file() {
-        safetensors
-    } else {
-        return Err(ModelIoError::MissingFile {
-            dir: dir.to_path_buf(),
-            file: WEIGHTS_FILE,
-        });
+    let mut warnings = Vec::new();
+    let weights = match (burnpack.is_file(), safetensors.is_file()) {
+        (true, true) => {
+            let recorded = |path: &Path| -> Result<bool, ModelIoError> {
+                Ok(spec.weights_crc32 == Some(weights_checksum(path)?))
+            };
+            let (used, unused) = if !recorded(&burnpack)? && recorded(&safetensors)? {
+                (SAFETENSORS_FILE, WEIGHTS_FILE)
+            } else {
+                (WEIGHTS_FILE, SAFETENSORS_FILE)
+            };
+            warnings.push(format!(
+                "{} holds both {WEIGHTS_FILE} and {SAFETENSORS_FILE}: {used} is used, {unused} \
+                 ignored",
+                printable(&dir.to_string_lossy())
+            ));
+            dir.join(used)
+        }
+        (true, false) => burnpack.clone(),
+        (false, true) => safetensors,
+        (false, false) => {
+            return Err(ModelIoError::MissingFile {
+                dir: dir.to_path_buf(),
+                file: WEIGHTS_FILE,
+            })
+        }
     };
     if let Some(expected) = spec.weights_crc32 {
         let found = weights_checksum(&weights)?;
@@ -150,6 +171,7 @@ pub fn load_model(dir: &Path, device: &Device) -> Result<LoadedModel, ModelIoErr
     Ok(LoadedModel {
         spec,
         model: model.valid(),
+        warnings,
     })
 }
 

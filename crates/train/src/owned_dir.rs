@@ -116,7 +116,12 @@ pub(crate) fn inspect(path: &Path) -> Result<Ownership, FolderError> {
         .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
         .collect::<Result<_, _>>()
         .map_err(io_error(path))?;
-    if names.is_empty() {
+    // Empty, or holding only what a catdog killed while first writing its manifest left: the
+    // manifest's unfinished temporary file.
+    let first_manifest_write = |n: &String| {
+        n.starts_with(&format!(".{MANIFEST_FILE}.tmp-")) && partial_write_token(n).is_some()
+    };
+    if names.iter().all(first_manifest_write) {
         return Ok(Ownership::Free);
     }
     if names.iter().any(|n| n == MANIFEST_FILE) {

@@ -156,26 +156,15 @@ pub fn train(req: TrainRequest) -> Result<Summary, TrainError> {
         let images_per_sec = epoch.run(&mut trainer, &mut state, &config, &mut progress)?;
         throughput.push(images_per_sec);
         if let Some(clock) = &mut clock {
-            let (spent, took) = (started.elapsed(), epoch_started.elapsed());
-            let r = clock.replan(
-                spent.as_secs_f64(),
+            let times = [started.elapsed(), epoch_started.elapsed()];
+            if replan(
+                clock,
+                &mut config,
                 state.epoch,
-                config.epochs,
-                took.as_secs_f64(),
-            );
-            if r.epochs != config.epochs {
-                progress.say(&format!(
-                    "budget: epoch {} took {:.1} s, {:.2}x the probe's pace, at {:.0} s of {} -> {} \
-                     epochs instead of {}",
-                    state.epoch,
-                    took.as_secs_f64(),
-                    r.slowdown,
-                    spent.as_secs_f64(),
-                    clock.plan.budget,
-                    r.epochs,
-                    config.epochs
-                ));
-                config.replan(state.epoch * steps_per_epoch, r.epochs);
+                steps_per_epoch,
+                times,
+                &progress,
+            ) {
                 trainer.follow_plan(&config);
                 run_config.train = Some(config.clone());
                 run.write_config(&run_config)?;
@@ -263,6 +252,34 @@ fn plan_budget(
         1000.0 * measured.inference_per_image,
     ));
     Ok(Some(BudgetClock::new(plan, measured)))
+}
+
+/// Plans a budgeted run's count again after epoch `done`, `[spent, took]` being the run's time
+/// so far and the epoch's; records and reports a change, and says whether there was one.
+fn replan(
+    clock: &mut BudgetClock,
+    config: &mut TrainConfig,
+    done: usize,
+    steps_per_epoch: usize,
+    [spent, took]: [std::time::Duration; 2],
+    progress: &Progress,
+) -> bool {
+    let r = clock.replan(spent.as_secs_f64(), done, config.epochs, took.as_secs_f64());
+    if r.epochs == config.epochs {
+        return false;
+    }
+    progress.say(&format!(
+        "budget: epoch {done} took {:.1} s, {:.2}x the probe's pace, at {:.0} s of {} -> {} \
+         epochs instead of {}",
+        took.as_secs_f64(),
+        r.slowdown,
+        spent.as_secs_f64(),
+        clock.plan.budget,
+        r.epochs,
+        config.epochs
+    ));
+    config.replan(done * steps_per_epoch, r.epochs);
+    true
 }
 
 /// Continues a resumed run from its last checkpoint.
