@@ -582,13 +582,8 @@ fn weights_stored_as_bfloat16_or_float64_load_as_f32() {
             "safetensors",
         ];
         assert_ok(&catdog(&args, dir));
-        let photo = std::fs::read_dir(dir.join("data"))
-            .unwrap()
-            .flatten()
-            .next()
-            .unwrap()
-            .path();
-        let photo = photo.to_str().unwrap();
+        let photo = common::any_file_in(&dir.join("data"));
+        let photo = photo.as_str();
         let f32_out = predict_json(dir, &bundle, photo);
         for dtype in ["BF16", "F64"] {
             let other = format!("{arch}-{dtype}");
@@ -632,13 +627,8 @@ fn a_folder_with_both_weight_files_says_which_it_uses() {
         "safetensors",
     ];
     assert_ok(&catdog(&args, dir));
-    let photo = std::fs::read_dir(dir.join("data"))
-        .unwrap()
-        .flatten()
-        .next()
-        .unwrap()
-        .path();
-    let photo = photo.to_str().unwrap();
+    let photo = common::any_file_in(&dir.join("data"));
+    let photo = photo.as_str();
     let alone = predict_json(dir, "st", photo);
     // Another model's burnpack beside the bundle's safetensors: the checksum in config.json
     // names the safetensors file, which is used, and the user is told.

@@ -442,13 +442,8 @@ fn unreadable_or_blocking_state_files_are_refused_in_time() {
     let args = ["train", "--config", "settings.toml", "--out", "x"];
     let o = common::catdog_within(&args, dir, 60).expect("--config as a FIFO hung");
     assert_refused(&o, 2, "a FIFO");
-    let photo = std::fs::read_dir(dir.join("data"))
-        .unwrap()
-        .flatten()
-        .next()
-        .unwrap()
-        .path();
-    let photo = photo.to_str().unwrap();
+    let photo = common::any_file_in(&dir.join("data"));
+    let photo = photo.as_str();
     for (file, args) in [
         (
             "run/summary.json",
@@ -485,14 +480,8 @@ fn a_half_replaced_bundle_or_a_flipped_bit_is_refused_on_load() {
     for (model, out) in [("a", "bundle"), ("b", "other")] {
         assert_ok(&catdog(&["export", "--model", model, "--out", out], dir));
     }
-    let photo = std::fs::read_dir(dir.join("data"))
-        .unwrap()
-        .flatten()
-        .next()
-        .unwrap()
-        .path();
-    let predict =
-        |model: &str| catdog(&["predict", "--model", model, photo.to_str().unwrap()], dir);
+    let photo = common::any_file_in(&dir.join("data"));
+    let predict = |model: &str| catdog(&["predict", "--model", model, &photo], dir);
     assert_ok(&predict("bundle"));
     // What an export killed between its two writes leaves: the new weights, the old config.
     std::fs::copy(dir.join("other/model.bpk"), dir.join("bundle/model.bpk")).unwrap();

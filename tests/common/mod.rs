@@ -120,3 +120,13 @@ pub fn train_tiny(dir: &Path, data: &str, out: &str, arch: &str) -> Output {
         dir,
     )
 }
+
+/// The path of one file in `folder` (the first the directory listing gives), as text.
+pub fn any_file_in(folder: &Path) -> String {
+    let entry = std::fs::read_dir(folder)
+        .unwrap()
+        .flatten()
+        .next()
+        .expect("a file in the folder");
+    entry.path().to_str().expect("a UTF-8 path").to_string()
+}
