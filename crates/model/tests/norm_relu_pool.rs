@@ -304,3 +304,70 @@ fn nan_inputs_give_nan_statistics_and_an_empty_batch_leaves_the_running_ones() {
     assert_eq!(out.dims(), [0, 3, 2, 2]);
     assert_eq!(values(norm.running_mean.value_sync()), before);
 }
+
+/// The input gradient of `relu(batch_norm(x))` in training mode, in f64 from its definition:
+/// `dx = gamma / std * (dy' - mean(dy') - x_hat * mean(dy' * x_hat))` per channel, where `dy'`
+/// is the gradient that passes the ReLU.
+fn reference_dx(x: &[f32], dy: &[f32], gamma: &[f32], [n, c, h, w]: [usize; 4]) -> Vec<f64> {
+    let plane = h * w;
+    let at = |i: usize, ch: usize, p: usize| (i * c + ch) * plane + p;
+    let mut dx = vec![0f64; x.len()];
+    for (ch, &gamma) in gamma.iter().enumerate().take(c) {
+        let idx: Vec<usize> = (0..n)
+            .flat_map(|i| (0..plane).map(move |p| at(i, ch, p)))
+            .collect();
+        let count = idx.len() as f64;
+        let mean = idx.iter().map(|&j| f64::from(x[j])).sum::<f64>() / count;
+        let var = idx
+            .iter()
+            .map(|&j| (f64::from(x[j]) - mean).powi(2))
+            .sum::<f64>()
+            / count;
+        let inv_std = 1.0 / (var + 1e-5).sqrt();
+        let g = f64::from(gamma);
+        let beta = 0.3 - 0.21 * ch as f64; // as `norm` sets it
+        let x_hat = |j: usize| (f64::from(x[j]) - mean) * inv_std;
+        let passed = |j: usize| {
+            if g * x_hat(j) + beta > 0.0 {
+                f64::from(dy[j])
+            } else {
+                0.0
+            }
+        };
+        let mean_dy = idx.iter().map(|&j| passed(j)).sum::<f64>() / count;
+        let mean_dy_xhat = idx.iter().map(|&j| passed(j) * x_hat(j)).sum::<f64>() / count;
+        for &j in &idx {
+            dx[j] = g * inv_std * (passed(j) - mean_dy - x_hat(j) * mean_dy_xhat);
+        }
+    }
+    dx
+}
+
+#[test]
+fn the_input_gradient_holds_when_the_mean_is_far_larger_than_the_spread() {
+    // Activations around 1000 with a spread of 0.05: the kernel's affine form of the statistics'
+    // share of dx (slope * x + offset) subtracts terms 20,000 times larger than the result.
+    let device = Device::flex().autodiff();
+    let shape = [4, 3, 6, 5];
+    let count: usize = shape.iter().product();
+    let x: Vec<f32> = (0..count)
+        .map(|i| 1000.0 + 0.05 * (i as f32 * 0.77).sin())
+        .collect();
+    let dy = values(common::varied(shape, &Device::flex()));
+    let norm = norm(3, &device);
+    let input = Tensor::<4>::from_data(TensorData::new(x.clone(), shape), &device).require_grad();
+    let out = norm_relu_pool::norm_relu(&norm, input.clone().mul_scalar(1.0));
+    let grads = (out * Tensor::from_data(TensorData::new(dy.clone(), shape), &device))
+        .sum()
+        .backward();
+    let ours = values(input.grad(&grads).unwrap());
+    let gamma = values(norm.gamma.val());
+    let expected = reference_dx(&x, &dy, &gamma, shape);
+    let scale = expected.iter().fold(0f64, |m, v| m.max(v.abs()));
+    for (i, (o, e)) in ours.iter().zip(&expected).enumerate() {
+        assert!(
+            (f64::from(*o) - e).abs() <= 1e-3 * scale,
+            "dx[{i}]: ours {o}, f64 reference {e} (largest {scale})"
+        );
+    }
+}
