@@ -46,7 +46,7 @@ use std::cell::RefCell;
 
 use crate::{
     flex_data::{dims4, tensor, values},
-    matrix::{gemm_into, gemm_overwrite, View},
+    matrix::{gemm_into, gemm_overwrite, spare_slots, View},
     winograd,
 };
 
@@ -267,7 +267,7 @@ pub fn im2col_forward(
     let (per_chunk, chunks) = chunking(n);
     let len = n * cout * hw;
     let mut y: Vec<f32> = Vec::with_capacity(len);
-    y.spare_capacity_mut()[..len]
+    spare_slots(&mut y, len)
         .par_chunks_mut(per_chunk * cout * hw)
         .enumerate()
         .for_each(|(chunk, out)| {
@@ -282,9 +282,8 @@ pub fn im2col_forward(
                         // product [out, images*hw] = weight [out, rows] x columns, then each
                         // image's columns to its own [out, hw] block.
                         product.clear();
-                        product.reserve(cout * k);
                         gemm_overwrite(
-                            &mut product.spare_capacity_mut()[..cout * k],
+                            spare_slots(product, cout * k),
                             k,
                             weight,
                             View::row_major(columns, rows, k, k),

@@ -254,3 +254,18 @@ pub(crate) fn gemm_split(
         }
     });
 }
+
+/// The first `len` spare slots of `v`, for a kernel to write whole before `v.set_len(len)`.
+/// With the `kernel-checks` feature they are filled with NaN first, so that a slot a kernel
+/// forgets to write (or a gemm that reads what it was told to overwrite) shows up as NaN in the
+/// parity tests instead of as whatever the memory held.
+pub(crate) fn spare_slots(v: &mut Vec<f32>, len: usize) -> &mut [MaybeUninit<f32>] {
+    v.reserve(len.saturating_sub(v.len()));
+    let slots = &mut v.spare_capacity_mut()[..len];
+    if cfg!(feature = "kernel-checks") {
+        for slot in slots.iter_mut() {
+            slot.write(f32::NAN);
+        }
+    }
+    slots
+}

@@ -21,7 +21,7 @@ use rayon::prelude::*;
 
 use crate::{
     conv3x3::{chunking, gemm_threads, with_buffer, with_columns, with_grouped},
-    matrix::{gemm_overwrite, View},
+    matrix::{gemm_overwrite, spare_slots, View},
 };
 use std::cell::RefCell;
 
@@ -426,7 +426,7 @@ pub fn forward(x: &[f32], weight: &[f32], [n, cin, h, w]: [usize; 4], cout: usiz
     let (per_chunk, chunks) = chunking(n);
     let len = n * cout * hw;
     let mut y: Vec<f32> = Vec::with_capacity(len);
-    y.spare_capacity_mut()[..len]
+    spare_slots(&mut y, len)
         .par_chunks_mut(per_chunk * cout * hw)
         .enumerate()
         .for_each(|(chunk, out)| {
@@ -448,8 +448,7 @@ pub fn forward(x: &[f32], weight: &[f32], [n, cin, h, w]: [usize; 4], cout: usiz
                             v.resize(XI * cin * tiles, 0.0);
                             input_transforms(x, [cin, h, w], first, &block, v, &mut scratch);
                             m.clear();
-                            m.reserve(XI * cout * tiles);
-                            let products = &mut m.spare_capacity_mut()[..XI * cout * tiles];
+                            let products = spare_slots(m, XI * cout * tiles);
                             for (xi, product) in products.chunks_mut(cout * tiles).enumerate() {
                                 // M_xi [out, tiles] = U_xi [out, in] x V_xi [in, tiles].
                                 gemm_overwrite(
