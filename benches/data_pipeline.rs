@@ -45,20 +45,16 @@ fn bench(c: &mut Criterion) {
     for threads in [1, 2] {
         g.bench_function(format!("decode_resize_64px_{threads}_threads"), |b| {
             let opts = LoadOptions {
-                image_size: 64,
-                cache_dir: None,
                 threads: Some(threads),
-                progress: None,
+                ..LoadOptions::new(64)
             };
             b.iter(|| load(&found, &opts).expect("load"))
         });
     }
     let cache = tempfile::tempdir().expect("temp dir");
     let cached = LoadOptions {
-        image_size: 64,
         cache_dir: Some(cache.path().to_path_buf()),
-        threads: None,
-        progress: None,
+        ..LoadOptions::new(64)
     };
     let loaded = load(&found, &cached).expect("warm the cache");
     g.bench_function("load_from_cache_64px", |b| {

@@ -643,3 +643,46 @@ fn a_folder_with_both_weight_files_says_which_it_uses() {
         "{err}"
     );
 }
+
+#[test]
+fn eval_answers_for_photos_of_one_class() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write_synth_set(&dir.join("data"), &["cat", "dog"], 8, 16, Layout::Kaggle, 1).unwrap();
+    assert_ok(&train_tiny(dir, "data", "run", "mlp"));
+    // Kaggle names of one class, and a single class folder (`cats/cat/...`).
+    write_synth_set(&dir.join("cats-only"), &["cat"], 5, 16, Layout::Kaggle, 2).unwrap();
+    write_synth_set(&dir.join("cats"), &["cat"], 5, 16, Layout::ImageFolder, 3).unwrap();
+    for folder in ["cats-only", "cats"] {
+        let o = catdog(
+            &[
+                "eval",
+                "--model",
+                "run",
+                "--data",
+                folder,
+                "--json",
+                "--no-plots",
+            ],
+            dir,
+        );
+        assert_ok(&o);
+        let report: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+        let per_class = report["per_class"].as_array().expect("per-class metrics");
+        let support = |class: &str| {
+            per_class
+                .iter()
+                .find(|c| c["class"] == class)
+                .map(|c| c["support"].clone())
+        };
+        assert_eq!(support("cat"), Some(5.into()), "{folder}: {report}");
+        assert_eq!(support("dog"), Some(0.into()), "{folder}: {report}");
+    }
+    // A class the model does not know is still refused.
+    write_synth_set(&dir.join("foxes"), &["fox"], 3, 16, Layout::Kaggle, 4).unwrap();
+    let o = catdog(
+        &["eval", "--model", "run", "--data", "foxes", "--no-plots"],
+        dir,
+    );
+    assert_usage_error(&o, "the model was trained on");
+}

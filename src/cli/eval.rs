@@ -4,7 +4,7 @@ use anyhow::Context;
 use catdog_infer::{load_model, Tta};
 use catdog_model::printable;
 use catdog_train::{
-    dataset::load_folder,
+    dataset::load_folder_classes,
     evaluate::{evaluate, match_classes, relabel, EVAL_BATCH},
     metrics::Evaluation,
     mistakes::{draw_galleries, write_predictions},
@@ -65,11 +65,13 @@ pub fn run(a: EvalArgs) -> Result<ExitCode, Failure> {
         ProgressMode::auto()
     };
     let cache_dir = pixel_cache(a.cache_dir.clone(), a.no_cache);
-    let loaded = load_folder(
+    // Photos of one class are a normal question to ask ("how many of my cats does it get?").
+    let loaded = load_folder_classes(
         &a.data,
         trained.spec.image_size,
         cache_dir,
         &Progress::new(progress),
+        1,
     )?;
     let (set, mut skipped) = (loaded.set, loaded.skipped);
     let model_classes = &trained.spec.classes;

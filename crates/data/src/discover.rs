@@ -190,6 +190,12 @@ impl Walker {
 /// Symbolic links are followed, but each folder is walked once and each file counted once (under
 /// its first path in discovery order), however many links reach it.
 pub fn discover(root: &Path) -> Result<Discovered, DataError> {
+    discover_classes(root, 2)
+}
+
+/// [`discover`] asking for at least `min_classes` classes: 1 to evaluate a folder of one class
+/// (`cat.*.jpg` only, or a single class folder such as `test/cat/`, whose name is the class).
+pub fn discover_classes(root: &Path, min_classes: usize) -> Result<Discovered, DataError> {
     let meta = std::fs::metadata(root).map_err(|_| DataError::NotFound(root.to_path_buf()))?;
     if !meta.is_dir() {
         return Err(DataError::NotADirectory(root.to_path_buf()));
@@ -252,6 +258,20 @@ pub fn discover(root: &Path) -> Result<Discovered, DataError> {
             (Layout::ImageFolder, labelled)
         }
     };
+    // Reached by descending through single sub-folders: that folder is the one class.
+    let one_class = descended && files.iter().any(|(p, _)| kaggle_class(p).is_none());
+    let (layout, labelled) = if labelled.is_empty() && one_class && min_classes <= 1 {
+        let mut images = Vec::new();
+        walk.collect(&dir, &mut images)?;
+        let class = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let labelled = images.into_iter().map(|p| (p, class.clone())).collect();
+        (Layout::ImageFolder, labelled)
+    } else {
+        (layout, labelled)
+    };
     if labelled.is_empty() {
         // Loose images that are not `<class>.<id>.<ext>` and no class folders with images.
         return Err(
@@ -283,7 +303,7 @@ pub fn discover(root: &Path) -> Result<Discovered, DataError> {
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    if classes.len() < 2 {
+    if classes.len() < min_classes.max(1) {
         return Err(DataError::TooFewClasses {
             path: root.to_path_buf(),
             found: classes.len(),

@@ -31,7 +31,9 @@ pub use cache::{
 pub use decode::{
     decode_image, decode_image_bytes, DecodeError, MAX_DECODE_BYTES, MAX_FILE_BYTES, MAX_IMAGE_SIDE,
 };
-pub use discover::{discover, discover_files, Discovered, Layout, Sample, IMAGE_EXTENSIONS};
+pub use discover::{
+    discover, discover_classes, discover_files, Discovered, Layout, Sample, IMAGE_EXTENSIONS,
+};
 pub use error::DataError;
 pub use imageset::ImageSet;
 pub use load::{load, lossy_path, DecodeProgress, LoadOptions, Loaded, Skipped};

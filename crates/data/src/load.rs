@@ -23,6 +23,8 @@ pub struct LoadOptions {
     /// Decoding threads; `None` uses every core.
     pub threads: Option<usize>,
     pub progress: Option<DecodeProgress>,
+    /// Fewest classes with usable images: 2 to train on, 1 to evaluate a folder of one class.
+    pub min_classes: usize,
 }
 
 impl LoadOptions {
@@ -33,6 +35,7 @@ impl LoadOptions {
             cache_dir: None,
             threads: None,
             progress: None,
+            min_classes: 2,
         }
     }
 }
@@ -44,6 +47,7 @@ impl std::fmt::Debug for LoadOptions {
             .field("cache_dir", &self.cache_dir)
             .field("threads", &self.threads)
             .field("progress", &self.progress.is_some())
+            .field("min_classes", &self.min_classes)
             .finish()
     }
 }
@@ -130,7 +134,7 @@ pub fn load(found: &Discovered, opts: &LoadOptions) -> Result<Loaded, DataError>
             d
         }
     };
-    let mut loaded = assemble(found, opts.image_size, decoded, status)?;
+    let mut loaded = assemble(found, opts, decoded, status)?;
     loaded.warnings = warnings;
     Ok(loaded)
 }
@@ -168,10 +172,11 @@ fn decode_all(found: &Discovered, opts: &LoadOptions) -> Result<cache::Decoded, 
 
 fn assemble(
     found: &Discovered,
-    image_size: usize,
+    opts: &LoadOptions,
     decoded: cache::Decoded,
     cache: CacheStatus,
 ) -> Result<Loaded, DataError> {
+    let image_size = opts.image_size;
     let ok = decoded.iter().filter(|d| d.is_ok()).count();
     let mut set = ImageSet {
         image_size,
@@ -214,7 +219,7 @@ fn assemble(
             .filter(|(&n, _)| n > 0)
             .map(|(_, c)| c.as_str())
             .collect();
-        if present.len() < 2 {
+        if present.len() < opts.min_classes {
             return Err(DataError::TooFewClasses {
                 path: found.root.clone(),
                 found: present.len(),

@@ -9,10 +9,9 @@ use image::{DynamicImage, ImageBuffer, ImageFormat, Luma, Rgba};
 
 fn opts(size: usize, cache: Option<&Path>) -> LoadOptions {
     LoadOptions {
-        image_size: size,
         cache_dir: cache.map(Path::to_path_buf),
         threads: Some(2),
-        progress: None,
+        ..LoadOptions::new(size)
     }
 }
 

@@ -26,10 +26,8 @@ fn within<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) 
 
 fn no_cache(size: usize) -> LoadOptions {
     LoadOptions {
-        image_size: size,
-        cache_dir: None,
         threads: Some(2),
-        progress: None,
+        ..LoadOptions::new(size)
     }
 }
 

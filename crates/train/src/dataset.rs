@@ -7,7 +7,7 @@ use std::{
 };
 
 use catdog_data::{
-    check_splittable, discover, load, stratified_split, CacheStatus, DataError, ImageSet,
+    check_splittable, discover_classes, load, stratified_split, CacheStatus, DataError, ImageSet,
     LoadOptions, Loaded, Skipped,
 };
 use catdog_model::printable;
@@ -97,7 +97,19 @@ pub fn load_folder(
     cache_dir: Option<PathBuf>,
     progress: &Progress,
 ) -> Result<Loaded, DataError> {
-    let found = discover(dir)?;
+    load_folder_classes(dir, image_size, cache_dir, progress, 2)
+}
+
+/// [`load_folder`] of a folder with at least `min_classes` classes (1 to evaluate photos of one
+/// class).
+pub fn load_folder_classes(
+    dir: &Path,
+    image_size: usize,
+    cache_dir: Option<PathBuf>,
+    progress: &Progress,
+    min_classes: usize,
+) -> Result<Loaded, DataError> {
+    let found = discover_classes(dir, min_classes)?;
     let per_class: Vec<String> = found
         .classes
         .iter()
@@ -115,6 +127,7 @@ pub fn load_folder(
     let opts = LoadOptions {
         cache_dir,
         progress: bar.as_ref().map(|bar| bar.reporter()),
+        min_classes,
         ..LoadOptions::new(image_size)
     };
     let loaded = load(&found, &opts);

@@ -92,9 +92,10 @@ fn evaluated(logits: &[f32], set: &ImageSet, temperature: f32) -> Result<Evaluat
 /// How the classes of a labelled data folder map onto a model's: `mapping[i]` is the model's
 /// index of data class `i`. Exact names win; otherwise names are matched ignoring case, but only
 /// when that is unambiguous (one model class per data class, one to one), so `Cat`, `Dog`
-/// folders evaluate a model trained on `cat`, `dog`. `None` when the classes do not match.
+/// folders evaluate a model trained on `cat`, `dog`. The data may hold fewer classes than the
+/// model (photos of cats only). `None` when a data class matches no model class.
 pub fn match_classes(data: &[String], model: &[String]) -> Option<Vec<usize>> {
-    if data.len() != model.len() {
+    if data.is_empty() || data.len() > model.len() {
         return None;
     }
     let mut mapping = Vec::with_capacity(data.len());
@@ -152,7 +153,11 @@ mod tests {
             Some(vec![1, 0])
         );
         assert_eq!(match_classes(&names(&["cat", "fox"]), &model), None);
-        assert_eq!(match_classes(&names(&["cat"]), &model), None);
+        // Photos of one class (or of some classes) of the model's.
+        assert_eq!(match_classes(&names(&["cat"]), &model), Some(vec![0]));
+        assert_eq!(match_classes(&names(&["Dog"]), &model), Some(vec![1]));
+        assert_eq!(match_classes(&names(&[]), &model), None);
+        assert_eq!(match_classes(&names(&["cat", "dog", "fox"]), &model), None);
         // Two data classes onto one model class, and a model whose names differ only by case.
         assert_eq!(match_classes(&names(&["cat", "CAT"]), &model), None);
         let cased = names(&["cat", "Cat"]);
