@@ -55,7 +55,7 @@ fn a_budget_records_its_epoch_counts_and_a_run_config_replays_them() {
         replans.last().unwrap()["epochs"].as_u64(),
         Some(epochs as u64)
     );
-    let stdout = String::from_utf8_lossy(&o.stdout);
+    let stdout = common::stdout(&o);
     let first = replans[0]["epochs"].as_u64().unwrap();
     assert!(
         stdout.contains(&format!(
@@ -80,7 +80,7 @@ fn a_budget_records_its_epoch_counts_and_a_run_config_replays_them() {
     let args = ["train", "--out", "replay", "--config", "budget/config.json"];
     let o = catdog(&args, dir);
     assert_ok(&o);
-    assert!(String::from_utf8_lossy(&o.stdout).contains("without timing this machine"));
+    assert!(common::stdout(&o).contains("without timing this machine"));
     let replay = std::fs::read_to_string(dir.join("replay/metrics.csv")).unwrap();
     // (compared as a bool: the files run to hundreds of lines)
     assert!(

@@ -637,7 +637,7 @@ fn a_folder_with_both_weight_files_says_which_it_uses() {
     let o = catdog(&["predict", "--model", "st", "--json", photo], dir);
     assert_ok(&o);
     assert_eq!(stdout(&o), alone);
-    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    let err = common::stderr(&o);
     assert!(
         err.contains("model.safetensors is used, model.bpk ignored"),
         "{err}"

@@ -124,12 +124,16 @@ pub fn load_model(dir: &Path, device: &Device) -> Result<LoadedModel, ModelIoErr
     let burnpack = dir.join(WEIGHTS_FILE);
     let safetensors = dir.join(SAFETENSORS_FILE);
     let mut warnings = Vec::new();
-    let weights = match (burnpack.is_file(), safetensors.is_file()) {
+    // With both files present, the one whose checksum was recorded is verified while choosing.
+    let (weights, verified) = match (burnpack.is_file(), safetensors.is_file()) {
         (true, true) => {
             let recorded = |path: &Path| -> Result<bool, ModelIoError> {
-                Ok(spec.weights_crc32 == Some(weights_checksum(path)?))
+                Ok(spec.weights_crc32.is_some()
+                    && spec.weights_crc32 == Some(weights_checksum(path)?))
             };
-            let (used, unused) = if !recorded(&burnpack)? && recorded(&safetensors)? {
+            let burnpack_recorded = recorded(&burnpack)?;
+            let safetensors_recorded = !burnpack_recorded && recorded(&safetensors)?;
+            let (used, unused) = if safetensors_recorded {
                 (SAFETENSORS_FILE, WEIGHTS_FILE)
             } else {
                 (WEIGHTS_FILE, SAFETENSORS_FILE)
@@ -139,10 +143,10 @@ pub fn load_model(dir: &Path, device: &Device) -> Result<LoadedModel, ModelIoErr
                  ignored",
                 printable(&dir.to_string_lossy())
             ));
-            dir.join(used)
+            (dir.join(used), burnpack_recorded || safetensors_recorded)
         }
-        (true, false) => burnpack.clone(),
-        (false, true) => safetensors,
+        (true, false) => (burnpack.clone(), false),
+        (false, true) => (safetensors, false),
         (false, false) => {
             return Err(ModelIoError::MissingFile {
                 dir: dir.to_path_buf(),
@@ -150,7 +154,7 @@ pub fn load_model(dir: &Path, device: &Device) -> Result<LoadedModel, ModelIoErr
             })
         }
     };
-    if let Some(expected) = spec.weights_crc32 {
+    if let (Some(expected), false) = (spec.weights_crc32, verified) {
         let found = weights_checksum(&weights)?;
         if found != expected {
             return Err(ModelIoError::bad_weights(
