@@ -1,5 +1,5 @@
 //! The same seed gives the same run: the same `metrics.csv` and the same weights, in one
-//! process or another, and under a rayon pool of 1, 2 or 4 threads. At batch 64 the
+//! process or another, and under a rayon pool of 1, 2 or 4 threads; `model.bpk` byte for byte. At batch 64 the
 //! convolution's weight gradient sums eight chunks of images, more than there are threads, so
 //! a reduction whose grouping followed the scheduling would show here.
 
@@ -11,8 +11,8 @@ use catdog::data::{synth::write_synth_set, Layout};
 use common::{assert_ok, command};
 
 /// Trains `arch` for two epochs in `out` with a pool of `threads`, exports its weights as
-/// safetensors; returns `metrics.csv` and the weights' bytes.
-fn run(dir: &Path, arch: &str, threads: usize, out: &str) -> (String, Vec<u8>) {
+/// safetensors; returns `metrics.csv`, the safetensors' bytes and the run's `model.bpk`.
+fn run(dir: &Path, arch: &str, threads: usize, out: &str) -> (String, Vec<u8>, Vec<u8>) {
     let o = command(
         [
             "train",
@@ -51,6 +51,7 @@ fn run(dir: &Path, arch: &str, threads: usize, out: &str) -> (String, Vec<u8>) {
     (
         std::fs::read_to_string(dir.join(out).join("metrics.csv")).unwrap(),
         std::fs::read(dir.join(&bundle).join("model.safetensors")).unwrap(),
+        std::fs::read(dir.join(out).join("model.bpk")).unwrap(),
     )
 }
 
@@ -79,6 +80,12 @@ fn same_runs(arch: &str) {
         assert!(
             other.1 == first.1,
             "{arch}, {threads} thread(s): the weights differ"
+        );
+        // burn gives every parameter a random id, stored in the burnpack file: the model
+        // numbers them, so the file is the same bytes too.
+        assert!(
+            other.2 == first.2,
+            "{arch}, {threads} thread(s): model.bpk differs"
         );
     }
 }

@@ -173,3 +173,41 @@ fn one_class_folder_error_names_the_given_folder() {
     assert_usage_error(&o, "x has 1 class(es) (Cat)");
     assert!(!stderr(&o).contains("no images"), "{}", stderr(&o));
 }
+
+#[test]
+fn an_image_deeper_than_path_max_is_reported_as_skipped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write_synth_set(
+        &dir.join("data"),
+        &["Cat", "Dog"],
+        6,
+        16,
+        Layout::ImageFolder,
+        3,
+    )
+    .unwrap();
+    let image = common::any_file_in(&dir.join("data/Dog"));
+    // 20 folders of 250 characters: the image's path is longer than PATH_MAX (4096), so it
+    // can only be reached by changing into each folder in turn.
+    let name = "d".repeat(250);
+    let script = format!(
+        "cd data/Dog && for i in $(seq 20); do mkdir {name} && cd {name} || exit 1; done && cp '{image}' deep.png"
+    );
+    let made = Command::new("bash")
+        .args(["-c", &script])
+        .current_dir(dir)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let o = train_tiny(dir, "data", "run", "mlp");
+    assert_ok(&o);
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("run/summary.json")).unwrap())
+            .unwrap();
+    let skipped = &summary["skipped"][0];
+    let path = skipped["path"].as_str().unwrap_or_default();
+    assert!(path.contains(&name), "{summary}");
+    let reason = skipped["reason"].as_str().unwrap_or_default();
+    assert!(reason.to_lowercase().contains("too long"), "{summary}");
+}

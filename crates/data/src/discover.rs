@@ -95,6 +95,48 @@ fn file_id(path: &Path, _meta: &Metadata) -> FileId {
     std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
+/// Whether a failed `metadata` means an entry the user would miss: not a dangling link or a
+/// link loop (those are no images), but e.g. a path too long to name.
+fn reported_unreachable(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    match e.kind() {
+        ErrorKind::NotFound => false,
+        #[cfg(unix)]
+        _ if e.raw_os_error() == Some(libc_eloop()) => false,
+        _ => true,
+    }
+}
+
+/// ELOOP: 40 on Linux, 62 on the BSDs and macOS.
+#[cfg(unix)]
+const fn libc_eloop() -> i32 {
+    if cfg!(any(target_os = "linux", target_os = "android")) {
+        40
+    } else {
+        62
+    }
+}
+
+/// A folder, or a file with an image's name, as the listing itself says (no path lookup).
+fn is_listed_image_or_dir(entry: &std::fs::DirEntry, path: &Path) -> bool {
+    entry
+        .file_type()
+        .is_ok_and(|t| t.is_dir() || ((t.is_file() || t.is_symlink()) && is_image(path)))
+}
+
+/// An id for an entry whose metadata cannot be read: the listing's inode, on a device number no
+/// real file has.
+#[cfg(unix)]
+fn unreachable_id(entry: &std::fs::DirEntry) -> FileId {
+    use std::os::unix::fs::DirEntryExt;
+    (u64::MAX, entry.ino())
+}
+
+#[cfg(not(unix))]
+fn unreachable_id(entry: &std::fs::DirEntry) -> FileId {
+    entry.path()
+}
+
 /// One folder's images and sub-folders, each sorted by path.
 struct Listing {
     files: Vec<(PathBuf, FileId)>,
@@ -130,7 +172,8 @@ impl Walker {
         let mut files = Vec::new();
         let mut dirs = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(io)? {
-            let path = entry.map_err(io)?.path();
+            let entry = entry.map_err(io)?;
+            let path = entry.path();
             // `metadata` follows links; a dangling link or a link loop (ELOOP) is skipped.
             match std::fs::metadata(&path) {
                 Ok(m) if m.is_dir() => {
@@ -144,7 +187,14 @@ impl Walker {
                     let id = file_id(&path, &m);
                     files.push((path, id));
                 }
-                _ => {}
+                Ok(_) => {}
+                // An entry that is listed but cannot be reached by its path (longer than
+                // PATH_MAX): kept as a file, so that loading reports it as skipped with the
+                // reason instead of silently dropping it (or the images under it).
+                Err(e) if reported_unreachable(&e) && is_listed_image_or_dir(&entry, &path) => {
+                    files.push((path, unreachable_id(&entry)));
+                }
+                Err(_) => {}
             }
         }
         files.sort();
