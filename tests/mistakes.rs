@@ -2,10 +2,11 @@
 //! and the galleries `top-losses.png` and `least-confident.png` (the right photos, in the right
 //! order, in a grid of the expected size).
 
-use std::{
-    path::{Path, PathBuf},
-    process::{Command, Output},
-};
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{assert_ok, catdog};
 
 use catdog::{
     data::{decode_image, discover, synth::write_synth_set, Layout, Skipped},
@@ -13,29 +14,10 @@ use catdog::{
         gallery::{
             draw_gallery, GalleryLayout, Tile, GAP, HEADER, LABEL_HEIGHT, MARGIN, MIN_WIDTH, TILE,
         },
-        metrics::{image_results, ImageResult},
-        mistakes::{least_confident, predictions_csv, top_losses},
+        metrics::image_results,
+        mistakes::predictions_csv,
     },
 };
-
-/// Runs `catdog ARGS` in `cwd`, with its pixel cache inside `cwd`.
-fn catdog(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_catdog"))
-        .args(args)
-        .current_dir(cwd)
-        .env("CATDOG_CACHE_DIR", cwd.join("cache"))
-        .output()
-        .expect("catdog runs")
-}
-
-fn assert_ok(o: &Output) {
-    assert!(
-        o.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
 
 /// RFC 4180: fields separated by commas, rows by `\n`; a quoted field may hold commas, line
 /// breaks and doubled quotes.
@@ -196,44 +178,6 @@ fn gallery_size_follows_the_tile_count() {
         let (x, y) = layout.photo_origin(tiles - 1);
         assert!(x + TILE + MARGIN <= layout.width && y + TILE + LABEL_HEIGHT < layout.height);
     }
-}
-
-fn results(logits: &[f32], labels: &[usize]) -> Vec<ImageResult> {
-    let classes = ["cat".to_string(), "dog".to_string()];
-    let paths: Vec<PathBuf> = (0..labels.len())
-        .map(|i| format!("{i}.png").into())
-        .collect();
-    image_results(logits, labels, &paths, &classes, 1.0).unwrap()
-}
-
-#[test]
-fn top_losses_and_least_confident_select_and_order() {
-    // (cat, dog) logits; losses from the true class.
-    let images = results(
-        &[
-            3.0, 0.0, // 0: cat, right, sure
-            0.0, 2.0, // 1: cat, wrong
-            0.1, 0.0, // 2: dog, wrong, nearly a guess
-            0.0, 2.0, // 3: cat, wrong: the same loss as 1
-            0.0, 0.1, // 4: dog, right, nearly a guess
-            0.0, 5.0, // 5: cat, wrong, sure
-        ],
-        &[0, 0, 1, 0, 1, 0],
-    );
-    let ln = |x: f64| x.ln();
-    assert!((images[1].loss - (ln(1.0 + 2f64.exp()))).abs() < 1e-9);
-    assert!(!images[5].correct() && images[4].correct());
-    // Highest loss first; equal losses in data set order.
-    assert_eq!(top_losses(&images, 3), vec![5, 1, 3]);
-    assert_eq!(top_losses(&images, 100), vec![5, 1, 3, 2, 4, 0]);
-    assert_eq!(top_losses(&images, 0), Vec::<usize>::new());
-    // Lowest top probability first: 2 and 4 are both 0.1 apart (equal), then 1 and 3.
-    assert_eq!(least_confident(&images, 4), vec![2, 4, 1, 3]);
-    let loss = |i: usize| images[i].loss;
-    let chosen = top_losses(&images, 2);
-    assert!(chosen.iter().all(|&i| (0..6)
-        .filter(|j| !chosen.contains(j))
-        .all(|j| loss(i) >= loss(j))));
 }
 
 #[test]

@@ -1,16 +1,13 @@
-use std::{process::ExitCode, sync::Arc};
+use std::process::ExitCode;
 
-use anyhow::Context;
 use catdog_infer::{load_model, Tta};
 use catdog_model::printable;
 use catdog_train::{
-    dataset::load_folder_classes,
-    evaluate::{evaluate, match_classes, relabel, EVAL_BATCH},
+    evaluate::{evaluate_folder, FolderEvalOptions},
     metrics::Evaluation,
-    mistakes::{draw_galleries, write_predictions},
     pixel_cache,
-    plots::evaluation_plots,
-    EvalPlotFiles, FolderKind, OwnedDir, Progress, ProgressMode,
+    report::files::{Report, ReportFiles},
+    FolderKind, OwnedDir, Progress, ProgressMode,
 };
 
 use super::{args::EvalArgs, usage, Failure};
@@ -64,59 +61,26 @@ pub fn run(a: EvalArgs) -> Result<ExitCode, Failure> {
     } else {
         ProgressMode::auto()
     };
-    let cache_dir = pixel_cache(a.cache_dir.clone(), a.no_cache);
-    // Photos of one class are a normal question to ask ("how many of my cats does it get?").
-    let loaded = load_folder_classes(
-        &a.data,
-        trained.spec.image_size,
-        cache_dir,
-        &Progress::new(progress),
-        1,
-    )?;
-    let (set, mut skipped) = (loaded.set, loaded.skipped);
-    let model_classes = &trained.spec.classes;
-    let Some(mapping) = match_classes(&set.classes, model_classes) else {
-        return Err(usage(anyhow::anyhow!(
-            "{} has classes [{}] but the model was trained on [{}]",
-            printable(&a.data.to_string_lossy()),
-            printable_list(&set.classes),
-            printable_list(model_classes)
-        )));
+    let opts = FolderEvalOptions {
+        tta: if a.tta { Tta::Flip } else { Tta::Off },
+        calibrated: !a.no_calibration,
+        cache_dir: pixel_cache(a.cache_dir.clone(), a.no_cache),
     };
-    if set.classes != *model_classes {
-        // Stderr, so `--json` output stays one JSON document.
-        eprintln!(
-            "note: matched data classes {} to the model's {}",
-            printable_list(&set.classes),
-            printable_list(
-                &mapping
-                    .iter()
-                    .map(|&i| model_classes[i].clone())
-                    .collect::<Vec<_>>()
-            )
-        );
-    }
-    let set = relabel(set, &mapping, model_classes);
-    for s in &mut skipped {
-        s.label = s.label.map(|l| mapping[l]);
-    }
-    let batch_size = EVAL_BATCH.min(trained.spec.model.max_batch_size());
-    let tta = if a.tta { Tta::Flip } else { Tta::Off };
-    let temperature = trained.spec.probability_temperature(!a.no_calibration);
-    let evaluated = evaluate(
-        &trained.model,
-        Arc::new(set),
-        &trained.spec.normalization,
+    let result = evaluate_folder(
+        &trained,
+        &a.data,
         &opened.device,
-        batch_size,
-        tta,
-        temperature,
-    )
-    .context("evaluation failed")?;
-    let e = &evaluated.evaluation;
+        &opts,
+        &Progress::new(progress),
+    )?;
+    if let Some(note) = result.class_note() {
+        // Stderr, so `--json` output stays one JSON document.
+        eprintln!("note: {note}");
+    }
+    let e = &result.evaluated.evaluation;
     if a.json {
         let mut value = serde_json::to_value(e)?;
-        value["skipped"] = serde_json::to_value(&skipped)?;
+        value["skipped"] = serde_json::to_value(&result.skipped)?;
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         println!(
@@ -128,37 +92,29 @@ pub fn run(a: EvalArgs) -> Result<ExitCode, Failure> {
         print!("{}", printable_evaluation(e).render());
     }
     if let Some(folder) = plot_folder {
-        let files = EvalPlotFiles::in_folder(&folder);
-        let title = format!("{} images of {data_name}", e.images);
-        evaluation_plots(e, &title, &files)?;
-        let mut written = vec![files.confusion.clone(), files.calibration.clone()];
-        write_predictions(
-            &files.predictions,
-            model_classes,
-            &evaluated.images,
-            &skipped,
-        )
-        .with_context(|| {
-            format!(
-                "cannot write {}",
-                printable(&files.predictions.to_string_lossy())
-            )
-        })?;
-        written.push(files.predictions.clone());
-        let tiles = usize::from(a.top_losses);
-        if tiles > 0 {
-            draw_galleries(&files, model_classes, &evaluated.images, tiles, &title)?;
-            written.extend([files.top_losses.clone(), files.least_confident.clone()]);
-        } else {
+        let report = Report {
+            evaluation: e,
+            images: &result.evaluated.images,
+            skipped: &result.skipped,
+            classes: &trained.spec.classes,
+            title: format!("{} images of {data_name}", e.images),
+            gallery_tiles: usize::from(a.top_losses),
+        };
+        let written = report.write(&ReportFiles::in_folder(folder.path()))?;
+        if report.gallery_tiles == 0 {
             // Galleries of an earlier evaluation into this folder would pass for this one's.
-            for name in EvalPlotFiles::gallery_names() {
+            for name in ReportFiles::GALLERY_NAMES {
                 // A file that cannot be removed is a failure while running, not a usage error.
                 folder
                     .remove_own_file(name)
                     .map_err(|e| Failure::Runtime(e.into()))?;
             }
         }
+        for warning in &written.warnings {
+            eprintln!("warning: {warning}");
+        }
         let written: Vec<_> = written
+            .files
             .iter()
             .map(|p| printable(&p.to_string_lossy()).into_owned())
             .collect();
@@ -166,12 +122,6 @@ pub fn run(a: EvalArgs) -> Result<ExitCode, Failure> {
         eprintln!("wrote {}", written.join(", "));
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// `a, b, c` with every name made safe for a terminal.
-fn printable_list(names: &[String]) -> String {
-    let names: Vec<_> = names.iter().map(|n| printable(n)).collect();
-    names.join(", ")
 }
 
 /// The evaluation with its class names and file paths made safe for a terminal, for the

@@ -45,7 +45,9 @@ enum ExitKind {
 fn exit_kind(e: &anyhow::Error) -> ExitKind {
     use catdog_data::DataError;
     use catdog_infer::{BackendError, ModelIoError, SpecError};
-    use catdog_train::{export::ExportError, FolderError, InvalidSetting, TrainError};
+    use catdog_train::{
+        evaluate::EvalError, export::ExportError, FolderError, InvalidSetting, TrainError,
+    };
     use ExitKind::{Runtime, Usage};
 
     let model_io = |e: &ModelIoError| match e {
@@ -60,6 +62,12 @@ fn exit_kind(e: &anyhow::Error) -> ExitKind {
                 | TrainError::Resume { .. }
                 | TrainError::BudgetTooShort(_)
                 | TrainError::Data(_) => Usage,
+                _ => Runtime,
+            };
+        }
+        if let Some(e) = cause.downcast_ref::<EvalError>() {
+            return match e {
+                EvalError::Data(_) | EvalError::Classes { .. } => Usage,
                 _ => Runtime,
             };
         }

@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     budget::Budget,
-    card::ModelCard,
-    lookahead::LookaheadConfig,
+    export::ModelCard,
+    optim::lookahead::LookaheadConfig,
     progressive::{self, Progressive},
     OptimConfig,
 };
@@ -65,7 +65,7 @@ pub struct TrainConfig {
     /// Mixup or CutMix of training batches (see [`Mix`]; `None`: off).
     pub mix: Option<Mix>,
     /// Start the first convolution from the training patches' whitening filters (see
-    /// [`crate::whiten`]); CNN and ResNet only.
+    /// [`crate::optim::whiten`]); CNN and ResNet only.
     pub whiten: bool,
     pub backend: Backend,
     /// wgpu adapter index when there are several.

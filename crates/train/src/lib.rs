@@ -6,47 +6,40 @@
 //! `catdog-infer`, which this crate builds on.
 
 mod budget;
-pub mod calibrate;
-mod card;
+mod checkpoint;
 mod config;
 pub mod dataset;
-mod ema;
-pub mod evaluate;
+mod error;
 pub mod export;
-pub mod fused_adam;
-pub mod gallery;
-mod lock;
-mod lookahead;
-pub mod loss;
+pub mod folder;
 pub mod lr_find;
-pub mod metrics;
-pub mod mistakes;
-mod model_values;
-mod optim;
-mod owned_dir;
-mod paths;
-pub mod plots;
+pub mod optim;
 mod progress;
 mod progressive;
+pub mod report;
 mod run;
-pub mod run_dir;
-mod summary;
 #[cfg(test)]
 mod test_models;
 mod trainer;
-pub mod whiten;
+
+// The modules' old paths, kept for the CLI and other users of the library.
+pub use folder::run_dir;
+pub use optim::{fused_adam, loss, whiten};
+pub use report::{calibrate, evaluate, gallery, metrics, mistakes, plots};
 
 pub use budget::{Budget, BudgetTooShort};
-pub use card::{HeldOutMetrics, ModelCard, TensorInfo};
+pub use checkpoint::{Checkpoint, CheckpointSink, TrainState};
 pub use config::{pixel_cache, InvalidSetting, Replan, RunConfig, TrainConfig};
-pub use lock::{lock_holder, LockError, RunLock};
-pub use lookahead::LookaheadConfig;
-pub use loss::Loss;
+pub use error::TrainError;
+pub use export::{HeldOutMetrics, ModelCard, TensorInfo};
+pub use folder::lock::{lock_holder, LockError, RunLock};
+pub use folder::paths::refuse_inside;
+pub use folder::run_dir::{FolderError, FolderKind, OwnedDir, RunDir};
+pub use optim::lookahead::LookaheadConfig;
+pub use optim::loss::Loss;
 pub use optim::{OptimConfig, OptimizerKind, Schedule};
-pub use paths::refuse_inside;
 pub use progress::{Progress, ProgressMode};
 pub use progressive::Progressive;
-pub use run::{train, TrainError, TrainRequest};
-pub use run_dir::{EvalPlotFiles, FolderError, FolderKind, OwnedDir, RunDir};
-pub use summary::Summary;
+pub use report::summary::Summary;
+pub use run::{train, TrainRequest};
 pub use trainer::Trainer;

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::{
     dataset::RunData,
-    plots::{bold, draw_legend, font, render_new, PlotError, GREY, TRAIN, VALID},
+    report::plots::{bold, draw_legend, font, render_new, PlotError, GREY, TRAIN, VALID},
     run::settle_run_config,
     trainer::Trainer,
     InvalidSetting, Progress, TrainConfig, TrainError,

@@ -2,7 +2,7 @@ use std::io::IsTerminal;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::metrics::EpochMetrics;
+use crate::report::metrics::EpochMetrics;
 
 /// How training reports progress.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,61 +7,31 @@ use std::{
 };
 
 use burn::tensor::Device;
-use catdog_data::{DataError, Normalization};
-use catdog_infer::{BackendError, ModelIoError, ModelSpec, OpenDevice, Tta};
+use catdog_data::Normalization;
+use catdog_infer::{ModelSpec, OpenDevice, Tta};
 use catdog_model::printable;
 
 use crate::{
-    budget::{BudgetClock, BudgetPlan, BudgetTooShort},
-    calibrate::fit_temperature,
+    budget::{BudgetClock, BudgetPlan},
+    checkpoint::TrainState,
     dataset::RunData,
-    evaluate::{evaluate, evaluate_plain_and_flip_tta, EvalError, EVAL_BATCH},
-    metrics::Evaluation,
-    mistakes::{draw_galleries, GALLERY_TILES},
-    paths::refuse_inside,
-    plots::{evaluation_plots, learning_curves},
-    run_dir::{FolderError, Resumed, RunDir, TrainState},
-    summary::Summary,
+    error::TrainError,
+    folder::{
+        paths::refuse_inside,
+        run_dir::{Resumed, RunDir},
+    },
+    report::{
+        calibrate::fit_temperature,
+        evaluate::{evaluate, evaluate_plain_and_flip_tta, EVAL_BATCH},
+        files::Report,
+        metrics::{metrics_csv, timing_csv, Evaluation},
+        mistakes::GALLERY_TILES,
+        plots::learning_curves,
+        summary::Summary,
+    },
     trainer::Trainer,
     InvalidSetting, Progress, ProgressMode, RunConfig, TrainConfig,
 };
-
-#[derive(Debug, thiserror::Error)]
-pub enum TrainError {
-    #[error(transparent)]
-    Setting(#[from] InvalidSetting),
-    #[error(transparent)]
-    Data(#[from] DataError),
-    #[error(transparent)]
-    Backend(#[from] BackendError),
-    #[error(transparent)]
-    ModelIo(#[from] ModelIoError),
-    #[error(transparent)]
-    Eval(#[from] EvalError),
-    #[error(transparent)]
-    BudgetTooShort(#[from] BudgetTooShort),
-    #[error(
-        "loss became {loss} at epoch {epoch}, batch {batch} (learning rate {lr:.3e}); training \
-         stopped and the last good checkpoint was kept: try a lower --lr"
-    )]
-    NonFinite {
-        epoch: usize,
-        batch: usize,
-        loss: f32,
-        lr: f64,
-    },
-    #[error(
-        "validation loss became {loss} after epoch {epoch} (learning rate {lr:.3e}); training \
-         stopped and the last good checkpoint was kept: try a lower --lr"
-    )]
-    NonFiniteValidation { epoch: usize, loss: f64, lr: f64 },
-    #[error("cannot resume from {path}: {reason}")]
-    Resume { path: PathBuf, reason: &'static str },
-    #[error(transparent)]
-    Folder(#[from] FolderError),
-    #[error("cannot start a worker thread")]
-    Thread(#[source] std::io::Error),
-}
 
 /// What to run and where.
 #[derive(Debug, Clone)]
@@ -289,7 +259,10 @@ fn restore(
     resumed: &Resumed,
     progress: &Progress,
 ) -> Result<TrainState, TrainError> {
-    let state = trainer.restore(run, resumed)?;
+    let state = trainer.restore(
+        |device, optim| run.load_checkpoint(resumed, device, optim),
+        resumed.state.as_ref(),
+    )?;
     let path = run.path().display();
     progress.say(&match state.epoch {
         0 => format!("{path}: no checkpoint yet, starting over"),
@@ -332,7 +305,8 @@ impl Epoch<'_> {
         if state.record(metrics) {
             self.run.save_best(&trainer.kept_model())?;
         }
-        self.run.write_history(&state.history)?;
+        self.run
+            .write_history(&metrics_csv(&state.history), &timing_csv(&state.history))?;
         trainer.checkpoint(self.run, state)?;
         // The curves are a view of metrics.csv: a failure to draw them is reported, not fatal.
         let curves = learning_curves(&state.history, &train_note(config), &self.run.curves_file());
@@ -426,20 +400,19 @@ fn evaluate_best(
         Some(e) => (e, &data.test_skipped[..], "held-out test set"),
         None => (&validation, &[][..], "validation split"),
     };
-    let title = format!("{set_name}, best epoch {}", state.best_epoch);
-    let files = run.eval_plot_files();
-    if let Err(e) = evaluation_plots(&shown.evaluation, &title, &files) {
-        progress.warn(&e.to_string());
-    }
-    run.write_predictions(&run_config.spec.classes, &shown.images, skipped)?;
-    if let Err(e) = draw_galleries(
-        &files,
-        &run_config.spec.classes,
-        &shown.images,
-        GALLERY_TILES,
-        &title,
-    ) {
-        progress.warn(&e.to_string());
+    let report = Report {
+        evaluation: &shown.evaluation,
+        images: &shown.images,
+        skipped,
+        classes: &run_config.spec.classes,
+        title: format!("{set_name}, best epoch {}", state.best_epoch),
+        gallery_tiles: GALLERY_TILES,
+    };
+    let written = report
+        .write(&run.report_files())
+        .map_err(TrainError::Report)?;
+    for warning in &written.warnings {
+        progress.warn(warning);
     }
     Ok((
         validation.evaluation,

@@ -20,18 +20,19 @@ use burn::{
 use catdog_data::{
     epoch_plan, Batch, ImageBatcher, ImageSet, Normalization, Order, Prefetcher, SplitMix64,
 };
-use catdog_infer::Tta;
+use catdog_infer::{ModelIoError, Tta};
 use catdog_model::{Classifier, ModelConfig};
 
 use crate::{
     budget::Measured,
-    ema::WeightAverage,
-    evaluate::{evaluate, VALIDATION_MIN_BATCH},
-    lookahead::Lookahead,
-    metrics::{EpochMetrics, Evaluation},
-    run_dir::{Resumed, RunDir, TrainState},
-    whiten::whiten_first_conv,
-    InvalidSetting, Loss, Progress, TrainConfig, TrainError,
+    checkpoint::{Checkpoint, CheckpointSink, TrainState},
+    error::TrainError,
+    optim::{ema::WeightAverage, lookahead::Lookahead, whiten::whiten_first_conv},
+    report::{
+        evaluate::{evaluate, VALIDATION_MIN_BATCH},
+        metrics::{EpochMetrics, Evaluation},
+    },
+    InvalidSetting, Loss, Progress, TrainConfig,
 };
 
 /// Batches prepared ahead of the step, on the batch thread.
@@ -131,11 +132,15 @@ impl Trainer {
         })
     }
 
-    /// Continues from the run's last checkpoint, if it has one; returns the progress to go on
-    /// from.
-    pub fn restore(&mut self, run: &RunDir, resumed: &Resumed) -> Result<TrainState, TrainError> {
+    /// Continues from a checkpoint, if there is one (`load` reads it on this trainer's device
+    /// into a fresh optimiser); returns the progress to go on from.
+    pub fn restore(
+        &mut self,
+        load: impl FnOnce(&Device, ModuleOptimizer) -> Result<Option<Checkpoint>, ModelIoError>,
+        state: Option<&TrainState>,
+    ) -> Result<TrainState, TrainError> {
         let optim = std::mem::replace(&mut self.optim, self.config.optim.build());
-        match run.load_checkpoint(resumed, &self.device, optim)? {
+        match load(&self.device, optim)? {
             Some(checkpoint) => {
                 self.average = self
                     .config
@@ -146,7 +151,7 @@ impl Trainer {
                         None => WeightAverage::new(decay),
                     });
                 (self.model, self.optim) = (Some(checkpoint.model), checkpoint.optim);
-                Ok(resumed.state.clone().unwrap_or_default())
+                Ok(state.cloned().unwrap_or_default())
             }
             None => Ok(TrainState::new()),
         }
@@ -409,9 +414,13 @@ impl Trainer {
     }
 
     /// Saves the model and optimiser after an epoch.
-    pub fn checkpoint(&self, run: &RunDir, state: &TrainState) -> Result<(), TrainError> {
+    pub fn checkpoint(
+        &self,
+        sink: &impl CheckpointSink,
+        state: &TrainState,
+    ) -> Result<(), TrainError> {
         let average = self.average.as_ref().and_then(|a| a.model(self.model()));
-        Ok(run.save_checkpoint(self.model(), average.as_ref(), &self.optim, state)?)
+        Ok(sink.save_checkpoint(self.model(), average.as_ref(), &self.optim, state)?)
     }
 
     /// What the run validates, keeps as its best epoch and exports: the weight average when

@@ -13,7 +13,7 @@
 use catdog_model::Classifier;
 use serde::{Deserialize, Serialize};
 
-use crate::model_values::{collect, replace, Tensors};
+use crate::optim::model_values::{collect, replace, Tensors};
 
 /// Lookahead's settings.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -5,7 +5,7 @@
 
 use catdog_model::argmax;
 
-use crate::metrics::ImageResult;
+use crate::report::metrics::ImageResult;
 
 /// The temperatures a fit may choose. Beyond them a validation split is too small or too easy
 /// (every image right by a wide margin) for the fit to mean anything.
@@ -74,7 +74,7 @@ pub fn mean_nll(images: &[ImageResult], beta: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::image_results;
+    use crate::report::metrics::image_results;
 
     fn images(logits: &[f32], labels: &[usize]) -> Vec<ImageResult> {
         let classes = ["a".to_string(), "b".to_string()];

@@ -4,9 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use burn::{module::Module, optim::ModuleOptimizer, tensor::Device};
-use catdog_data::{
-    read_small, write_atomic, write_atomic_with, Skipped, MAX_CONFIG_BYTES, MAX_STATE_BYTES,
-};
+use catdog_data::{read_small, write_atomic, write_atomic_with, MAX_CONFIG_BYTES, MAX_STATE_BYTES};
 use catdog_model::{Classifier, ModelConfig};
 use serde::{Deserialize, Serialize};
 
@@ -15,13 +13,14 @@ use catdog_infer::model_io::{
     WEIGHTS_FILE,
 };
 
-pub use crate::owned_dir::{FolderError, FolderKind, OwnedDir, MANIFEST_FILE};
+pub use crate::folder::owned_dir::{FolderError, FolderKind, OwnedDir, MANIFEST_FILE};
 use crate::{
-    lock::RunLock,
-    metrics::{metrics_csv, timing_csv, EpochMetrics, ImageResult},
-    mistakes::predictions_csv,
-    owned_dir::{inspect, io_error, Ownership},
-    summary::Summary,
+    checkpoint::{Checkpoint, CheckpointSink, TrainState},
+    folder::{
+        lock::RunLock,
+        owned_dir::{inspect, io_error, Ownership},
+    },
+    report::{files::ReportFiles, summary::Summary},
     RunConfig,
 };
 
@@ -35,103 +34,6 @@ const CHECKPOINT_MODEL: &str = "model.bpk";
 const CHECKPOINT_OPTIM: &str = "optim.bpk";
 const CHECKPOINT_AVERAGE: &str = "average.bpk";
 const CURVES_FILE: &str = "curves.png";
-const CONFUSION_FILE: &str = "confusion.png";
-const CALIBRATION_FILE: &str = "calibration.png";
-const PREDICTIONS_FILE: &str = "predictions.csv";
-const TOP_LOSSES_FILE: &str = "top-losses.png";
-const LEAST_CONFIDENT_FILE: &str = "least-confident.png";
-
-/// Where the files of one evaluation go (its plots, per-image results and galleries): a run
-/// folder's, or an evaluation folder's.
-#[derive(Debug, Clone)]
-pub struct EvalPlotFiles {
-    pub confusion: PathBuf,
-    pub calibration: PathBuf,
-    /// One row per image: prediction, logits, probabilities, loss (`predictions.csv`).
-    pub predictions: PathBuf,
-    /// The images with the highest loss (`top-losses.png`).
-    pub top_losses: PathBuf,
-    /// The images with the lowest top probability (`least-confident.png`).
-    pub least_confident: PathBuf,
-}
-
-impl EvalPlotFiles {
-    /// The plots of an evaluation folder (claimed as [`FolderKind::Eval`]) or a run folder.
-    pub fn in_folder(dir: &OwnedDir) -> Self {
-        Self::at(dir.path())
-    }
-
-    fn at(dir: &Path) -> Self {
-        EvalPlotFiles {
-            confusion: dir.join(CONFUSION_FILE),
-            calibration: dir.join(CALIBRATION_FILE),
-            predictions: dir.join(PREDICTIONS_FILE),
-            top_losses: dir.join(TOP_LOSSES_FILE),
-            least_confident: dir.join(LEAST_CONFIDENT_FILE),
-        }
-    }
-
-    /// The gallery files, for removing those of an earlier evaluation that this one does not
-    /// draw.
-    pub fn gallery_names() -> [&'static str; 2] {
-        [TOP_LOSSES_FILE, LEAST_CONFIDENT_FILE]
-    }
-}
-
-/// Progress of a run, saved with every checkpoint.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TrainState {
-    /// Epochs completed.
-    pub epoch: usize,
-    pub best_epoch: usize,
-    /// The best validation loss so far (`None` before the first epoch). JSON has no infinity,
-    /// so "none yet" is not written as one.
-    #[serde(default)]
-    pub best_val_loss: Option<f64>,
-    pub epochs_since_best: usize,
-    pub history: Vec<EpochMetrics>,
-}
-
-impl TrainState {
-    pub fn new() -> Self {
-        TrainState {
-            epoch: 0,
-            best_epoch: 0,
-            best_val_loss: None,
-            epochs_since_best: 0,
-            history: Vec::new(),
-        }
-    }
-}
-
-impl TrainState {
-    /// Adds a finished epoch; true when its validation loss is the best so far.
-    pub fn record(&mut self, metrics: EpochMetrics) -> bool {
-        let (epoch, val_loss) = (metrics.epoch, metrics.val_loss);
-        self.epoch = epoch;
-        self.history.push(metrics);
-        if self.best_val_loss.is_none_or(|best| val_loss < best) {
-            self.best_val_loss = Some(val_loss);
-            self.best_epoch = epoch;
-            self.epochs_since_best = 0;
-            true
-        } else {
-            self.epochs_since_best += 1;
-            false
-        }
-    }
-
-    /// Early stopping: `patience` epochs have passed without a better validation loss.
-    pub fn patience_ran_out(&self, patience: Option<usize>) -> bool {
-        patience.is_some_and(|p| self.epochs_since_best >= p)
-    }
-}
-
-impl Default for TrainState {
-    fn default() -> Self {
-        Self::new()
-    }
-}
 
 /// `checkpoints/latest.json`: the commit point of the last checkpoint.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -180,12 +82,10 @@ impl RunDir {
             TIMING_FILE,
             SUMMARY_FILE,
             CURVES_FILE,
-            CONFUSION_FILE,
-            CALIBRATION_FILE,
-            PREDICTIONS_FILE,
-            TOP_LOSSES_FILE,
-            LEAST_CONFIDENT_FILE,
-        ] {
+        ]
+        .into_iter()
+        .chain(ReportFiles::NAMES)
+        {
             run.dir.remove_own_file(name)?;
         }
         run.clear_checkpoints()?;
@@ -331,10 +231,10 @@ impl RunDir {
     pub fn weights_file(&self) -> PathBuf {
         self.path().join(WEIGHTS_FILE)
     }
-    /// Writes `metrics.csv` and `timing.csv` for the epochs so far.
-    pub fn write_history(&self, history: &[EpochMetrics]) -> Result<(), ModelIoError> {
-        self.write_text(&self.path().join(METRICS_FILE), &metrics_csv(history))?;
-        self.write_text(&self.path().join(TIMING_FILE), &timing_csv(history))
+    /// Writes `metrics.csv` and `timing.csv` (their text, see `report::metrics`).
+    pub fn write_history(&self, metrics_csv: &str, timing_csv: &str) -> Result<(), ModelIoError> {
+        self.write_text(&self.path().join(METRICS_FILE), metrics_csv)?;
+        self.write_text(&self.path().join(TIMING_FILE), timing_csv)
     }
     pub fn write_summary(&self, summary: &Summary) -> Result<(), ModelIoError> {
         write_json(&self.path().join(SUMMARY_FILE), summary)
@@ -342,19 +242,9 @@ impl RunDir {
     pub fn curves_file(&self) -> PathBuf {
         self.path().join(CURVES_FILE)
     }
-    /// The pictures of the run's final evaluation.
-    pub fn eval_plot_files(&self) -> EvalPlotFiles {
-        EvalPlotFiles::at(self.path())
-    }
-    /// Writes the final evaluation's `predictions.csv` (see [`predictions_csv`]).
-    pub fn write_predictions(
-        &self,
-        classes: &[String],
-        images: &[ImageResult],
-        skipped: &[Skipped],
-    ) -> Result<(), ModelIoError> {
-        let path = self.eval_plot_files().predictions;
-        self.write_text(&path, &predictions_csv(classes, images, skipped))
+    /// Where the run's final evaluation goes.
+    pub fn report_files(&self) -> ReportFiles {
+        ReportFiles::in_folder(self.path())
     }
 
     /// The `summary.json` of the run in `dir`, if it finished and the file is readable.
@@ -387,10 +277,12 @@ impl RunDir {
             source: e.into(),
         })
     }
+}
 
+impl CheckpointSink for RunDir {
     /// Saves the model and optimiser after an epoch; `latest.json` commits it, then older
     /// checkpoints are removed.
-    pub fn save_checkpoint(
+    fn save_checkpoint(
         &self,
         model: &Classifier,
         average: Option<&Classifier>,
@@ -465,14 +357,6 @@ fn is_checkpoint_dir(name: &str) -> bool {
         .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
-/// What a checkpoint holds: the model (autodiff device, training mode), its weight average if
-/// the run keeps one, and the optimiser.
-pub struct Checkpoint {
-    pub model: Classifier,
-    pub average: Option<Classifier>,
-    pub optim: ModuleOptimizer,
-}
-
 impl RunDir {
     /// Loads the last checkpoint's model and optimiser state, if there is one, and its weight
     /// average (inference mode) if it has one.
@@ -510,18 +394,6 @@ impl RunDir {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn best_loss_round_trips_before_the_first_epoch() {
-        let text = serde_json::to_string(&TrainState::new()).unwrap();
-        let back: TrainState = serde_json::from_str(&text).unwrap();
-        assert_eq!(back.best_val_loss, None);
-        // latest.json of older builds wrote the infinite start value as null.
-        let old =
-            r#"{"epoch":1,"best_epoch":0,"best_val_loss":null,"epochs_since_best":1,"history":[]}"#;
-        let state: TrainState = serde_json::from_str(old).unwrap();
-        assert_eq!((state.epoch, state.best_val_loss), (1, None));
-    }
 
     #[test]
     fn checkpoint_dir_names() {

@@ -9,7 +9,7 @@ use burn::optim::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::fused_adam::{FusedAdam, FusedAdamW};
+use crate::optim::fused_adam::{FusedAdam, FusedAdamW};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -64,7 +64,7 @@ impl Default for OptimConfig {
 
 impl OptimConfig {
     /// The optimiser: Adam and AdamW fused into one pass per parameter on burn-flex (see
-    /// [`crate::fused_adam`]), burn's own elsewhere and for SGD.
+    /// [`crate::optim::fused_adam`]), burn's own elsewhere and for SGD.
     pub fn build(&self) -> ModuleOptimizer {
         self.build_with(true)
     }

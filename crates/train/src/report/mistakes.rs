@@ -2,40 +2,22 @@
 //! evaluation, in the data set's order) and the two galleries, `top-losses.png` and
 //! `least-confident.png`, with the selections they show.
 
-use std::{borrow::Cow, path::Path};
+use std::borrow::Cow;
 
-use catdog_data::{write_atomic, Skipped};
+use catdog_data::Skipped;
 use catdog_model::format_percent;
 
-use crate::{
+use super::{
+    files::ReportFiles,
     gallery::{draw_gallery, Tile},
-    metrics::ImageResult,
+    metrics::{least_confident, top_losses, ImageResult},
     plots::PlotError,
-    run_dir::EvalPlotFiles,
 };
 
 /// Tiles per gallery unless asked otherwise (`catdog eval --top-losses N`).
 pub const GALLERY_TILES: usize = 16;
 /// The most tiles a gallery may have (a 256-tile gallery is about 1.4k x 7.5k pixels).
 pub const MAX_GALLERY_TILES: usize = 256;
-
-/// Indices of the `n` images with the highest loss, highest first (ties: data set order).
-pub fn top_losses(images: &[ImageResult], n: usize) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..images.len()).collect();
-    order.sort_by(|&a, &b| images[b].loss.total_cmp(&images[a].loss).then(a.cmp(&b)));
-    order.truncate(n);
-    order
-}
-
-/// Indices of the `n` images whose top probability is lowest (nearest a guess), lowest first
-/// (ties: data set order).
-pub fn least_confident(images: &[ImageResult], n: usize) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..images.len()).collect();
-    let top = |i: usize| images[i].confidence();
-    order.sort_by(|&a, &b| top(a).total_cmp(&top(b)).then(a.cmp(&b)));
-    order.truncate(n);
-    order
-}
 
 /// `s` as one CSV field (RFC 4180): quoted, with quotes doubled, when it holds a comma, a
 /// quote or a line break (or starts or ends with a space); as it is otherwise.
@@ -129,22 +111,12 @@ fn push_row<'a>(s: &mut String, fields: impl Iterator<Item = Cow<'a, str>>) {
     s.push('\n');
 }
 
-/// Writes [`predictions_csv`] to `path` atomically.
-pub fn write_predictions(
-    path: &Path,
-    classes: &[String],
-    images: &[ImageResult],
-    skipped: &[Skipped],
-) -> std::io::Result<()> {
-    write_atomic(path, predictions_csv(classes, images, skipped).as_bytes())
-}
-
 /// Draws `top-losses.png` and `least-confident.png` into `files`: the `n` images with the
 /// highest loss and the `n` with the lowest top probability, each as a tile with the photo
 /// (decoded again from its file), its true and predicted class and their probabilities.
 /// `title` names the evaluated set.
 pub fn draw_galleries(
-    files: &EvalPlotFiles,
+    files: &ReportFiles,
     classes: &[String],
     images: &[ImageResult],
     n: usize,

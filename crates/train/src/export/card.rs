@@ -2,14 +2,14 @@
 
 use std::path::PathBuf;
 
+use catdog_infer::ModelSpec;
 use catdog_model::ModelConfig;
 use serde::{Deserialize, Serialize};
 
-use crate::{
-    export::{ExportFormat, ExportOptions},
+use super::format::{ExportFormat, ExportOptions};
+use crate::report::{
     metrics::{ClassMetrics, Evaluation},
     summary::Summary,
-    RunConfig,
 };
 
 /// What an exported `config.json` says beyond the model config: the file, its tensors, the
@@ -61,26 +61,26 @@ impl ModelCard {
     /// The card of a bundle of `config`'s model in `format`: its metrics from the run's
     /// `summary`, else from the `previous` card of a bundle being re-exported.
     pub(crate) fn new(
-        config: &RunConfig,
+        spec: &ModelSpec,
+        test_dir: Option<PathBuf>,
         opts: &ExportOptions,
         tensors: Vec<TensorInfo>,
         summary: Option<&Summary>,
         previous: Option<ModelCard>,
     ) -> Self {
-        let test_dir = config.train.as_ref().and_then(|t| t.test.clone());
         ModelCard {
             weights_file: opts.format.file_name().to_string(),
             format: opts.format,
             tensors,
-            architecture: architecture(&config.spec.model),
-            preprocessing: preprocessing(config),
+            architecture: architecture(&spec.model),
+            preprocessing: preprocessing(spec),
             output: format!(
                 "raw logits [batch, {}], one per class in the order of `classes`; \
                  softmax(logits / temperature) gives probabilities, with `temperature` {} \
                  {}{}",
-                config.spec.classes.len(),
-                config.spec.temperature,
-                if config.spec.temperature == 1.0 {
+                spec.classes.len(),
+                spec.temperature,
+                if spec.temperature == 1.0 {
                     "(not calibrated)"
                 } else {
                     "(fitted on the validation split: temperature scaling)"
@@ -151,8 +151,8 @@ fn architecture(model: &ModelConfig) -> String {
     }
 }
 
-fn preprocessing(config: &RunConfig) -> String {
-    let n = &config.spec.normalization;
+fn preprocessing(spec: &ModelSpec) -> String {
+    let n = &spec.normalization;
     format!(
         "decode to RGB8; cut out the centre square (the shorter side); resize it to {s}x{s} \
          (triangle filter; images already {s}x{s} are used as they are); scale to [0, 1]; \
@@ -160,6 +160,6 @@ fn preprocessing(config: &RunConfig) -> String {
          lay out as [batch, 3, {s}, {s}] (NCHW) float32",
         n.mean,
         n.std,
-        s = config.spec.image_size
+        s = spec.image_size
     )
 }

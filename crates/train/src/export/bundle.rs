@@ -7,58 +7,19 @@ use burn::tensor::Device;
 use catdog_data::write_atomic;
 use catdog_infer::model_io::{
     load_model, load_safetensors, read_json, read_spec_file, save_safetensors, save_weights,
-    weights_checksum, write_json, Cause, ModelIoError, CONFIG_FILE, SAFETENSORS_FILE, WEIGHTS_FILE,
+    weights_checksum, write_json, Cause, ModelIoError, CONFIG_FILE, WEIGHTS_FILE,
 };
 use catdog_model::Classifier;
-use catdog_onnx::{to_onnx, OnnxError, OnnxInput, ONNX_FILE};
-use serde::{Deserialize, Serialize};
+use catdog_onnx::{to_onnx, OnnxError, OnnxInput};
 
-use crate::{
+use super::{
     card::{ModelCard, TensorInfo},
-    run_dir::{FolderError, FolderKind, OwnedDir, RunDir},
+    format::{ExportFormat, ExportOptions},
+};
+use crate::{
+    folder::run_dir::{FolderError, FolderKind, OwnedDir, RunDir},
     RunConfig,
 };
-
-/// What an export writes beside `config.json`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
-pub enum ExportFormat {
-    /// burn's own format (`model.bpk`), module paths as in catdog.
-    #[default]
-    #[cfg_attr(feature = "clap", value(alias = "bpk"))]
-    Burnpack,
-    /// `model.safetensors` with PyTorch's tensor names and layouts.
-    Safetensors,
-    /// `model.onnx`: normalisation, network and (optionally) softmax as one ONNX graph.
-    Onnx,
-}
-
-impl ExportFormat {
-    pub const ALL: [ExportFormat; 3] = [
-        ExportFormat::Burnpack,
-        ExportFormat::Safetensors,
-        ExportFormat::Onnx,
-    ];
-
-    pub fn file_name(self) -> &'static str {
-        match self {
-            ExportFormat::Burnpack => WEIGHTS_FILE,
-            ExportFormat::Safetensors => SAFETENSORS_FILE,
-            ExportFormat::Onnx => ONNX_FILE,
-        }
-    }
-}
-
-/// How to export.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ExportOptions {
-    pub format: ExportFormat,
-    /// ONNX only: a second output `probabilities`, the softmax of the logits.
-    pub probabilities: bool,
-    /// Replace a bundle catdog exported there before (only catdog's own files).
-    pub force: bool,
-}
 
 /// Why an export or import failed.
 #[derive(Debug, thiserror::Error)]
@@ -155,7 +116,8 @@ pub fn export(
     // A bundle being re-exported keeps the metrics its card carried.
     let previous = config.export.take();
     let card = ModelCard::new(
-        &config,
+        &config.spec,
+        config.train.as_ref().and_then(|t| t.test.clone()),
         opts,
         tensors,
         RunDir::read_summary(model_dir).as_ref(),

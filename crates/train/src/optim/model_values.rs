@@ -1,5 +1,5 @@
 //! A model's float tensors as plain `f32` buffers, and those buffers put back: how the weight
-//! average ([`crate::ema`]) and Lookahead ([`crate::lookahead`]) keep their copies of the
+//! average ([`crate::optim::ema`]) and Lookahead ([`crate::optim::lookahead`]) keep their copies of the
 //! weights, updated in one pass over memory instead of as chains of tensor ops.
 
 use burn::{

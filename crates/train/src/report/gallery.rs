@@ -11,7 +11,7 @@ use plotters::{
     style::text_anchor::{HPos, Pos, VPos},
 };
 
-use crate::plots::{bold, font, render, DrawResult, PlotError};
+use crate::report::plots::{bold, font, render, DrawResult, PlotError};
 
 /// Side of a tile's photo, in pixels.
 pub const TILE: u32 = 160;

@@ -12,7 +12,7 @@
 use burn::module::Module;
 use catdog_model::Classifier;
 
-use crate::model_values::{collect, replace, Tensors};
+use crate::optim::model_values::{collect, replace, Tensors};
 
 pub struct WeightAverage {
     decay: f64,

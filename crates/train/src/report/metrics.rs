@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use catdog_model::{argmax, softmax_row, softmax_row_at};
 use serde::{Deserialize, Serialize};
 
-use crate::{loss::cross_entropy_row, mistakes::least_confident};
+use crate::optim::loss::cross_entropy_row;
 
 /// One row of `metrics.csv`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -477,9 +477,65 @@ impl Evaluation {
     }
 }
 
+/// Indices of the `n` images with the highest loss, highest first (ties: data set order).
+pub fn top_losses(images: &[ImageResult], n: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..images.len()).collect();
+    order.sort_by(|&a, &b| images[b].loss.total_cmp(&images[a].loss).then(a.cmp(&b)));
+    order.truncate(n);
+    order
+}
+
+/// Indices of the `n` images whose top probability is lowest (nearest a guess), lowest first
+/// (ties: data set order).
+pub fn least_confident(images: &[ImageResult], n: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..images.len()).collect();
+    let top = |i: usize| images[i].confidence();
+    order.sort_by(|&a, &b| top(a).total_cmp(&top(b)).then(a.cmp(&b)));
+    order.truncate(n);
+    order
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn results(logits: &[f32], labels: &[usize]) -> Vec<ImageResult> {
+        let classes = ["cat".to_string(), "dog".to_string()];
+        let paths: Vec<std::path::PathBuf> = (0..labels.len())
+            .map(|i| format!("{i}.png").into())
+            .collect();
+        image_results(logits, labels, &paths, &classes, 1.0).unwrap()
+    }
+
+    #[test]
+    fn top_losses_and_least_confident_select_and_order() {
+        // (cat, dog) logits; losses from the true class.
+        let images = results(
+            &[
+                3.0, 0.0, // 0: cat, right, sure
+                0.0, 2.0, // 1: cat, wrong
+                0.1, 0.0, // 2: dog, wrong, nearly a guess
+                0.0, 2.0, // 3: cat, wrong: the same loss as 1
+                0.0, 0.1, // 4: dog, right, nearly a guess
+                0.0, 5.0, // 5: cat, wrong, sure
+            ],
+            &[0, 0, 1, 0, 1, 0],
+        );
+        let ln = |x: f64| x.ln();
+        assert!((images[1].loss - (ln(1.0 + 2f64.exp()))).abs() < 1e-9);
+        assert!(!images[5].correct() && images[4].correct());
+        // Highest loss first; equal losses in data set order.
+        assert_eq!(top_losses(&images, 3), vec![5, 1, 3]);
+        assert_eq!(top_losses(&images, 100), vec![5, 1, 3, 2, 4, 0]);
+        assert_eq!(top_losses(&images, 0), Vec::<usize>::new());
+        // Lowest top probability first: 2 and 4 are both 0.1 apart (equal), then 1 and 3.
+        assert_eq!(least_confident(&images, 4), vec![2, 4, 1, 3]);
+        let loss = |i: usize| images[i].loss;
+        let chosen = top_losses(&images, 2);
+        assert!(chosen.iter().all(|&i| (0..6)
+            .filter(|j| !chosen.contains(j))
+            .all(|j| loss(i) >= loss(j))));
+    }
 
     #[test]
     fn confusion_and_f1() {

@@ -1,13 +1,18 @@
-//! A model's metrics on a labelled set, and matching a data folder's classes to a model's.
+//! A model's metrics on a labelled set or folder, and matching a data folder's classes to a
+//! model's.
 
-use std::sync::Arc;
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use burn::tensor::Device;
-use catdog_data::{ImageSet, Normalization};
-use catdog_infer::{infer_logits, infer_logits_plain_and_flip, InferError, Tta};
-use catdog_model::Classifier;
+use catdog_data::{DataError, ImageSet, Normalization, Skipped};
+use catdog_infer::{infer_logits, infer_logits_plain_and_flip, InferError, LoadedModel, Tta};
+use catdog_model::{printable, Classifier};
 
-use crate::metrics::{image_results, Evaluation, ImageResult, LogitsError};
+use super::metrics::{image_results, Evaluation, ImageResult, LogitsError};
+use crate::{dataset::load_folder_classes, Progress};
 
 /// Why an evaluation failed.
 #[derive(Debug, thiserror::Error)]
@@ -16,6 +21,14 @@ pub enum EvalError {
     Infer(#[from] InferError),
     #[error(transparent)]
     Logits(#[from] LogitsError),
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error("{data} has classes [{data_classes}] but the model was trained on [{model_classes}]")]
+    Classes {
+        data: String,
+        data_classes: String,
+        model_classes: String,
+    },
 }
 
 /// How many "least sure" / "confidently wrong" images an evaluation lists.
@@ -86,6 +99,88 @@ fn evaluated(logits: &[f32], set: &ImageSet, temperature: f32) -> Result<Evaluat
     Ok(Evaluated {
         evaluation: Evaluation::from_images(&images, &set.classes, EXAMPLES, temperature),
         images,
+    })
+}
+
+/// How to evaluate a folder.
+#[derive(Debug, Clone, Default)]
+pub struct FolderEvalOptions {
+    pub tta: Tta,
+    /// Probabilities at the model's fitted temperature (else at 1).
+    pub calibrated: bool,
+    /// Where decoded pixels are cached; `None` decodes every image.
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// A labelled folder evaluated with the model's classes: per-image results in the folder's
+/// order, the files that could not be used, and the folder's class names when they differ
+/// from the model's (matched ignoring case, or a subset).
+pub struct FolderEvaluation {
+    pub evaluated: Evaluated,
+    pub skipped: Vec<Skipped>,
+    /// The folder's classes, and the model's class each was matched to.
+    pub data_classes: Vec<String>,
+    pub matched: Vec<String>,
+}
+
+impl FolderEvaluation {
+    /// "matched data classes Cat, Dog to the model's cat, dog" when the folder's class names
+    /// are not the model's.
+    pub fn class_note(&self) -> Option<String> {
+        let model = &self.evaluated.evaluation.classes;
+        (self.data_classes != *model).then(|| {
+            format!(
+                "matched data classes {} to the model's {}",
+                printable_list(&self.data_classes),
+                printable_list(&self.matched)
+            )
+        })
+    }
+}
+
+/// `a, b, c` with every name made safe for a terminal.
+pub fn printable_list(names: &[String]) -> String {
+    let names: Vec<_> = names.iter().map(|n| printable(n)).collect();
+    names.join(", ")
+}
+
+/// Decodes a labelled folder (one class is enough: "how many of my cats does it get?"), matches
+/// its classes to the model's and evaluates the model on it.
+pub fn evaluate_folder(
+    trained: &LoadedModel,
+    data: &Path,
+    device: &Device,
+    opts: &FolderEvalOptions,
+    progress: &Progress,
+) -> Result<FolderEvaluation, EvalError> {
+    let spec = &trained.spec;
+    let loaded = load_folder_classes(data, spec.image_size, opts.cache_dir.clone(), progress, 1)?;
+    let (set, mut skipped) = (loaded.set, loaded.skipped);
+    let data_classes = set.classes.clone();
+    let mapping = match_classes(&set.classes, &spec.classes).ok_or_else(|| EvalError::Classes {
+        data: printable(&data.to_string_lossy()).into_owned(),
+        data_classes: printable_list(&set.classes),
+        model_classes: printable_list(&spec.classes),
+    })?;
+    let matched = mapping.iter().map(|&i| spec.classes[i].clone()).collect();
+    let set = relabel(set, &mapping, &spec.classes);
+    for s in &mut skipped {
+        s.label = s.label.map(|l| mapping[l]);
+    }
+    let evaluated = evaluate(
+        &trained.model,
+        Arc::new(set),
+        &spec.normalization,
+        device,
+        EVAL_BATCH.min(spec.model.max_batch_size()),
+        opts.tta,
+        spec.probability_temperature(opts.calibrated),
+    )?;
+    Ok(FolderEvaluation {
+        evaluated,
+        skipped,
+        data_classes,
+        matched,
     })
 }
 

@@ -12,9 +12,9 @@ use plotters::{
     style::{register_font, text_anchor::HPos, text_anchor::Pos, text_anchor::VPos},
 };
 
-use crate::{
+use super::{
+    files::ReportFiles,
     metrics::{EpochMetrics, Evaluation},
-    run_dir::EvalPlotFiles,
 };
 
 pub(crate) const FONT: &str = "sans-serif";
@@ -241,7 +241,7 @@ pub(crate) fn draw_legend<'a, CT: CoordTranslate>(
 pub fn evaluation_plots(
     eval: &Evaluation,
     title: &str,
-    files: &EvalPlotFiles,
+    files: &ReportFiles,
 ) -> Result<(), PlotError> {
     confusion_matrix(
         eval,

@@ -12,7 +12,7 @@ use catdog_data::{partial_write_token, write_atomic, write_token};
 use catdog_infer::model_io::Cause;
 use serde::{Deserialize, Serialize};
 
-use crate::lock::LockError;
+use crate::folder::lock::LockError;
 
 /// The manifest that marks a folder as catdog's.
 pub const MANIFEST_FILE: &str = ".catdog.json";

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use catdog_data::Skipped;
 use serde::{Deserialize, Serialize};
 
-use crate::metrics::Evaluation;
+use crate::report::metrics::Evaluation;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Summary {
