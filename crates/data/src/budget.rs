@@ -6,7 +6,11 @@
 
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 
-use crate::MAX_DECODE_BYTES;
+/// Most memory one image may need from its bytes to its resized pixels: the file, the decoder's
+/// buffers, the decoded pixels, their RGB8 copy and the resize buffer, estimated from the header
+/// before anything is decoded; a 50-megapixel photo fits. Concurrent decodes share
+/// [`DECODE_BUDGET_BYTES`] between them (see [`decode_budget`]).
+pub const MAX_DECODE_BYTES: u64 = 512 << 20;
 
 /// Most bytes all concurrent image decodes together may hold (estimated as
 /// [`MAX_DECODE_BYTES`] is): two of the largest images at a time, or many small ones.

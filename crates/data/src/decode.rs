@@ -4,7 +4,7 @@ use std::{
     path::Path,
 };
 
-use crate::budget::{decode_budget, Reservation};
+use crate::budget::{decode_budget, Reservation, MAX_DECODE_BYTES};
 use image::{
     imageops, imageops::FilterType, metadata::Orientation, ColorType, DynamicImage, ImageDecoder,
     ImageFormat, ImageReader, Limits, RgbImage,
@@ -15,11 +15,6 @@ use image::{
 pub const MAX_FILE_BYTES: u64 = 128 << 20;
 /// Largest width or height accepted: a header claiming more is refused before any allocation.
 pub const MAX_IMAGE_SIDE: u32 = 16_384;
-/// Most memory one image may need from its bytes to its resized pixels: the file, the decoder's
-/// buffers, the decoded pixels, their RGB8 copy and the resize buffer, estimated from the header
-/// before anything is decoded; a 50-megapixel photo fits. Concurrent decodes share
-/// [`crate::DECODE_BUDGET_BYTES`] between them (see [`crate::decode_budget`]).
-pub const MAX_DECODE_BYTES: u64 = 512 << 20;
 /// Bytes read to recognise the format before the rest of a file is read.
 const SIGNATURE_BYTES: u64 = 16;
 

@@ -23,14 +23,12 @@ pub mod synth;
 
 pub use augment::Augment;
 pub use batcher::{epoch_plan, Batch, BatchItem, HostBatch, ImageBatcher, Order, Prefetcher};
-pub use budget::{decode_budget, ByteBudget, Reservation, DECODE_BUDGET_BYTES};
+pub use budget::{decode_budget, ByteBudget, Reservation, DECODE_BUDGET_BYTES, MAX_DECODE_BYTES};
 pub use cache::{
     default_cache_dir, is_partial_write, partial_write_token, write_atomic, write_atomic_with,
     write_token, CacheStatus,
 };
-pub use decode::{
-    decode_image, decode_image_bytes, DecodeError, MAX_DECODE_BYTES, MAX_FILE_BYTES, MAX_IMAGE_SIDE,
-};
+pub use decode::{decode_image, decode_image_bytes, DecodeError, MAX_FILE_BYTES, MAX_IMAGE_SIDE};
 pub use discover::{
     discover, discover_classes, discover_files, Discovered, Layout, Sample, IMAGE_EXTENSIONS,
 };

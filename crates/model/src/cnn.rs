@@ -9,10 +9,10 @@ use burn::{
 };
 
 use crate::{
-    config::{mul, LayerParams},
     conv3x3,
     fast_ops::{batch_norm, conv3x3_as_matmul, MATMUL_CONV_MAX_CHANNELS},
     norm_relu_pool,
+    size::{mul, LayerParams},
 };
 use serde::{Deserialize, Serialize};
 

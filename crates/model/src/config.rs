@@ -2,7 +2,7 @@ use std::ops::RangeInclusive;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{CnnConfig, MlpConfig, ResNetConfig};
+use crate::{size::LayerParams, CnnConfig, MlpConfig, ResNetConfig};
 
 /// Image sides (pixels) that every model, training run and loaded `config.json` accepts: the
 /// one rule, used wherever an image size is checked.
@@ -122,12 +122,6 @@ pub(crate) fn size_of_floats(n: &usize) -> String {
         .find(|(v, _)| *v >= 1.0)
         .unwrap_or((bytes / (1 << 20) as f64, "MiB"));
     format!("{value:.1} {unit}")
-}
-
-/// One layer's trainable parameters, named by the config field that sizes it.
-pub(crate) struct LayerParams {
-    pub name: String,
-    pub params: usize,
 }
 
 impl ModelConfig {
@@ -285,9 +279,4 @@ impl ModelConfig {
         }
         Ok(())
     }
-}
-
-/// `a * b` in saturating arithmetic, for sizes computed from untrusted configs.
-pub(crate) fn mul(factors: &[usize]) -> usize {
-    factors.iter().fold(1usize, |p, &f| p.saturating_mul(f))
 }

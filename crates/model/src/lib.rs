@@ -8,17 +8,16 @@ mod architecture;
 mod classifier;
 mod cnn;
 mod config;
-pub mod conv3x3;
 mod fast_ops;
-mod flex_data;
-pub mod linear;
-mod matrix;
+pub mod kernels;
 mod mlp;
-pub mod norm_relu_pool;
 mod probs;
 mod resnet;
+mod size;
 mod text;
-pub mod winograd;
+
+// The kernels' paths as the tests and benchmarks name them.
+pub use kernels::{conv3x3, linear, norm_relu_pool, winograd};
 
 pub use architecture::{Architecture, CnnArch, MlpArch, ResNetArch, DEFAULT_IMAGE_SIZE};
 pub use classifier::Classifier;

@@ -5,7 +5,7 @@ use burn::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::config::{mul, LayerParams};
+use crate::size::{mul, LayerParams};
 
 /// Multi-layer perceptron on flattened pixels: `[Linear -> ReLU (-> Dropout)] x N -> Linear`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     cnn::{conv3x3_layer, conv_forward, norm_relu, ConvBlock},
-    config::{mul, LayerParams},
+    size::{mul, LayerParams},
 };
 
 /// Residual network: stem, stages (each halves the resolution), global average pooling,

@@ -1,5 +1,5 @@
 //! A `Linear` layer on burn-flex: `y = x W + b` as one gemm whose output starts as the bias,
-//! split into one block per thread ([`crate::matrix::gemm_split`]), and a backward of the same
+//! split into one block per thread ([`super::matrix::gemm_split`]), and a backward of the same
 //! gemms (`dx = dy W^T`, `dW = x^T dy`, `db` the column sums of `dy`).
 //!
 //! burn-flex hands such products to the `gemm` crate's own threading, which keeps the MLP's
@@ -24,7 +24,7 @@ use burn::{
     tensor::{DType, Device, Tensor},
 };
 
-use crate::{
+use super::{
     flex_data::{dims2, tensor, values},
     matrix::{gemm_split, View},
 };

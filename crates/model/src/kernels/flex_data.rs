@@ -1,5 +1,5 @@
-//! Reading and making burn-flex tensors in the hand-written kernels ([`crate::conv3x3`],
-//! [`crate::linear`], [`crate::norm_relu_pool`]).
+//! Reading and making burn-flex tensors in the hand-written kernels ([`super::conv3x3`],
+//! [`super::linear`], [`super::norm_relu_pool`]).
 
 use std::borrow::Cow;
 

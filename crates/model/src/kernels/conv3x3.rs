@@ -2,11 +2,10 @@
 //! weight gradient as gemms over im2col columns.
 //!
 //! burn computes a convolution's weight gradient as another convolution whose gemm is only 9
-//! columns wide and re-reads the whole output gradient once per input channel: 67 of the 103 ms
-//! that the 32->64-channel layer took forward and backward (64x64 images, batch 64, 2-core Intel
-//! Xeon, `examples/op_profile.rs`). Here, with the batch split into chunks of up to 8 images, one
-//! rayon task per chunk, each keeping its buffers for its next chunk (the `gemm` crate, as
-//! burn-flex uses):
+//! columns wide and re-reads the whole output gradient once per input channel (most of a conv
+//! layer's time in `examples/op_profile.rs`; measurements in docs/performance.md). Here, with
+//! the batch split into chunks ([`super::workspace::chunking`]), one rayon task per chunk, each
+//! keeping its buffers for its next chunk (the `gemm` crate, as burn-flex uses):
 //!
 //! - forward: the chunk's columns `im2col(X) [in*9, pixels]` once, then per image
 //!   `Y [out, pixels] = W [out, in*9] x columns`, written straight into the output;
@@ -20,7 +19,7 @@
 //! Below [`GROUP_BELOW_PIXELS`] pixels per image, each gemm covers the task's whole chunk
 //! instead of one image. Forward and input gradient of the layers where it measured faster
 //! (planes of 12x12 and up, 32 channels and up) go through Winograd's F(2x2, 3x3) instead
-//! ([`crate::winograd`]).
+//! ([`super::winograd`]).
 //!
 //! Values and both gradients equal burn's convolution to float rounding (tested in
 //! `tests/conv3x3.rs`). Other backends never come here ([`applies`]).
@@ -42,17 +41,13 @@ use burn::{
     tensor::{DType, Device, Tensor},
 };
 use rayon::prelude::*;
-use std::cell::RefCell;
 
-use crate::{
+use super::{
     flex_data::{dims4, tensor, values},
     matrix::{gemm_into, gemm_overwrite, spare_slots, View},
     winograd,
+    workspace::{chunking, gemm_threads, with_columns, with_grouped},
 };
-
-/// Images per task (one column buffer): few enough for a small buffer, enough that each task's
-/// setup is shared by several gemms.
-const CHUNK_IMAGES: usize = 8;
 
 /// Below this many pixels per image, a task multiplies its whole chunk in one gemm (its output
 /// or output gradient gathered into, or scattered from, a `[out, images*pixels]` buffer)
@@ -160,38 +155,6 @@ fn im2col(
     }
 }
 
-thread_local! {
-    /// Each thread's column buffer, kept from one call to the next (up to 9.4 MB for the
-    /// 32-channel layer of a 64x64 batch): allocating and clearing a fresh one per task cost
-    /// 4% of a CNN training step in `perf`.
-    static COLUMNS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-    /// Each thread's `[out, images*pixels]` buffer of a chunk-wide gemm's output or output
-    /// gradient (see [`GROUP_BELOW_PIXELS`]).
-    static GROUPED: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Runs `f` with this thread's `buffer`, or with a fresh one when this thread already holds it
-/// (a task stolen while it waits inside a threaded gemm).
-pub(crate) fn with_buffer<R>(
-    buffer: &'static std::thread::LocalKey<RefCell<Vec<f32>>>,
-    f: impl FnOnce(&mut Vec<f32>) -> R,
-) -> R {
-    buffer.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut kept) => f(&mut kept),
-        Err(_) => f(&mut Vec::new()),
-    })
-}
-
-/// Runs `f` with this thread's column buffer.
-pub(crate) fn with_columns<R>(f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
-    with_buffer(&COLUMNS, f)
-}
-
-/// Runs `f` with this thread's chunk-wide gemm buffer.
-pub(crate) fn with_grouped<R>(f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
-    with_buffer(&GROUPED, f)
-}
-
 /// Whether images of `pixels` pixels are multiplied a whole chunk at a time.
 fn grouped(pixels: usize) -> bool {
     pixels < GROUP_BELOW_PIXELS
@@ -208,23 +171,6 @@ fn gather(g: &[f32], images: usize, cout: usize, hw: usize, dst: &mut Vec<f32>) 
             let start = (j * cout + co) * hw;
             dst.extend_from_slice(&g[start..start + hw]);
         }
-    }
-}
-
-/// Images per task of the batch, and the number of tasks: at least one task per thread when
-/// the batch allows it, at most [`CHUNK_IMAGES`] images each.
-pub(crate) fn chunking(n: usize) -> (usize, usize) {
-    let threads = rayon::current_num_threads().max(1);
-    let per_chunk = n.div_ceil(threads).clamp(1, CHUNK_IMAGES);
-    (per_chunk, n.div_ceil(per_chunk))
-}
-
-/// The gemm's own threading: none when the tasks already keep every thread busy.
-pub(crate) fn gemm_threads(chunks: usize) -> gemm::Parallelism {
-    if chunks < rayon::current_num_threads() {
-        gemm::Parallelism::Rayon(0)
-    } else {
-        gemm::Parallelism::None
     }
 }
 

@@ -19,11 +19,10 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
-use crate::{
-    conv3x3::{chunking, gemm_threads, with_buffer, with_columns, with_grouped},
+use super::{
     matrix::{gemm_overwrite, spare_slots, View},
+    workspace::{chunking, gemm_threads, with_columns, with_grouped, with_rows},
 };
-use std::cell::RefCell;
 
 /// The gemms' depth (input channels of the forward pass, output channels of the input
 /// gradient) from which F(2x2, 3x3) measured faster than im2col's gemm of depth `9 x depth`.
@@ -46,19 +45,9 @@ pub fn pays(depth: usize, [h, w]: [usize; 2]) -> bool {
 const XI: usize = 16;
 
 /// Bytes of transformed tiles and products per block (see [`forward`]): about what a core's
-/// L2 cache holds. Measured on the 2-core Intel Xeon (2 MiB of L2 per core, 64x64-channel
-/// layer at 28x28, batch 64): 13.1 ms forward with 0.5 MiB blocks, 12.3 with 1 MiB, 12.2 with
-/// 2, 12.7 with 3; the 128->256-channel layer at 14x14 gains most from larger blocks (27.9,
-/// 26.5, 23.6, 19.7 ms), whose gemms are wider.
+/// L2 cache holds, so a block's gemms read their operands from cache; wider layers gain most
+/// from larger blocks (the measured choice is in docs/performance.md).
 const BLOCK_BYTES: usize = 3 << 20;
-
-thread_local! {
-    /// Each thread's row scratch of the input and output transforms. The transformed tiles
-    /// and the products live in the im2col kernels' own per-thread buffers (the weight
-    /// gradient still needs those), so that the two kernels together keep no more memory than
-    /// im2col alone.
-    static ROWS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-}
 
 /// `G g G^T` of one 3x3 filter `g` (row-major), as the 16 values of a 4x4 tile.
 fn transform_filter(g: &[f32]) -> [f32; XI] {
@@ -435,7 +424,7 @@ pub fn forward(x: &[f32], weight: &[f32], [n, cin, h, w]: [usize; 4], cout: usiz
             let tile_rows = images * th;
             with_columns(|v| {
                 with_grouped(|m| {
-                    with_buffer(&ROWS, |buffer| {
+                    with_rows(|buffer| {
                         for start in (0..tile_rows).step_by(block_rows) {
                             let block = Block {
                                 rows: start..(start + block_rows).min(tile_rows),

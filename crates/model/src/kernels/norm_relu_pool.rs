@@ -41,7 +41,7 @@ use burn::{
 };
 use rayon::prelude::*;
 
-use crate::flex_data::{dims4, tensor, values};
+use super::flex_data::{dims4, tensor, values};
 
 #[backend_extension(Flex, Autodiff)]
 pub trait NormReluPoolOps: Backend {
