@@ -1,5 +1,5 @@
 //! One training step (forward, backward, optimiser) and inference, for the MLP and the default
-//! CNN at 64x64, batch 64, Adam, on Flex and on Ndarray. Synthetic inputs: this measures the
+//! CNN at 64x64, batch 64, Adam, on Flex (and on Ndarray with `--features ndarray`). Synthetic inputs: this measures the
 //! model, not the data pipeline.
 //!
 //! `cargo bench --bench train_step`
@@ -15,9 +15,14 @@ use catdog::{
 };
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
-#[allow(deprecated)]
+/// Flex, and Ndarray in a build with `--features ndarray`.
 fn devices() -> Vec<(&'static str, Device)> {
-    vec![("flex", Device::flex()), ("ndarray", Device::ndarray())]
+    #[allow(unused_mut)]
+    let mut devices = vec![("flex", Device::flex())];
+    #[cfg(feature = "ndarray")]
+    #[allow(deprecated)]
+    devices.push(("ndarray", Device::ndarray()));
+    devices
 }
 
 fn bench(c: &mut Criterion) {

@@ -11,7 +11,7 @@ pub enum Backend {
     /// burn-flex: multi-threaded, SIMD CPU backend (the default).
     #[default]
     Flex,
-    /// burn-ndarray: the older CPU backend, kept selectable.
+    /// burn-ndarray: the older CPU backend, kept selectable (a build with `--features ndarray`).
     Ndarray,
     /// burn-wgpu: GPUs through Vulkan, Metal or DX12.
     #[cfg_attr(feature = "clap", value(alias = "gpu"))]
@@ -23,10 +23,11 @@ pub enum BackendError {
     #[error("no GPU adapter found (Vulkan/Metal/DX12); use --backend flex ({0})")]
     NoAdapter(String),
     #[error(
-        "this catdog was built without the GPU backend; build one with \
-         `cargo build --release --features wgpu` (or `cargo install --path . --features wgpu`)"
+        "this catdog was built without the {0} backend; build one with \
+         `cargo build --release --features {0}` (or `cargo install --path . --locked --features \
+         {0}`)"
     )]
-    NotBuilt,
+    NotBuilt(Backend),
     #[error(
         "--device {index} picks a GPU adapter, but the backend is {backend}: use --backend wgpu, \
          or leave --device out"
@@ -69,12 +70,7 @@ impl Backend {
                 name: format!("flex (CPU, {} threads)", rayon_threads()),
                 software: false,
             }),
-            #[allow(deprecated)]
-            Backend::Ndarray => Ok(OpenDevice {
-                device: Device::ndarray(),
-                name: "ndarray (CPU)".into(),
-                software: false,
-            }),
+            Backend::Ndarray => open_ndarray(),
             Backend::Wgpu => open_wgpu(index),
         }
     }
@@ -84,9 +80,24 @@ fn rayon_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+#[cfg(feature = "ndarray")]
+fn open_ndarray() -> Result<OpenDevice, BackendError> {
+    #[allow(deprecated)]
+    Ok(OpenDevice {
+        device: Device::ndarray(),
+        name: "ndarray (CPU)".into(),
+        software: false,
+    })
+}
+
+#[cfg(not(feature = "ndarray"))]
+fn open_ndarray() -> Result<OpenDevice, BackendError> {
+    Err(BackendError::NotBuilt(Backend::Ndarray))
+}
+
 #[cfg(not(feature = "wgpu"))]
 fn open_wgpu(_index: Option<usize>) -> Result<OpenDevice, BackendError> {
-    Err(BackendError::NotBuilt)
+    Err(BackendError::NotBuilt(Backend::Wgpu))
 }
 
 #[cfg(feature = "wgpu")]

@@ -159,6 +159,7 @@ fn denormal_moments_are_stored_as_zero_and_change_no_update() {
     assert!(v.iter().all(|x| x.is_subnormal()), "{v:?}");
 }
 
+#[cfg(feature = "ndarray")]
 #[test]
 fn other_backends_use_burns_optimiser() {
     #[allow(deprecated)]
