@@ -686,3 +686,29 @@ fn eval_answers_for_photos_of_one_class() {
     );
     assert_usage_error(&o, "the model was trained on");
 }
+
+/// A backend left out of the build is named with the command that builds it, before any work.
+#[test]
+fn a_backend_not_built_says_how_to_build_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write_synth_set(&dir.join("data"), &["cat", "dog"], 4, 16, Layout::Kaggle, 4).unwrap();
+    let mut missing = Vec::new();
+    if !cfg!(feature = "ndarray") {
+        missing.push("ndarray");
+    }
+    if !cfg!(feature = "wgpu") {
+        missing.push("wgpu");
+    }
+    for backend in missing {
+        let args = ["train", "--data", "data", "--epochs", "1", "--backend", backend];
+        let o = catdog(&args, dir);
+        assert!(!o.status.success());
+        let err = common::stderr(&o);
+        assert!(
+            err.contains(&format!("cargo build --release --features {backend}")),
+            "{err}"
+        );
+        assert!(!dir.join("runs").exists(), "nothing written");
+    }
+}

@@ -1,14 +1,15 @@
-use std::{path::PathBuf, process::ExitCode, sync::Arc};
+use std::{path::PathBuf, process::ExitCode};
 
-use catdog_data::{decode_image, discover_files, ImageSet};
-use catdog_infer::{infer_logits, load_model, Tta};
-use catdog_model::{argmax, format_percent, printable, softmax_row_at};
+use catdog_data::discover_files;
+use catdog_infer::{ClassifyOptions, Input, Tta};
+use catdog_model::{format_percent, printable};
 use serde::Serialize;
 
 use super::{args::PredictArgs, usage, Failure};
 
+/// One line of `--json` output: a file and its prediction, or why it has none.
 #[derive(Serialize)]
-struct Prediction {
+struct Row {
     #[serde(serialize_with = "catdog_data::lossy_path::serialize")]
     path: PathBuf,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -28,99 +29,60 @@ struct Prediction {
 
 pub fn run(a: PredictArgs) -> Result<ExitCode, Failure> {
     let opened = a.backend.open()?;
-    let trained = load_model(&a.model, &opened.device)?;
-    for warning in &trained.warnings {
+    let classifier = catdog_infer::Classifier::load(&a.model, &opened.device)?;
+    for warning in classifier.warnings() {
         eprintln!("warning: {warning}");
     }
-    let classes = &trained.spec.classes;
-    let size = trained.spec.image_size;
-    let temperature = trained.spec.probability_temperature(!a.no_calibration);
     let files = discover_files(&a.images)?;
-
-    // Each file on its own: one bad file is reported and the others are still predicted.
-    let mut set = ImageSet {
-        image_size: size,
-        classes: classes.clone(),
-        ..Default::default()
+    // A folder given on the command line without images is reported in its place.
+    let (folders, inputs): (Vec<bool>, Vec<Input>) = files
+        .samples
+        .iter()
+        .map(|s| (s.path.is_dir(), Input::Path(s.path.clone())))
+        .unzip();
+    let opts = ClassifyOptions {
+        tta: Tta::Off,
+        calibrated: !a.no_calibration,
     };
-    let mut predictions = Vec::new();
-    let mut ok_rows = Vec::new();
-    for sample in &files.samples {
-        let result = if sample.path.is_dir() {
-            Err("is a folder with no images".to_string())
-        } else {
-            decode_image(&sample.path, size as u32).map_err(|e| e.to_string())
-        };
-        if let Ok(pixels) = &result {
-            set.pixels.extend_from_slice(pixels);
-            set.labels.push(0);
-            set.paths.push(sample.path.clone());
-            ok_rows.push(predictions.len());
-        }
-        predictions.push(Prediction {
-            path: sample.path.clone(),
-            error: result.err(),
-            logits: vec![],
-            temperature: None,
-            probabilities: vec![],
-            predicted: None,
-            confidence: None,
-        });
-    }
-    if !set.is_empty() {
-        let logits = infer_logits(
-            &trained.model,
-            Arc::new(set),
-            &trained.spec.normalization,
-            &opened.device,
-            64.min(trained.spec.model.max_batch_size()),
-            Tta::Off,
-        )?;
-        for (row, &p) in logits.chunks_exact(classes.len()).zip(&ok_rows) {
-            let probs = softmax_row_at(row, temperature);
-            let best = argmax(&probs);
-            let pred = &mut predictions[p];
-            pred.logits = row.to_vec();
-            pred.temperature = Some(temperature);
-            pred.predicted = Some(classes[best].clone());
-            pred.confidence = Some(probs[best]);
-            pred.probabilities = probs;
-        }
-    }
-    let failed = predictions.iter().filter(|p| p.error.is_some()).count();
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&predictions)?);
-    } else {
-        if temperature != 1.0 {
-            eprintln!(
-                "probabilities: softmax(logits / {temperature:.4}), the temperature fitted on \
-                 the validation split (--no-calibration for softmax(logits))"
-            );
-        }
-        // File and class names are untrusted: printed with terminal controls escaped.
-        for p in &predictions {
-            let path = p.path.to_string_lossy();
-            match (&p.error, &p.predicted) {
-                (Some(e), _) => eprintln!("{}  error: {}", printable(&path), printable(e)),
-                (None, Some(class)) => {
-                    let logits: Vec<String> = classes
-                        .iter()
-                        .zip(&p.logits)
-                        .map(|(c, l)| format!("{} {l:.2}", printable(c)))
-                        .collect();
-                    println!(
-                        "{}  logits {}  ->  {} {}",
-                        printable(&path),
-                        logits.join(" "),
-                        printable(class),
-                        format_percent(p.confidence.unwrap_or(0.0))
-                    );
+    let results = classifier.classify(&inputs, opts);
+    let rows: Vec<Row> = files
+        .samples
+        .iter()
+        .zip(folders)
+        .zip(results)
+        .map(|((sample, folder), result)| {
+            let result = match folder {
+                true => Err("is a folder with no images".to_string()),
+                false => result.map_err(|e| e.to_string()),
+            };
+            let mut row = Row {
+                path: sample.path.clone(),
+                error: None,
+                logits: vec![],
+                temperature: None,
+                probabilities: vec![],
+                predicted: None,
+                confidence: None,
+            };
+            match result {
+                Ok(p) => {
+                    row.confidence = Some(p.confidence());
+                    row.temperature = Some(p.temperature);
+                    row.predicted = Some(p.class);
+                    (row.logits, row.probabilities) = (p.logits, p.probabilities);
                 }
-                (None, None) => {}
+                Err(e) => row.error = Some(e),
             }
-        }
+            row
+        })
+        .collect();
+    let failed = rows.iter().filter(|p| p.error.is_some()).count();
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        print_rows(&rows, classifier.classes(), &opts, &classifier);
     }
-    if predictions.is_empty() {
+    if rows.is_empty() {
         return Err(usage(anyhow::anyhow!("no images found in the given paths")));
     }
     Ok(if failed > 0 {
@@ -128,4 +90,42 @@ pub fn run(a: PredictArgs) -> Result<ExitCode, Failure> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// One line per file: its logits and the predicted class with its probability, or its error.
+fn print_rows(
+    rows: &[Row],
+    classes: &[String],
+    opts: &ClassifyOptions,
+    classifier: &catdog_infer::Classifier,
+) {
+    let temperature = classifier.spec().probability_temperature(opts.calibrated);
+    if temperature != 1.0 {
+        eprintln!(
+            "probabilities: softmax(logits / {temperature:.4}), the temperature fitted on the \
+             validation split (--no-calibration for softmax(logits))"
+        );
+    }
+    // File and class names are untrusted: printed with terminal controls escaped.
+    for p in rows {
+        let path = p.path.to_string_lossy();
+        match (&p.error, &p.predicted) {
+            (Some(e), _) => eprintln!("{}  error: {}", printable(&path), printable(e)),
+            (None, Some(class)) => {
+                let logits: Vec<String> = classes
+                    .iter()
+                    .zip(&p.logits)
+                    .map(|(c, l)| format!("{} {l:.2}", printable(c)))
+                    .collect();
+                println!(
+                    "{}  logits {}  ->  {} {}",
+                    printable(&path),
+                    logits.join(" "),
+                    printable(class),
+                    format_percent(p.confidence.unwrap_or(0.0))
+                );
+            }
+            (None, None) => {}
+        }
+    }
 }
