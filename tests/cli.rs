@@ -701,7 +701,15 @@ fn a_backend_not_built_says_how_to_build_it() {
         missing.push("wgpu");
     }
     for backend in missing {
-        let args = ["train", "--data", "data", "--epochs", "1", "--backend", backend];
+        let args = [
+            "train",
+            "--data",
+            "data",
+            "--epochs",
+            "1",
+            "--backend",
+            backend,
+        ];
         let o = catdog(&args, dir);
         assert!(!o.status.success());
         let err = common::stderr(&o);

@@ -46,7 +46,8 @@ fn exit_kind(e: &anyhow::Error) -> ExitKind {
     use catdog_data::DataError;
     use catdog_infer::{BackendError, ModelIoError, SpecError};
     use catdog_train::{
-        evaluate::EvalError, export::ExportError, FolderError, InvalidSetting, TrainError,
+        evaluate::EvalError, export::ExportError, ConfigFileError, FolderError, InvalidSetting,
+        TrainError,
     };
     use ExitKind::{Runtime, Usage};
 
@@ -88,6 +89,7 @@ fn exit_kind(e: &anyhow::Error) -> ExitKind {
         }
         if cause.is::<DataError>()
             || cause.is::<InvalidSetting>()
+            || cause.is::<ConfigFileError>()
             || cause.is::<FolderError>()
             || cause.is::<SpecError>()
         {

@@ -3,7 +3,6 @@ use std::{
     process::ExitCode,
 };
 
-use anyhow::Context;
 use catdog_data::Mix;
 use catdog_infer::model_io::WEIGHTS_FILE;
 use catdog_model::{Architecture, CnnArch, MlpArch, ResNetArch};
@@ -100,42 +99,11 @@ fn settings(a: &TrainArgs) -> Result<(TrainConfig, PathBuf, bool), Failure> {
     Ok((c, out, false))
 }
 
-/// The training settings of a run's `config.json` (its `train` section): with the epoch counts
-/// its budget recorded, so that the run repeats exactly.
-fn run_config_settings(text: &str) -> anyhow::Result<TrainConfig> {
-    let mut run: serde_json::Value = serde_json::from_str(text)?;
-    let train = run
-        .get_mut("train")
-        .map(serde_json::Value::take)
-        .context("a run's config.json with a `train` section was expected")?;
-    Ok(serde_json::from_value(train)?)
-}
-
 /// The training settings of the flags: defaults, then `--config`, then flags; all checked
 /// before any work.
 pub(super) fn train_config(s: &SettingsArgs) -> Result<TrainConfig, Failure> {
     let mut c = match &s.config {
-        Some(path) => {
-            let text = catdog_data::read_small_text(path, catdog_data::MAX_CONFIG_BYTES)
-                .with_context(|| format!("cannot read config file {}", path.display()))
-                .map_err(usage)?;
-            if text.trim_start().starts_with('{') {
-                run_config_settings(&text)
-                    .with_context(|| format!("invalid config file {}", path.display()))
-                    .map_err(usage)?
-            } else {
-                let mut c = toml::from_str::<TrainConfig>(&text)
-                    .with_context(|| format!("invalid config file {}", path.display()))
-                    .map_err(usage)?;
-                // A file that sets an epoch count and no budget means that count, as --epochs
-                // does.
-                let keys = toml::from_str::<toml::Table>(&text).unwrap_or_default();
-                if keys.contains_key("epochs") && !keys.contains_key("budget") {
-                    c.budget = None;
-                }
-                c
-            }
-        }
+        Some(path) => TrainConfig::from_file(path)?,
         None => TrainConfig::default(),
     };
     let default_data = s.data.is_none() && s.config.is_none();

@@ -8,6 +8,7 @@
 mod budget;
 mod checkpoint;
 mod config;
+mod config_file;
 pub mod dataset;
 mod error;
 pub mod export;
@@ -30,6 +31,7 @@ pub use report::{calibrate, evaluate, gallery, metrics, mistakes, plots};
 pub use budget::{Budget, BudgetTooShort};
 pub use checkpoint::{Checkpoint, CheckpointSink, TrainState};
 pub use config::{pixel_cache, InvalidSetting, Replan, RunConfig, TrainConfig};
+pub use config_file::ConfigFileError;
 pub use error::TrainError;
 pub use export::{HeldOutMetrics, ModelCard, TensorInfo};
 pub use folder::lock::{lock_holder, LockError, RunLock};
