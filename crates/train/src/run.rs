@@ -12,7 +12,10 @@ use catdog_infer::{ModelSpec, OpenDevice, Tta};
 use catdog_model::printable;
 
 use crate::{
-    budget::{BudgetClock, BudgetPlan},
+    budget::{
+        planning::{plan_budget, replan, Probe},
+        BudgetClock,
+    },
     checkpoint::TrainState,
     dataset::RunData,
     error::TrainError,
@@ -51,205 +54,183 @@ pub struct TrainRequest {
 pub fn train(req: TrainRequest) -> Result<Summary, TrainError> {
     let started = Instant::now();
     let mut progress = Progress::new(req.progress);
-    let (mut config, stored) = settle_settings(&req)?;
-    let opened = open_device(&config, &progress)?;
-    let ad = opened.device.clone().autodiff();
-
-    // Every input is checked before the first step: the data, the split and the held-out folder.
-    let data = RunData::load(&config, &progress)?;
-    // Normalised with training statistics only (a resumed run keeps its own).
-    let norm = match &stored {
-        Some(stored) => stored.spec.normalization,
-        None => Normalization::from_images(&data.train),
-    };
-    progress.say(&format!(
-        "split (seed {}): {} training, {} validation images",
-        config.seed,
-        data.train.len(),
-        data.valid.len()
-    ));
-    let mut run_config = settle_run_config(&req.out, &config, &data, norm, stored.as_ref())?;
-    let model_config = run_config.spec.model.clone();
-    // Every check passed: only now is the folder claimed, so a refused command writes nothing.
-    let (run, resumed) = open_run(&req)?;
-    if run.swept > 0 {
-        progress.say(&format!(
-            "removed {} partial file(s) left by an interrupted run",
-            run.swept
-        ));
-    }
-
-    let mut trainer = Trainer::new(&config, &model_config, data.train.clone(), &norm, &ad)?;
-    let mut state = match &resumed {
-        Some(resumed) => restore(&mut trainer, &run, resumed, &progress)?,
+    let mut run = Prepared::new(&req, &progress)?;
+    let ad = run.opened.device.clone().autodiff();
+    let model_config = run.record.spec.model.clone();
+    let mut trainer = Trainer::new(
+        &run.config,
+        &model_config,
+        run.data.train.clone(),
+        &run.norm,
+        &ad,
+    )?;
+    let mut state = match &run.resumed {
+        Some(resumed) => restore(&mut trainer, &run.folder, resumed, &progress)?,
         None => TrainState::new(),
     };
-    let mut clock = plan_budget(
-        &mut config,
-        &trainer,
-        &data,
-        (&norm, &opened.device),
+    let probe = Probe {
+        trainer: &trainer,
+        data: &run.data,
+        norm: &run.norm,
+        device: &run.opened.device,
+    };
+    let resumed = run.resumed.is_some();
+    let mut clock = plan_budget(&mut run.config, probe, started, resumed, &progress)?;
+    // Written once the count is known, so that a resume goes on with it.
+    run.follow_plan(&mut trainer)?;
+    run.describe(&trainer, &progress);
+    let throughput = run.train_epochs(
+        &mut trainer,
+        &mut state,
+        clock.as_mut(),
         started,
-        resumed.is_some(),
+        &mut progress,
+    )?;
+
+    let (validation, test, test_flip_tta) = evaluate_best(
+        &run.folder,
+        &mut run.record,
+        &run.data,
+        &run.opened,
+        &state,
         &progress,
     )?;
-    trainer.follow_plan(&config);
-    // Written once the count is known, so that a resume goes on with it.
-    run_config.train = Some(config.clone());
-    run.write_config(&run_config)?;
-    progress.say(&format!(
-        "model: {} with {} parameters, {s}x{s} input, classes: {}",
-        model_config.name(),
-        trainer.parameters(),
-        printable(&data.classes.join(", ")),
-        s = config.image_size,
-    ));
-
-    if config.progressive.is_some() {
-        progress.say(&format!(
-            "progressive resizing: {}",
-            size_schedule(&config, trainer.steps_per_epoch())
-        ));
-    }
-    let mut throughput = Vec::new();
-    let steps_per_epoch = trainer.steps_per_epoch();
-    while state.epoch < config.epochs_at(state.epoch * steps_per_epoch)
-        && !state.patience_ran_out(config.patience)
-    {
-        let epoch_started = Instant::now();
-        let epoch = Epoch {
-            run: &run,
-            data: &data,
-            norm: &norm,
-            device: &opened.device,
-        };
-        let images_per_sec = epoch.run(&mut trainer, &mut state, &config, &mut progress)?;
-        throughput.push(images_per_sec);
-        if let Some(clock) = &mut clock {
-            let times = [started.elapsed(), epoch_started.elapsed()];
-            if replan(
-                clock,
-                &mut config,
-                state.epoch,
-                steps_per_epoch,
-                times,
-                &progress,
-            ) {
-                trainer.follow_plan(&config);
-                run_config.train = Some(config.clone());
-                run.write_config(&run_config)?;
-            }
-        }
-    }
-    if state.epoch < config.epochs {
-        progress.say(&format!(
-            "early stop: no better validation loss for {} epochs",
-            state.epochs_since_best
-        ));
-    }
-
-    let (validation, test, test_flip_tta) =
-        evaluate_best(&run, &mut run_config, &data, &opened, &state, &progress)?;
     let summary = Summary {
-        run_dir: run.path().to_path_buf(),
-        device: opened.name,
+        run_dir: run.folder.path().to_path_buf(),
+        device: run.opened.name.clone(),
         parameters: trainer.parameters(),
         epochs_run: state.epoch,
         best_epoch: state.best_epoch,
-        stopped_early: state.epoch < config.epochs,
+        stopped_early: state.epoch < run.config.epochs,
         wall_seconds: started.elapsed().as_secs_f64(),
         // 0 (not the -0 of an empty float sum) when a resumed run had no epoch left.
         train_images_per_sec: match throughput.len() {
             0 => 0.0,
             n => throughput.iter().sum::<f64>() / n as f64,
         },
-        train_images: data.train.len(),
+        train_images: run.data.train.len(),
         validation,
         test,
         test_flip_tta,
-        skipped_count: data.skipped.len(),
-        skipped: data.skipped,
+        skipped_count: run.data.skipped.len(),
+        skipped: run.data.skipped,
     };
-    run.write_summary(&summary)?;
+    run.folder.write_summary(&summary)?;
     Ok(summary)
 }
 
-/// A budget's first epoch count, from a probe of this machine, recorded in `config`; or the
-/// counts already recorded there (a run started from another run's `config.json`, or resumed),
-/// followed as they are. Returns the clock that re-plans after every epoch, for a new budget.
-fn plan_budget(
-    config: &mut TrainConfig,
-    trainer: &Trainer,
-    data: &RunData,
-    (norm, device): (&Normalization, &Device),
-    started: Instant,
-    resumed: bool,
-    progress: &Progress,
-) -> Result<Option<BudgetClock>, TrainError> {
-    let Some(budget) = config.budget else {
-        return Ok(None);
-    };
-    if resumed || !config.replans.is_empty() {
-        if !resumed {
-            progress.say(&format!(
-                "budget {budget}: following the {} epoch count(s) recorded in the config ({} \
-                 epochs in the end), without timing this machine",
-                config.replans.len(),
-                config.epochs
-            ));
-        }
-        return Ok(None);
-    }
-    let measured = trainer.measure(data.valid.clone(), norm, device)?;
-    let plan = BudgetPlan {
-        budget,
-        steps_per_epoch: trainer.steps_per_epoch(),
-        valid_images: data.valid.len(),
-        test_images: data.test.as_ref().map_or(0, |(_, set)| set.len()),
-        full_size: config.image_size,
-        progressive: config.progressive,
-    };
-    let epochs = plan.first_count(&measured, started.elapsed().as_secs_f64())?;
-    config.replan(0, epochs);
-    let small = match measured.small_step {
-        Some((size, step)) => format!(" ({step:.3} s at {size}x{size})"),
-        None => String::new(),
-    };
-    progress.say(&format!(
-        "budget {budget}: {:.3} s per step{small}, {:.1} ms per image to evaluate -> {epochs} \
-         epochs (planned again after each epoch)",
-        measured.step,
-        1000.0 * measured.inference_per_image,
-    ));
-    Ok(Some(BudgetClock::new(plan, measured)))
+/// A run ready to train: its settings, device, data and normalisation checked, its folder
+/// claimed and its `config.json` record.
+struct Prepared {
+    config: TrainConfig,
+    opened: OpenDevice,
+    data: RunData,
+    norm: Normalization,
+    record: RunConfig,
+    folder: RunDir,
+    resumed: Option<Resumed>,
 }
 
-/// Plans a budgeted run's count again after epoch `done`, `[spent, took]` being the run's time
-/// so far and the epoch's; records and reports a change, and says whether there was one.
-fn replan(
-    clock: &mut BudgetClock,
-    config: &mut TrainConfig,
-    done: usize,
-    steps_per_epoch: usize,
-    [spent, took]: [std::time::Duration; 2],
-    progress: &Progress,
-) -> bool {
-    let r = clock.replan(spent.as_secs_f64(), done, config.epochs, took.as_secs_f64());
-    if r.epochs == config.epochs {
-        return false;
+impl Prepared {
+    /// Every input is checked before the folder is claimed, so a refused command writes
+    /// nothing: the settings, the device, the data, the split and the held-out folder.
+    fn new(req: &TrainRequest, progress: &Progress) -> Result<Self, TrainError> {
+        let (config, stored) = settle_settings(req)?;
+        let opened = open_device(&config, progress)?;
+        let data = RunData::load(&config, progress)?;
+        // Normalised with training statistics only (a resumed run keeps its own).
+        let norm = match &stored {
+            Some(stored) => stored.spec.normalization,
+            None => Normalization::from_images(&data.train),
+        };
+        progress.say(&format!(
+            "split (seed {}): {} training, {} validation images",
+            config.seed,
+            data.train.len(),
+            data.valid.len()
+        ));
+        let record = settle_run_config(&req.out, &config, &data, norm, stored.as_ref())?;
+        let (folder, resumed) = open_run(req)?;
+        if folder.swept > 0 {
+            progress.say(&format!(
+                "removed {} partial file(s) left by an interrupted run",
+                folder.swept
+            ));
+        }
+        Ok(Prepared {
+            config,
+            opened,
+            data,
+            norm,
+            record,
+            folder,
+            resumed,
+        })
     }
-    progress.say(&format!(
-        "budget: epoch {done} took {:.1} s, {:.2}x the probe's pace, at {:.0} s of {} -> {} \
-         epochs instead of {}",
-        took.as_secs_f64(),
-        r.slowdown,
-        spent.as_secs_f64(),
-        clock.plan.budget,
-        r.epochs,
-        config.epochs
-    ));
-    config.replan(done * steps_per_epoch, r.epochs);
-    true
+
+    /// Hands the epoch count in force to the trainer and records it in `config.json`.
+    fn follow_plan(&mut self, trainer: &mut Trainer) -> Result<(), TrainError> {
+        trainer.follow_plan(&self.config);
+        self.record.train = Some(self.config.clone());
+        Ok(self.folder.write_config(&self.record)?)
+    }
+
+    /// Says what trains: the model, its size and input, the classes, the image sizes.
+    fn describe(&self, trainer: &Trainer, progress: &Progress) {
+        progress.say(&format!(
+            "model: {} with {} parameters, {s}x{s} input, classes: {}",
+            self.record.spec.model.name(),
+            trainer.parameters(),
+            printable(&self.data.classes.join(", ")),
+            s = self.config.image_size,
+        ));
+        if self.config.progressive.is_some() {
+            progress.say(&format!(
+                "progressive resizing: {}",
+                size_schedule(&self.config, trainer.steps_per_epoch())
+            ));
+        }
+    }
+
+    /// Trains epoch after epoch until the count in force (re-planned after each epoch under a
+    /// budget) or early stopping; returns each epoch's training images/s.
+    fn train_epochs(
+        &mut self,
+        trainer: &mut Trainer,
+        state: &mut TrainState,
+        mut clock: Option<&mut BudgetClock>,
+        started: Instant,
+        progress: &mut Progress,
+    ) -> Result<Vec<f64>, TrainError> {
+        let mut throughput = Vec::new();
+        let steps_per_epoch = trainer.steps_per_epoch();
+        while state.epoch < self.config.epochs_at(state.epoch * steps_per_epoch)
+            && !state.patience_ran_out(self.config.patience)
+        {
+            let epoch_started = Instant::now();
+            let epoch = Epoch {
+                run: &self.folder,
+                data: &self.data,
+                norm: &self.norm,
+                device: &self.opened.device,
+            };
+            throughput.push(epoch.run(trainer, state, &self.config, progress)?);
+            if let Some(clock) = clock.as_deref_mut() {
+                let times = [started.elapsed(), epoch_started.elapsed()];
+                let (config, done) = (&mut self.config, state.epoch);
+                if replan(clock, config, done, steps_per_epoch, times, progress) {
+                    self.follow_plan(trainer)?;
+                }
+            }
+        }
+        if state.epoch < self.config.epochs {
+            progress.say(&format!(
+                "early stop: no better validation loss for {} epochs",
+                state.epochs_since_best
+            ));
+        }
+        Ok(throughput)
+    }
 }
 
 /// Continues a resumed run from its last checkpoint.

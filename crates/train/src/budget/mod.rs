@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::progressive::{train_size, Progressive};
 
+pub(crate) mod planning;
+
 /// A wall-clock budget, written `90s`, `15m`, `1h30m` (or a plain number of seconds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Budget(Duration);
