@@ -132,10 +132,8 @@ fn verdict(e: &Ended) -> Option<String> {
             e.code
         ));
     }
-    for bad in ["panicked", "memory allocation of", "RUST_BACKTRACE"] {
-        if e.stderr.contains(bad) {
-            return Some(format!("`{bad}` on stderr"));
-        }
+    if let Some(bad) = common::crash_marker(&e.stderr) {
+        return Some(format!("`{bad}` on stderr"));
     }
     if e.peak >= MEMORY_LIMIT {
         return Some(format!("peak memory {} MiB", e.peak >> 20));

@@ -86,14 +86,33 @@ pub fn assert_ok(o: &Output) {
     assert!(o.status.success(), "{}", both(o));
 }
 
+/// What a crash leaves on stderr: a panic, its backtrace hint, a failed allocation.
+pub const CRASH_MARKERS: [&str; 4] = [
+    "panicked",
+    "backtrace",
+    "RUST_BACKTRACE",
+    "memory allocation of",
+];
+
+/// The first crash marker in `stderr`, if any.
+pub fn crash_marker(stderr: &str) -> Option<&'static str> {
+    CRASH_MARKERS.into_iter().find(|m| stderr.contains(m))
+}
+
+/// No crash marker on stderr.
+pub fn assert_no_crash(o: &Output) {
+    let err = stderr(o);
+    if let Some(crash) = crash_marker(&err) {
+        panic!("`{crash}` in: {err}");
+    }
+}
+
 /// Exit `code`, `needle` in the message, and no panic, backtrace or failed allocation.
 pub fn assert_refused(o: &Output, code: i32, needle: &str) {
     let err = stderr(o);
     assert_eq!(o.status.code(), Some(code), "{}", both(o));
     assert!(err.contains(needle), "expected `{needle}` in: {err}");
-    for crash in ["panicked", "backtrace", "memory allocation"] {
-        assert!(!err.contains(crash), "`{crash}` in: {err}");
-    }
+    assert_no_crash(o);
 }
 
 /// Exit code 2 (the user's to fix), `needle` in the message, no panic.
