@@ -3,7 +3,8 @@
 //! `cargo run --release --example logits_to_probs`
 
 use burn::tensor::{Device, Tensor, TensorData};
-use catdog::model::{format_probability, probabilities};
+use catdog::infer::format_probability;
+use catdog::model::probabilities;
 
 fn main() {
     let device = Device::flex();

@@ -13,11 +13,11 @@ fn main() -> ExitCode {
         Ok(code) => code,
         // Errors quote file and class names: escaped, so they cannot drive the terminal.
         Err(cli::Failure::Usage(e)) => {
-            eprintln!("error: {}", catdog::model::printable(&format!("{e:#}")));
+            eprintln!("error: {}", catdog::data::printable(&format!("{e:#}")));
             ExitCode::from(2)
         }
         Err(cli::Failure::Runtime(e)) => {
-            eprintln!("error: {}", catdog::model::printable(&format!("{e:#}")));
+            eprintln!("error: {}", catdog::data::printable(&format!("{e:#}")));
             ExitCode::from(1)
         }
     }

@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
+use catdog_data::printable;
 use catdog_infer::{load_model, Tta};
-use catdog_model::printable;
 use catdog_train::{
     evaluate::{evaluate_folder, FolderEvalOptions},
     metrics::Evaluation,

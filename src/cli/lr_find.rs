@@ -1,6 +1,6 @@
 use std::{path::PathBuf, process::ExitCode};
 
-use catdog_model::printable;
+use catdog_data::printable;
 use catdog_train::{
     lr_find::{lr_find, lr_find_plot, LrFindOptions},
     Progress, ProgressMode,

@@ -1,8 +1,9 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use catdog_data::discover_files;
+use catdog_data::printable;
+use catdog_infer::format_percent;
 use catdog_infer::{ClassifyOptions, Input, Tta};
-use catdog_model::{format_percent, printable};
 use serde::Serialize;
 
 use super::{args::PredictArgs, usage, Failure};

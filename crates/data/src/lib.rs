@@ -20,6 +20,7 @@ mod rng;
 mod small_file;
 mod split;
 pub mod synth;
+mod text;
 
 pub use augment::Augment;
 pub use batcher::{epoch_plan, Batch, BatchItem, HostBatch, ImageBatcher, Order, Prefetcher};
@@ -40,3 +41,4 @@ pub use normalize::Normalization;
 pub use rng::SplitMix64;
 pub use small_file::{read_small, read_small_text, MAX_CONFIG_BYTES, MAX_STATE_BYTES};
 pub use split::{check_splittable, class_counts, stratified_split};
+pub use text::printable;

@@ -17,12 +17,14 @@
 
 mod backend;
 mod classifier;
+mod format;
 mod logits;
 pub mod model_io;
 mod spec;
 
 pub use backend::{Backend, BackendError, OpenDevice};
 pub use classifier::{Classifier, ClassifyError, ClassifyOptions, Input, Prediction};
+pub use format::{format_percent, format_probability};
 pub use logits::{infer_logits, infer_logits_plain_and_flip, InferError, Tta};
 pub use model_io::{load_model, read_spec, LoadedModel, ModelIoError};
 pub use spec::{ModelSpec, SpecError};

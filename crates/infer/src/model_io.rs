@@ -8,8 +8,9 @@ use burn::{
     store::{BurnToPyTorchAdapter, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore},
     tensor::{DType, Device, Tensor},
 };
+use catdog_data::printable;
 use catdog_data::{write_atomic, write_atomic_with};
-use catdog_model::{printable, Classifier, ModelConfig};
+use catdog_model::{Classifier, ModelConfig};
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::ModelSpec;

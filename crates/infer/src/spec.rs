@@ -2,8 +2,9 @@
 //! exactly as in training. A run's or bundle's config holds more (training settings, a model
 //! card); inference reads only this part.
 
+use catdog_data::printable;
 use catdog_data::Normalization;
-use catdog_model::{printable, ConfigError, ModelConfig};
+use catdog_model::{ConfigError, ModelConfig};
 use serde::{Deserialize, Serialize};
 
 /// The inference part of `config.json`.

@@ -14,7 +14,6 @@ mod mlp;
 mod probs;
 mod resnet;
 mod size;
-mod text;
 
 // The kernels' paths as the tests and benchmarks name them.
 pub use kernels::{conv3x3, linear, norm_relu_pool, winograd};
@@ -28,8 +27,5 @@ pub use config::{
 };
 pub use fast_ops::{batch_norm, conv3x3_as_matmul, MATMUL_CONV_MAX_CHANNELS};
 pub use mlp::{Mlp, MlpConfig};
-pub use probs::{
-    argmax, format_percent, format_probability, probabilities, softmax_row, softmax_row_at,
-};
+pub use probs::{argmax, probabilities, softmax_row, softmax_row_at};
 pub use resnet::{ConvBnRelu, ResNet, ResNetConfig, Residual, Stage};
-pub use text::printable;

@@ -6,11 +6,11 @@ use std::{
     sync::Arc,
 };
 
+use catdog_data::printable;
 use catdog_data::{
     check_splittable, discover_classes, load, stratified_split, CacheStatus, DataError, ImageSet,
     LoadOptions, Loaded, Skipped,
 };
-use catdog_model::printable;
 
 use crate::{Progress, TrainConfig};
 

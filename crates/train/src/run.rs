@@ -7,9 +7,9 @@ use std::{
 };
 
 use burn::tensor::Device;
+use catdog_data::printable;
 use catdog_data::Normalization;
 use catdog_infer::{ModelSpec, OpenDevice, Tta};
-use catdog_model::printable;
 
 use crate::{
     budget::{

@@ -139,7 +139,7 @@ pub(crate) fn inspect(path: &Path) -> Result<Ownership, FolderError> {
     let shown = names
         .iter()
         .take(3)
-        .map(|n| catdog_model::printable(n).into_owned())
+        .map(|n| catdog_data::printable(n).into_owned())
         .collect::<Vec<_>>()
         .join(", ");
     Ok(Ownership::Foreign(match names.len() {

@@ -7,9 +7,10 @@ use std::{
 };
 
 use burn::tensor::Device;
+use catdog_data::printable;
 use catdog_data::{DataError, ImageSet, Normalization, Skipped};
 use catdog_infer::{infer_logits, infer_logits_plain_and_flip, InferError, LoadedModel, Tta};
-use catdog_model::{printable, Classifier};
+use catdog_model::Classifier;
 
 use super::metrics::{image_results, Evaluation, ImageResult, LogitsError};
 use crate::{dataset::load_folder_classes, Progress};

@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 
 use catdog_data::Skipped;
-use catdog_model::format_percent;
+use catdog_infer::format_percent;
 
 use super::{
     files::ReportFiles,

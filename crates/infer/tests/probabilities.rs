@@ -1,7 +1,6 @@
 use burn::tensor::{Device, Tensor, TensorData};
-use catdog_model::{
-    argmax, format_percent, format_probability, probabilities, softmax_row, softmax_row_at,
-};
+use catdog_infer::{format_percent, format_probability};
+use catdog_model::{argmax, probabilities, softmax_row, softmax_row_at};
 
 /// The two photos of the README's motivating example, as `examples/logits_to_probs` prints them.
 #[test]
