@@ -8,6 +8,7 @@
 mod budget;
 mod checkpoint;
 mod config;
+mod config_checks;
 mod config_file;
 pub mod dataset;
 mod error;
