@@ -2,12 +2,16 @@
 //! backend: the catdog side of the PyTorch comparison (`benches/reference/`).
 //!
 //! `cargo run --release --example throughput -- [mlp|cnn|resnet] [--backend flex] [--batch 64]
-//!  [--image-size 64] [--steps 20] [--channels 32,64,128,256] [--convs-per-block 1] [--unfused]`
+//!  [--image-size 64] [--steps 20] [--channels 32,64,128,256] [--convs-per-block 1] [--unfused]
+//!  [--save DIR]`
 //!
-//! The optimiser is Adam (as the PyTorch reference); `--unfused` uses burn's own Adam instead
-//! of catdog's fused step, for a before/after comparison in one build.
+//! Prints training and batch inference images/s and the median batch-1 inference latency. The
+//! optimiser is Adam (as the PyTorch reference); `--unfused` uses burn's own Adam instead of
+//! catdog's fused step, for a before/after comparison in one build. `--save DIR` writes the
+//! trained model as a model folder (for `catdog export --format onnx`, so that ONNX Runtime runs
+//! the same network).
 
-use std::time::Instant;
+use std::{path::Path, time::Instant};
 
 use burn::{
     module::Module,
@@ -15,7 +19,11 @@ use burn::{
     tensor::{Distribution, Int, Tensor, TensorData},
 };
 use catdog::{
-    infer::Backend,
+    data::Normalization,
+    infer::{
+        model_io::{save_weights, weights_checksum, write_json, CONFIG_FILE, WEIGHTS_FILE},
+        Backend, ModelSpec,
+    },
     model::{Classifier, CnnConfig, MlpConfig, ModelConfig, ResNetConfig},
     train::{Loss, OptimConfig, OptimizerKind},
 };
@@ -104,10 +112,37 @@ fn main() -> anyhow::Result<()> {
         let _ = inference_model.forward(xi.clone()).into_data();
     }
     let infer = (steps * batch) as f64 / t.elapsed().as_secs_f64();
+    let x1 = Tensor::<4>::random([1, 3, size, size], Distribution::Normal(0.0, 1.0), &device);
+    let mut times: Vec<f64> = (0..steps.max(30) + 3)
+        .map(|_| {
+            let t = Instant::now();
+            let _ = inference_model.forward(x1.clone()).into_data();
+            t.elapsed().as_secs_f64()
+        })
+        .skip(3)
+        .collect();
+    times.sort_by(f64::total_cmp);
+    let latency = 1000.0 * times[times.len() / 2];
     println!(
-        "{arch} ({} parameters) {size}x{size} batch {batch} on {}: train {train:.1} images/s, inference {infer:.1} images/s",
+        "{arch} ({} parameters) {size}x{size} batch {batch} on {}: train {train:.1} images/s, \
+         inference {infer:.1} images/s, latency {latency:.3} ms",
         model.num_params(),
         opened.name
     );
+    if let Some(dir) = flag("--save") {
+        save(&inference_model, config, Path::new(&dir))?;
+    }
+    Ok(())
+}
+
+/// The model as a model folder: `config.json` (two classes, neutral normalisation) and weights.
+fn save(model: &Classifier, config: ModelConfig, dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let weights = dir.join(WEIGHTS_FILE);
+    save_weights(model, &weights)?;
+    let classes = vec!["cat".to_string(), "dog".to_string()];
+    let mut spec = ModelSpec::new(config, classes, Normalization::default());
+    spec.weights_crc32 = Some(weights_checksum(&weights)?);
+    write_json(&dir.join(CONFIG_FILE), &spec)?;
     Ok(())
 }

@@ -479,20 +479,9 @@ fn predict_and_eval_survive_hostile_models_and_images() {
         let e = run(&args(a), dir).unwrap();
         assert_eq!(e.code, Some(0), "{a:?}: {}", e.stderr);
     };
-    setup(&[
-        "train",
-        "--data",
-        "data",
-        "--out",
-        "model",
-        "--epochs",
-        "1",
-        "--image-size",
-        "16",
-        "--arch",
-        "mlp",
-        "--quiet",
-    ]);
+    let mut train = common::tiny_train_args("data", "model", "mlp");
+    train.push("--quiet");
+    setup(&train);
     setup(&[
         "export",
         "--model",

@@ -20,31 +20,11 @@ use catdog::data::{synth::write_synth_set, Layout};
 fn train_and_predict_end_despite_link_loops() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    write_synth_set(
-        &dir.join("data"),
-        &["Cat", "Dog"],
-        8,
-        16,
-        Layout::ImageFolder,
-        1,
-    )
-    .unwrap();
+    common::cat_and_dog_folders(dir, 8, 1);
     // Each class links back to the data folder: without loop detection the walk never ends.
     symlink("..", dir.join("data/Cat/loop")).unwrap();
     symlink("..", dir.join("data/Dog/loop")).unwrap();
-    let args = [
-        "train",
-        "--data",
-        "data",
-        "--out",
-        "run",
-        "--epochs",
-        "1",
-        "--image-size",
-        "16",
-        "--arch",
-        "mlp",
-    ];
+    let args = common::tiny_train_args("data", "run", "mlp");
     let o = catdog_within(&args, dir, 120).expect("train ends");
     assert_ok(&o);
     let out = stdout(&o);
@@ -104,15 +84,7 @@ fn predict_refuses_special_and_oversized_files_and_goes_on() {
 fn names_that_are_not_utf8_do_not_fail_a_run() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    write_synth_set(
-        &dir.join("data"),
-        &["Cat", "Dog"],
-        6,
-        16,
-        Layout::ImageFolder,
-        3,
-    )
-    .unwrap();
+    common::cat_and_dog_folders(dir, 6, 3);
     std::fs::write(
         dir.join("data/Dog").join(OsStr::from_bytes(b"\xfe.jpg")),
         b"not an image",
@@ -178,15 +150,7 @@ fn one_class_folder_error_names_the_given_folder() {
 fn an_image_deeper_than_path_max_is_reported_as_skipped() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    write_synth_set(
-        &dir.join("data"),
-        &["Cat", "Dog"],
-        6,
-        16,
-        Layout::ImageFolder,
-        3,
-    )
-    .unwrap();
+    common::cat_and_dog_folders(dir, 6, 3);
     let image = common::any_file_in(&dir.join("data/Dog"));
     // 20 folders of 250 characters: the image's path is longer than PATH_MAX (4096), so it
     // can only be reached by changing into each folder in turn.

@@ -29,20 +29,8 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     files
 }
 
-const TRAIN: [&str; 9] = [
-    "train",
-    "--data",
-    "data",
-    "--epochs",
-    "1",
-    "--image-size",
-    "16",
-    "--arch",
-    "mlp",
-];
-
 fn train_into(dir: &Path, out: &str, extra: &[&str]) -> Output {
-    let args: Vec<&str> = TRAIN.iter().copied().chain(["--out", out]).collect();
+    let args = common::tiny_train_args("data", out, "mlp");
     catdog(&[&args[..], extra].concat(), dir)
 }
 

@@ -120,24 +120,39 @@ pub fn assert_usage_error(o: &Output, needle: &str) {
     assert_refused(o, 2, needle);
 }
 
+/// The arguments of `catdog train` of `data` into `out`: one epoch of `arch` on 16x16 images.
+pub fn tiny_train_args<'a>(data: &'a str, out: &'a str, arch: &'a str) -> Vec<&'a str> {
+    vec![
+        "train",
+        "--data",
+        data,
+        "--out",
+        out,
+        "--epochs",
+        "1",
+        "--image-size",
+        "16",
+        "--arch",
+        arch,
+    ]
+}
+
 /// `catdog train` of `data` into `out`: one epoch of `arch` on 16x16 images.
 pub fn train_tiny(dir: &Path, data: &str, out: &str, arch: &str) -> Output {
-    catdog(
-        &[
-            "train",
-            "--data",
-            data,
-            "--out",
-            out,
-            "--epochs",
-            "1",
-            "--image-size",
-            "16",
-            "--arch",
-            arch,
-        ],
-        dir,
+    catdog(&tiny_train_args(data, out, arch), dir)
+}
+
+/// Cat and dog folders (`Cat/`, `Dog/`) of `per_class` synthetic 16x16 images under `dir/data`.
+pub fn cat_and_dog_folders(dir: &Path, per_class: usize, seed: u64) {
+    catdog::data::synth::write_synth_set(
+        &dir.join("data"),
+        &["Cat", "Dog"],
+        per_class,
+        16,
+        catdog::data::Layout::ImageFolder,
+        seed,
     )
+    .unwrap();
 }
 
 /// The path of one file in `folder` (the first the directory listing gives), as text.
