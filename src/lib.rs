@@ -8,6 +8,7 @@
 pub use catdog_data as data;
 pub use catdog_infer as infer;
 pub use catdog_model as model;
+pub use catdog_serve as serve;
 pub use catdog_train as train;
 
 /// Keeps large tensor buffers in the heap instead of fresh `mmap`s.

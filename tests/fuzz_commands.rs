@@ -318,22 +318,6 @@ fn damage(bytes: &[u8], rng: &mut SplitMix64) -> (Vec<u8>, String) {
     }
 }
 
-/// CRC-32 (IEEE), as PNG chunks carry it.
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in bytes {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
-}
-
 /// Sizes a header may claim: empty, absurd, just over the limits, large but legal.
 const CLAIMED: [(u32, u32); 9] = [
     (0, 0),
@@ -346,17 +330,6 @@ const CLAIMED: [(u32, u32); 9] = [
     (12_000, 9_000),
     (3, 65_535),
 ];
-
-/// A PNG whose header claims `w x h` (with a correct CRC, so the decoder believes it).
-fn png_claiming(png: &[u8], (w, h): (u32, u32)) -> Vec<u8> {
-    let mut b = png.to_vec();
-    // Signature (8), IHDR length (4), "IHDR" (4), width, height, ...; CRC over type + data.
-    b[16..20].copy_from_slice(&w.to_be_bytes());
-    b[20..24].copy_from_slice(&h.to_be_bytes());
-    let crc = crc32(&b[12..29]);
-    b[29..33].copy_from_slice(&crc.to_be_bytes());
-    b
-}
 
 /// A JPEG whose frame header claims `w x h` (16 bits each).
 fn jpeg_claiming(jpeg: &[u8], (w, h): (u32, u32)) -> Vec<u8> {
@@ -381,7 +354,7 @@ fn mutate_image(png: &[u8], jpeg: &[u8], rng: &mut SplitMix64) -> (Vec<u8>, Stri
     if rng.below(3) == 0 {
         let claim = CLAIMED[rng.below(CLAIMED.len())];
         let b = if kind == "png" {
-            png_claiming(base, claim)
+            common::png_claiming(base, claim)
         } else {
             jpeg_claiming(base, claim)
         };

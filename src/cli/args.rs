@@ -36,6 +36,41 @@ pub enum Command {
     Import(ImportArgs),
     /// Find a learning rate: a short sweep from tiny to huge rates; writes no run folder.
     LrFind(Box<LrFindArgs>),
+    /// Serve a model over HTTP: a JSON API (POST /predictions) and a drag-and-drop page.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// A run folder or exported bundle.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Address to listen on (loopback by default; 0.0.0.0 serves every interface).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: std::net::IpAddr,
+    /// Port (0: any free port, printed at start).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Images per forward pass at most.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub max_batch: u16,
+    /// Milliseconds the batcher waits for more images once one has arrived.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(0..=1000))]
+    pub max_wait_ms: u16,
+    /// Images waiting at most; requests beyond it get 503 with Retry-After.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u16).range(1..))]
+    pub queue: u16,
+    /// Largest request body in MB; larger ones get 413.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub max_body_mb: u16,
+    /// MB of request bodies held at once, all requests together; beyond it, 503.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_inflight_mb: u16,
+    /// Seconds a request body may take to arrive; slower ones get 408.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=3600))]
+    pub read_timeout_s: u16,
+    #[command(flatten)]
+    pub backend: BackendArgs,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -3,6 +3,7 @@ mod eval;
 mod export;
 mod lr_find;
 mod predict;
+mod serve;
 mod train;
 
 use std::process::ExitCode;
@@ -81,6 +82,9 @@ fn exit_kind(e: &anyhow::Error) -> ExitKind {
         if let Some(e) = cause.downcast_ref::<ModelIoError>() {
             return model_io(e);
         }
+        if cause.is::<catdog_serve::ServeError>() {
+            return Usage;
+        }
         if let Some(e) = cause.downcast_ref::<BackendError>() {
             return match e {
                 BackendError::DeviceNeedsWgpu { .. } => Usage,
@@ -107,5 +111,6 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Export(a) => export::export(a),
         Command::Import(a) => export::import(a),
         Command::LrFind(a) => lr_find::run(*a),
+        Command::Serve(a) => serve::run(a),
     }
 }

@@ -164,3 +164,30 @@ pub fn any_file_in(folder: &Path) -> String {
         .expect("a file in the folder");
     entry.path().to_str().expect("a UTF-8 path").to_string()
 }
+
+/// A PNG whose header claims `w x h` (with a correct CRC, so the decoder believes it).
+pub fn png_claiming(png: &[u8], (w, h): (u32, u32)) -> Vec<u8> {
+    let mut b = png.to_vec();
+    // Signature (8), IHDR length (4), "IHDR" (4), width, height, ...; CRC over type + data.
+    b[16..20].copy_from_slice(&w.to_be_bytes());
+    b[20..24].copy_from_slice(&h.to_be_bytes());
+    let crc = crc32(&b[12..29]);
+    b[29..33].copy_from_slice(&crc.to_be_bytes());
+    b
+}
+
+/// CRC-32 (IEEE), as PNG chunks carry it.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
