@@ -55,7 +55,7 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub max_batch: u16,
     /// Milliseconds the batcher waits for more images once one has arrived.
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(0..=1000))]
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=1000))]
     pub max_wait_ms: u16,
     /// Images waiting at most; requests beyond it get 503 with Retry-After.
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u16).range(1..))]

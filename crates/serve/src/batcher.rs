@@ -27,7 +27,7 @@ impl Default for BatchLimits {
         BatchLimits {
             queue: 256,
             max_batch: 32,
-            max_wait: Duration::from_millis(2),
+            max_wait: Duration::ZERO,
         }
     }
 }
