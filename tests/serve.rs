@@ -253,14 +253,40 @@ fn every_endpoint_answers_and_predictions_match_catdog_predict() {
     assert!(parts[0]["class"].is_string() && parts[2]["class"].is_string());
     assert_eq!(parts[1]["kind"], "not_an_image");
 
+    // A multipart body over axum's own 2 MB default but within the server's 20 MB limit.
+    let mut body = Vec::new();
+    for (name, bytes) in [("filler.bin", vec![7u8; 3 << 20]), ("c.png", png(0, 4))] {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"photo\"; \
+                 filename=\"{name}\"\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(&bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    let a = send(
+        addr,
+        &format!(
+            "POST /predictions HTTP/1.1\r\nContent-Type: multipart/form-data; boundary={boundary}"
+        ),
+        &body,
+    );
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let parts = a.json();
+    assert_eq!(parts[0]["kind"], "not_an_image");
+    assert!(parts[1]["class"].is_string(), "{parts}");
+
     assert_error(&get(addr, "/nowhere"), 404, "not_found");
     let metrics = String::from_utf8_lossy(&get(addr, "/metrics").body).into_owned();
     assert!(
-        metrics.contains("catdog_requests_total{endpoint=\"predictions\"} 3"),
+        metrics.contains("catdog_requests_total{endpoint=\"predictions\"} 4"),
         "{metrics}"
     );
     assert!(
-        metrics.contains("catdog_errors_total{kind=\"not_an_image\"} 1"),
+        metrics.contains("catdog_errors_total{kind=\"not_an_image\"} 2"),
         "{metrics}"
     );
     assert!(metrics.contains("catdog_batch_images_count"), "{metrics}");

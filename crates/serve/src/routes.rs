@@ -32,6 +32,8 @@ pub struct State {
 }
 
 pub fn router(state: State) -> Router {
+    // The multipart reader's own limit (axum's default is 2 MB) is the server's body limit.
+    let limit = axum::extract::DefaultBodyLimit::max(state.max_body_bytes);
     Router::new()
         .route("/", get(page))
         .route("/ping", get(ping))
@@ -40,6 +42,7 @@ pub fn router(state: State) -> Router {
         .route("/predictions", post(predictions))
         .route("/predictions/{model}", post(predictions))
         .fallback(not_found)
+        .layer(limit)
         .with_state(state)
 }
 
