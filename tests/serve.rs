@@ -145,6 +145,31 @@ fn post(addr: SocketAddr, path: &str, body: &[u8]) -> Answer {
     )
 }
 
+/// `POST /predictions` of `files` (name, bytes) as one `multipart/form-data` body.
+fn post_multipart(addr: SocketAddr, files: &[(&str, Vec<u8>)]) -> Answer {
+    let boundary = "catdogboundary";
+    let mut body = Vec::new();
+    for (name, bytes) in files {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"photo\"; \
+                 filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    send(
+        addr,
+        &format!(
+            "POST /predictions HTTP/1.1\r\nContent-Type: multipart/form-data; boundary={boundary}"
+        ),
+        &body,
+    )
+}
+
 fn png(class: usize, seed: u64) -> Vec<u8> {
     let mut bytes = Vec::new();
     synth_image(class, 40, seed)
@@ -220,30 +245,13 @@ fn every_endpoint_answers_and_predictions_match_catdog_predict() {
     assert!(a.json()["class"].is_string());
 
     // Several photos as multipart, one of them not an image: an answer per part, in order.
-    let boundary = "catdogboundary";
-    let mut body = Vec::new();
-    for (name, bytes) in [
-        ("a.png", png(0, 1)),
-        ("notes.txt", b"not an image".to_vec()),
-        ("b.png", png(1, 2)),
-    ] {
-        body.extend_from_slice(
-            format!(
-                "--{boundary}\r\nContent-Disposition: form-data; name=\"photo\"; \
-                 filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
-            )
-            .as_bytes(),
-        );
-        body.extend_from_slice(&bytes);
-        body.extend_from_slice(b"\r\n");
-    }
-    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-    let a = send(
+    let a = post_multipart(
         addr,
-        &format!(
-            "POST /predictions HTTP/1.1\r\nContent-Type: multipart/form-data; boundary={boundary}"
-        ),
-        &body,
+        &[
+            ("a.png", png(0, 1)),
+            ("notes.txt", b"not an image".to_vec()),
+            ("b.png", png(1, 2)),
+        ],
     );
     assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
     let parts = a.json();
@@ -254,25 +262,9 @@ fn every_endpoint_answers_and_predictions_match_catdog_predict() {
     assert_eq!(parts[1]["kind"], "not_an_image");
 
     // A multipart body over axum's own 2 MB default but within the server's 20 MB limit.
-    let mut body = Vec::new();
-    for (name, bytes) in [("filler.bin", vec![7u8; 3 << 20]), ("c.png", png(0, 4))] {
-        body.extend_from_slice(
-            format!(
-                "--{boundary}\r\nContent-Disposition: form-data; name=\"photo\"; \
-                 filename=\"{name}\"\r\n\r\n"
-            )
-            .as_bytes(),
-        );
-        body.extend_from_slice(&bytes);
-        body.extend_from_slice(b"\r\n");
-    }
-    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-    let a = send(
+    let a = post_multipart(
         addr,
-        &format!(
-            "POST /predictions HTTP/1.1\r\nContent-Type: multipart/form-data; boundary={boundary}"
-        ),
-        &body,
+        &[("filler.bin", vec![7u8; 3 << 20]), ("c.png", png(0, 4))],
     );
     assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
     let parts = a.json();

@@ -223,7 +223,7 @@ async fn answer(s: &State, tta: Tta, request: Request) -> Result<Value, Failure>
     }
     let mut answers = Vec::new();
     for (name, filename, answer) in pending {
-        let mut item = match wait(s, answer).await {
+        let mut item = match wait(answer).await {
             Ok(p) => json!(Answer::new(p, &s.card.classes)),
             Err(f) => {
                 s.metrics.error(f.kind);
@@ -242,10 +242,7 @@ async fn answer(s: &State, tta: Tta, request: Request) -> Result<Value, Failure>
 /// The body's share of the memory budget (its declared length, else the largest body allowed);
 /// 503 when the budget is spent.
 fn reserve(s: &State, headers: &HeaderMap) -> Result<tokio::sync::OwnedSemaphorePermit, Failure> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
+    let declared = declared_length(headers)
         .unwrap_or(s.max_body_bytes as u64)
         .min(s.max_body_bytes as u64);
     let kib = u32::try_from(declared.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
@@ -261,6 +258,14 @@ fn reserve(s: &State, headers: &HeaderMap) -> Result<tokio::sync::OwnedSemaphore
         })
 }
 
+/// The body length a request declares (`Content-Length`), if any.
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
 /// The whole body, within the size limit and the read timeout.
 async fn read_body(s: &State, headers: &HeaderMap, body: Body) -> Result<Vec<u8>, Failure> {
     let too_large = || {
@@ -273,11 +278,7 @@ async fn read_body(s: &State, headers: &HeaderMap, body: Body) -> Result<Vec<u8>
             ),
         )
     };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > s.max_body_bytes as u64) {
+    if declared_length(headers).is_some_and(|n| n > s.max_body_bytes as u64) {
         return Err(too_large());
     }
     match tokio::time::timeout(s.read_timeout, to_bytes(body, s.max_body_bytes)).await {
@@ -302,11 +303,10 @@ async fn read_body(s: &State, headers: &HeaderMap, body: Body) -> Result<Vec<u8>
 /// One image through the batcher.
 async fn classify(s: &State, image: Vec<u8>, tta: Tta) -> Result<Prediction, Failure> {
     let answer = s.batcher.submit(image, tta);
-    wait(s, answer).await
+    wait(answer).await
 }
 
 async fn wait(
-    _s: &State,
     answer: Option<tokio::sync::oneshot::Receiver<crate::batcher::Reply>>,
 ) -> Result<Prediction, Failure> {
     let Some(answer) = answer else {
