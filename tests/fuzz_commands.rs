@@ -10,7 +10,6 @@ mod common;
 use std::{
     fs,
     path::{Path, PathBuf},
-    process::Stdio,
     time::{Duration, Instant},
 };
 
@@ -44,75 +43,29 @@ struct Ended {
     signal: Option<i32>,
     stdout: String,
     stderr: String,
-    /// Peak resident set size, bytes (`ru_maxrss`).
+    /// Peak resident set size, bytes.
     peak: u64,
     seconds: f64,
 }
 
-/// Runs `catdog ARGS` in `cwd`; its output goes to files (a chatty child never blocks on a
-/// pipe). Reaped with `wait4` for its own peak memory; killed past [`TIMEOUT`] or [`RUNAWAY`].
+/// Runs `catdog ARGS` in `cwd` under [`TIMEOUT`] and [`RUNAWAY`].
 fn run(args: &[String], cwd: &Path) -> Result<Ended, String> {
-    let out = tempfile::tempfile().unwrap();
-    let err = tempfile::tempfile().unwrap();
-    let child = common::command(args, cwd)
-        .env_remove("RUST_BACKTRACE")
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(out.try_clone().unwrap()))
-        .stderr(Stdio::from(err.try_clone().unwrap()))
-        .spawn()
-        .expect("catdog starts");
-    let pid = child.id() as libc::pid_t;
-    // Reaped here, not by `Child::wait`: dropping a `Child` neither waits nor kills.
-    drop(child);
-    let start = Instant::now();
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value; wait4 fills it.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let mut killed = None;
-    loop {
-        // SAFETY: `pid` is our unreaped child; status and usage are valid for writes.
-        let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
-        if r == pid {
-            break;
-        }
-        assert_eq!(r, 0, "wait4: {}", std::io::Error::last_os_error());
-        let rss = resident_bytes(pid);
-        if killed.is_none() && (start.elapsed() > TIMEOUT || rss > RUNAWAY) {
-            killed = Some(if rss > RUNAWAY {
-                format!("killed at {} MiB resident", rss >> 20)
-            } else {
-                format!("killed after {TIMEOUT:?}: hung")
-            });
-            // SAFETY: not yet reaped, so `pid` is still our child.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    let seconds = start.elapsed().as_secs_f64();
-    let read = |f: fs::File| common::text(&common::read_back(f));
-    if let Some(why) = killed {
-        return Err(format!("{why}; stderr: {}", read(err)));
+    use std::os::unix::process::ExitStatusExt;
+    let mut command = common::command(args, cwd);
+    command.env_remove("RUST_BACKTRACE");
+    let run = common::run_limited(command, TIMEOUT, RUNAWAY);
+    let stderr = common::stderr(&run.output);
+    if let Some(why) = run.killed {
+        return Err(format!("{why}; stderr: {stderr}"));
     }
     Ok(Ended {
-        code: libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)),
-        signal: libc::WIFSIGNALED(status).then(|| libc::WTERMSIG(status)),
-        stdout: read(out),
-        stderr: read(err),
-        peak: usage.ru_maxrss as u64 * 1024,
-        seconds,
+        code: run.output.status.code(),
+        signal: run.output.status.signal(),
+        stdout: common::stdout(&run.output),
+        stderr,
+        peak: run.peak,
+        seconds: run.seconds,
     })
-}
-
-/// VmRSS of a running process, 0 when it cannot be read.
-fn resident_bytes(pid: libc::pid_t) -> u64 {
-    fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
-            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-            Some(kib * 1024)
-        })
-        .unwrap_or(0)
 }
 
 /// What is wrong with how a command ended, if anything.

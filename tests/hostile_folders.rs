@@ -151,13 +151,27 @@ fn a_bad_test_folder_is_found_before_training_and_resume_takes_a_corrected_one()
     );
     let o = catdog(
         &[
-            "train", "--resume", "run2", "--epochs", "2", "--test", "test", "--lr", "0.1",
+            "train",
+            "--resume",
+            "run2",
+            "--epochs",
+            "2",
+            "--test",
+            "test",
+            "--lr",
+            "0.1",
+            "--whiten",
+            "--backend",
+            "flex",
+            "--no-ema",
         ],
         dir,
     );
     assert_ok(&o);
+    // Every settings flag it does not take is named, in the order `--help` lists them; the two
+    // it takes are not.
     assert!(
-        stderr(&o).contains("ignored: --lr"),
+        stderr(&o).contains("ignored: --lr, --no-ema, --whiten, --backend\n"),
         "resume names the flags it ignores: {}",
         stderr(&o)
     );

@@ -10,7 +10,7 @@ use std::{
     net::{SocketAddr, TcpStream},
     path::Path,
     process::{Child, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use catdog::data::synth::synth_image;
@@ -47,14 +47,7 @@ impl Server {
     fn terminate(&mut self, secs: u64) -> Option<std::process::ExitStatus> {
         // SAFETY: kill(2) on our own child's pid.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(secs) {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
+        common::wait_within(&mut self.child, Duration::from_secs(secs))
     }
 }
 

@@ -7,7 +7,7 @@ use catdog_train::{
     mistakes::{GALLERY_TILES, MAX_GALLERY_TILES},
     Budget, OptimizerKind, Schedule,
 };
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{parser::ValueSource, ArgMatches, Args, Parser, Subcommand, ValueEnum};
 
 use super::Failure;
 
@@ -96,6 +96,43 @@ impl BackendArgs {
     /// The chosen backend (flex when none is given), started.
     pub fn open(&self) -> Result<OpenDevice, Failure> {
         Ok(self.backend.unwrap_or_default().open(self.device_index)?)
+    }
+}
+
+/// The training settings given on the command line, by argument id (the field name in
+/// [`SettingsArgs`]): what `--resume` and `lr-find` name when they ignore some, derived from
+/// clap's own record so that no list of flags is kept by hand.
+pub struct GivenFlags {
+    /// (id, `--long-name`) of every settings flag the user typed.
+    given: Vec<(String, String)>,
+}
+
+impl GivenFlags {
+    /// The settings flags given to the subcommand of `matches`.
+    pub fn of(matches: &ArgMatches) -> GivenFlags {
+        let Some((_, sub)) = matches.subcommand() else {
+            return GivenFlags { given: Vec::new() };
+        };
+        let settings = SettingsArgs::augment_args(clap::Command::new("settings"));
+        let given = settings
+            .get_arguments()
+            .filter_map(|arg| {
+                let id = arg.get_id().as_str();
+                let typed = sub.try_contains_id(id).unwrap_or(false)
+                    && sub.value_source(id) == Some(ValueSource::CommandLine);
+                Some((id.to_string(), format!("--{}", arg.get_long()?))).filter(|_| typed)
+            })
+            .collect();
+        GivenFlags { given }
+    }
+
+    /// The long names of the given flags whose id `keep` accepts, in declaration order.
+    pub fn named(&self, keep: impl Fn(&str) -> bool) -> Vec<&str> {
+        self.given
+            .iter()
+            .filter(|(id, _)| keep(id))
+            .map(|(_, long)| long.as_str())
+            .collect()
     }
 }
 

@@ -6,22 +6,26 @@ use catdog_train::{
     Progress, ProgressMode,
 };
 
-use super::{args::LrFindArgs, train::train_config, usage, Failure};
+use super::{
+    args::{GivenFlags, LrFindArgs},
+    train::train_config,
+    usage, Failure,
+};
 
-pub fn run(a: LrFindArgs) -> Result<ExitCode, Failure> {
+/// The settings (by argument id) that have no part in a sweep.
+const IGNORED_BY_LR_FIND: [&str; 7] = [
+    "test",
+    "epochs",
+    "budget",
+    "patience",
+    "schedule",
+    "warmup_epochs",
+    "lr",
+];
+
+pub fn run(a: LrFindArgs, given: &GivenFlags) -> Result<ExitCode, Failure> {
     let s = &a.settings;
-    let ignored: Vec<&str> = [
-        ("--test", s.test.is_some()),
-        ("--epochs", s.epochs.is_some()),
-        ("--budget", s.budget.is_some()),
-        ("--patience", s.patience.is_some()),
-        ("--schedule", s.schedule.is_some()),
-        ("--warmup-epochs", s.warmup_epochs.is_some()),
-        ("--lr", s.lr.is_some()),
-    ]
-    .into_iter()
-    .filter_map(|(flag, given)| given.then_some(flag))
-    .collect();
+    let ignored = given.named(|id| IGNORED_BY_LR_FIND.contains(&id));
     if !ignored.is_empty() {
         eprintln!(
             "warning: lr-find sweeps the learning rate itself; ignored: {}",

@@ -103,14 +103,16 @@ fn exit_kind(e: &anyhow::Error) -> ExitKind {
     Runtime
 }
 
-pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
+/// Runs the parsed command; `matches` are the parse it came from.
+pub fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<ExitCode, Failure> {
+    let given = args::GivenFlags::of(matches);
     match cli.command {
-        Command::Train(a) => train::run(*a),
+        Command::Train(a) => train::run(*a, &given),
         Command::Eval(a) => eval::run(a),
         Command::Predict(a) => predict::run(a),
         Command::Export(a) => export::export(a),
         Command::Import(a) => export::import(a),
-        Command::LrFind(a) => lr_find::run(*a),
+        Command::LrFind(a) => lr_find::run(*a, &given),
         Command::Serve(a) => serve::run(a),
     }
 }

@@ -9,7 +9,7 @@ use catdog_model::{Architecture, CnnArch, MlpArch, ResNetArch};
 use catdog_train::{train, LookaheadConfig, ProgressMode, Progressive, TrainConfig, TrainRequest};
 
 use super::{
-    args::{Arch, SettingsArgs, TrainArgs},
+    args::{Arch, GivenFlags, SettingsArgs, TrainArgs},
     usage, Failure,
 };
 
@@ -17,8 +17,12 @@ use super::{
 const DEFAULT_DATA: &str = "data/dogs-vs-cats/train";
 const DEFAULT_TEST: &str = "data/dogs-vs-cats/test";
 
-pub fn run(a: TrainArgs) -> Result<ExitCode, Failure> {
-    let (config, out, resume) = settings(&a)?;
+/// The settings `--resume` takes from the command line (by argument id); it keeps the run's
+/// own for every other and names those given.
+const TAKEN_ON_RESUME: [&str; 2] = ["epochs", "test"];
+
+pub fn run(a: TrainArgs, given: &GivenFlags) -> Result<ExitCode, Failure> {
+    let (config, out, resume) = settings(&a, given)?;
     let progress = if a.quiet {
         ProgressMode::Quiet
     } else {
@@ -68,16 +72,15 @@ pub fn run(a: TrainArgs) -> Result<ExitCode, Failure> {
 }
 
 /// The training settings: defaults, then `--config`, then flags; all checked before any work.
-fn settings(a: &TrainArgs) -> Result<(TrainConfig, PathBuf, bool), Failure> {
+fn settings(a: &TrainArgs, given: &GivenFlags) -> Result<(TrainConfig, PathBuf, bool), Failure> {
     if let Some(dir) = &a.resume {
-        let ignored = ignored_on_resume(a);
+        let ignored = given.named(|id| !TAKEN_ON_RESUME.contains(&id));
         if !ignored.is_empty() {
             eprintln!(
                 "warning: --resume continues with the run's own settings; ignored: {}",
                 ignored.join(", ")
             );
         }
-        // Only a raised epoch count and a held-out folder are taken from the command line.
         let mut c = TrainConfig {
             epochs: 0,
             test: a.settings.test.clone(),
@@ -210,45 +213,6 @@ pub(super) fn train_config(s: &SettingsArgs) -> Result<TrainConfig, Failure> {
         check_folder("--test", t, false)?;
     }
     Ok(c)
-}
-
-/// The flags given with --resume that it does not take (it keeps the run's own settings).
-fn ignored_on_resume(a: &TrainArgs) -> Vec<&'static str> {
-    let a = &a.settings;
-    let given = [
-        ("--config", a.config.is_some()),
-        ("--data", a.data.is_some()),
-        ("--arch", a.arch.is_some()),
-        ("--image-size", a.image_size.is_some()),
-        ("--progressive", a.progressive.is_some()),
-        ("--no-progressive", a.no_progressive),
-        ("--budget", a.budget.is_some()),
-        ("--batch-size", a.batch_size.is_some()),
-        ("--optimizer", a.optimizer.is_some()),
-        ("--lr", a.lr.is_some()),
-        ("--weight-decay", a.weight_decay.is_some()),
-        ("--momentum", a.momentum.is_some()),
-        ("--schedule", a.schedule.is_some()),
-        ("--warmup-epochs", a.warmup_epochs.is_some()),
-        ("--label-smoothing", a.label_smoothing.is_some()),
-        ("--ema", a.ema.is_some()),
-        ("--no-ema", a.no_ema),
-        ("--lookahead", a.lookahead.is_some()),
-        ("--patience", a.patience.is_some()),
-        ("--validation-fraction", a.validation_fraction.is_some()),
-        ("--seed", a.seed.is_some()),
-        ("--no-augment", a.no_augment),
-        ("--mix", a.mix.is_some()),
-        ("--whiten", a.whiten),
-        ("--backend", a.backend.backend.is_some()),
-        ("--device", a.backend.device_index.is_some()),
-        ("--cache-dir", a.cache_dir.is_some()),
-        ("--no-cache", a.no_cache),
-    ];
-    given
-        .into_iter()
-        .filter_map(|(flag, set)| set.then_some(flag))
-        .collect()
 }
 
 fn check_folder(flag: &str, path: &Path, is_default: bool) -> Result<(), Failure> {

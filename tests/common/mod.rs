@@ -3,12 +3,15 @@
 //! Each test file includes this module; not every file uses every helper.
 #![allow(dead_code)]
 
+mod deadline;
+pub use deadline::{run_limited, wait_within, Limited};
+
 use std::{
     ffi::OsStr,
     io::{Read, Seek},
     path::Path,
-    process::{Command, Output, Stdio},
-    time::{Duration, Instant},
+    process::{Command, Output},
+    time::Duration,
 };
 
 /// `catdog ARGS` in `cwd`, with its pixel cache inside `cwd`, ready to run or spawn.
@@ -27,32 +30,10 @@ pub fn catdog(args: &[&str], cwd: &Path) -> Output {
 }
 
 /// `catdog ARGS` in `cwd` as [`catdog`] runs it, killed after `secs`: `None` when it did not
-/// end by then. Output goes through files, so a chatty hung process cannot block on a full pipe.
+/// end by then.
 pub fn catdog_within(args: &[&str], cwd: &Path, secs: u64) -> Option<Output> {
-    let out = tempfile::tempfile().unwrap();
-    let err = tempfile::tempfile().unwrap();
-    let mut child = command(args, cwd)
-        .stdout(Stdio::from(out.try_clone().unwrap()))
-        .stderr(Stdio::from(err.try_clone().unwrap()))
-        .spawn()
-        .expect("catdog starts");
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if start.elapsed() > Duration::from_secs(secs) {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    Some(Output {
-        status,
-        stdout: read_back(out),
-        stderr: read_back(err),
-    })
+    let run = run_limited(command(args, cwd), Duration::from_secs(secs), u64::MAX);
+    run.killed.is_none().then_some(run.output)
 }
 
 /// Everything written to `f` so far, from its start.

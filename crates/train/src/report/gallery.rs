@@ -251,3 +251,99 @@ fn fit(
     }
     Ok("…".to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use catdog_data::{synth::write_synth_set, Layout};
+
+    use super::*;
+
+    #[test]
+    fn gallery_size_follows_the_tile_count() {
+        // A full row holds the square root of the count (rounded up) tiles, at least 4 and at most
+        // 8; fewer tiles than that make one row.
+        for (tiles, columns, rows) in [
+            (1, 1, 1),
+            (3, 3, 1),
+            (5, 4, 2),
+            (16, 4, 4),
+            (17, 5, 4),
+            (64, 8, 8),
+            (100, 8, 13),
+        ] {
+            let layout = GalleryLayout::new(tiles);
+            assert_eq!(
+                (layout.columns, layout.rows),
+                (columns, rows),
+                "{tiles} tiles"
+            );
+            let width = (columns * TILE + (columns - 1) * GAP + 2 * MARGIN).max(MIN_WIDTH);
+            let height = HEADER + rows * (TILE + LABEL_HEIGHT) + (rows - 1) * GAP + MARGIN;
+            assert_eq!(
+                (layout.width, layout.height),
+                (width, height),
+                "{tiles} tiles"
+            );
+            // Tiles never overlap and stay inside the picture.
+            let (x, y) = layout.photo_origin(tiles - 1);
+            assert!(x + TILE + MARGIN <= layout.width && y + TILE + LABEL_HEIGHT < layout.height);
+        }
+    }
+
+    #[test]
+    fn a_file_that_no_longer_decodes_gets_a_grey_tile() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let paths =
+            write_synth_set(&dir.join("photos"), &["cat"], 1, 200, Layout::Kaggle, 7).unwrap();
+        let gone = dir.join("photos/cat.99.jpg");
+        let long = "a very long class name that cannot fit under one photo";
+        let tiles = [
+            Tile {
+                path: &paths[0],
+                true_class: long,
+                predicted: "dog",
+                p_predicted: "99.9%".into(),
+                p_true: Some("0.1%".into()),
+                loss: "loss 7.000".into(),
+                correct: false,
+            },
+            Tile {
+                path: &gone,
+                true_class: "cat",
+                predicted: long,
+                p_predicted: "51.0%".into(),
+                p_true: None,
+                loss: "loss 0.673".into(),
+                correct: true,
+            },
+        ];
+        let png = dir.join("gallery.png");
+        draw_gallery(&png, "A title", "a subtitle", &tiles).unwrap();
+        let image = image::open(&png).unwrap().to_rgb8();
+        let layout = GalleryLayout::new(2);
+        assert_eq!(
+            (image.width(), image.height()),
+            (layout.width, layout.height)
+        );
+        let (x, y) = layout.photo_origin(1);
+        let grey = (x..x + TILE)
+            .flat_map(|x| (y..y + TILE).map(move |y| (x, y)))
+            .filter(|&(x, y)| image.get_pixel(x, y).0 == [190, 190, 190])
+            .count();
+        assert!(
+            grey > (TILE * TILE) as usize * 3 / 4,
+            "{grey} grey pixels in the tile of the missing file"
+        );
+        // Long names are cut to the tile: nothing is drawn between the two tiles' text.
+        let (x0, _) = layout.photo_origin(0);
+        let gap_x = x0 + TILE + GAP / 2;
+        for y in y + TILE + 4..y + TILE + LABEL_HEIGHT {
+            assert_eq!(
+                image.get_pixel(gap_x, y).0,
+                [255, 255, 255],
+                "text at y {y}"
+            );
+        }
+    }
+}

@@ -165,7 +165,73 @@ fn tile<'a>(image: &'a ImageResult, classes: &'a [String]) -> Tile<'a> {
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
+    use crate::report::metrics::image_results;
+
+    /// RFC 4180 rows, read with the `csv` crate.
+    fn parse_csv(text: &str) -> Vec<Vec<String>> {
+        csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(text.as_bytes())
+            .records()
+            .map(|r| r.expect("a CSV row").iter().map(String::from).collect())
+            .collect()
+    }
+
+    #[test]
+    fn skipped_files_keep_their_place_and_fields_are_quoted() {
+        let classes = vec!["cat, \"tabby\"".to_string(), "dog".to_string()];
+        let paths: Vec<PathBuf> = vec!["a,1.png".into(), "b\n2.png".into()];
+        let images =
+            image_results(&[1.0, -1.0, 0.5, 0.25], &[0, 1], &paths, &classes, 1.0).unwrap();
+        let skipped = vec![
+            Skipped {
+                path: "z \"bad\".jpg".into(),
+                reason: "not a JPEG, PNG, WebP, BMP, GIF or TIFF image".into(),
+                index: 0,
+                label: Some(1),
+            },
+            Skipped {
+                path: "last.png".into(),
+                reason: "empty file".into(),
+                index: 3,
+                label: None,
+            },
+        ];
+        let text = predictions_csv(&classes, &images, &skipped);
+        let rows = parse_csv(&text);
+        assert_eq!(
+            rows[0],
+            [
+                "path",
+                "true_class",
+                "predicted_class",
+                "logit_cat, \"tabby\"",
+                "logit_dog",
+                "p_cat, \"tabby\"",
+                "p_dog",
+                "loss",
+                "correct",
+                "error"
+            ]
+        );
+        let paths: Vec<&str> = rows[1..].iter().map(|r| r[0].as_str()).collect();
+        assert_eq!(paths, ["z \"bad\".jpg", "a,1.png", "b\n2.png", "last.png"]);
+        assert_eq!(rows[1][1], "dog");
+        assert!(rows[1][2..9].iter().all(String::is_empty), "{:?}", rows[1]);
+        assert_eq!(rows[1][9], "not a JPEG, PNG, WebP, BMP, GIF or TIFF image");
+        assert_eq!(rows[4][1], "", "no class known");
+        assert_eq!(&rows[2][1..3], ["cat, \"tabby\"", "cat, \"tabby\""]);
+        assert_eq!(&rows[2][3..5], ["1", "-1"]);
+        assert_eq!(rows[2][8], "true");
+        assert_eq!(rows[3][8], "false");
+        let p: f32 = rows[2][5].parse().unwrap();
+        assert_eq!(p, images[0].probabilities[0], "written in full");
+        let loss: f64 = rows[3][7].parse().unwrap();
+        assert_eq!(loss, images[1].loss);
+    }
 
     #[test]
     fn fields_are_quoted_only_when_needed() {
