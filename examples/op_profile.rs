@@ -186,8 +186,8 @@ fn im2col_against_winograd(b: usize) {
         let x = values(b * cin * s * s);
         let g = values(b * cout * s * s);
         let w = values(cout * cin * 9);
-        let reference = conv3x3::im2col_forward(&x, &w, dims, cout);
-        let tiled = winograd::forward(&x, &w, dims, cout);
+        let reference = conv3x3::im2col_forward(&x, &w, dims, cout, &|_, _| {});
+        let tiled = winograd::forward(&x, &w, dims, cout, &|_, _| {});
         let scale = reference.iter().fold(0f32, |m, v| m.max(v.abs()));
         let diff = reference
             .iter()
@@ -195,10 +195,10 @@ fn im2col_against_winograd(b: usize) {
             .fold(0f32, |m, (p, q)| m.max((p - q).abs()))
             / scale;
         let fwd = time(5, || {
-            std::hint::black_box(conv3x3::im2col_forward(&x, &w, dims, cout));
+            std::hint::black_box(conv3x3::im2col_forward(&x, &w, dims, cout, &|_, _| {}));
         });
         let fwd_w = time(5, || {
-            std::hint::black_box(winograd::forward(&x, &w, dims, cout));
+            std::hint::black_box(winograd::forward(&x, &w, dims, cout, &|_, _| {}));
         });
         let dx = time(5, || {
             std::hint::black_box(conv3x3::im2col_input_grad(&g, &w, dims, cout));

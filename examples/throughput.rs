@@ -3,7 +3,7 @@
 //!
 //! `cargo run --release --example throughput -- [mlp|cnn|resnet] [--backend flex] [--batch 64]
 //!  [--image-size 64] [--steps 20] [--channels 32,64,128,256] [--convs-per-block 1] [--unfused]
-//!  [--save DIR]`
+//!  [--inference-only] [--save DIR]`
 //!
 //! Prints training and batch inference images/s and the median batch-1 inference latency. The
 //! optimiser is Adam (as the PyTorch reference); `--unfused` uses burn's own Adam instead of
@@ -92,14 +92,20 @@ fn main() -> anyhow::Result<()> {
         let grads = GradientsParams::from_grads(l.backward(), &model);
         optim.step(1e-3, model, grads)
     };
-    for _ in 0..3 {
+    // `--inference-only` (for profiling the inference path) skips training: random weights.
+    let train_steps = if args.iter().any(|a| a == "--inference-only") {
+        0
+    } else {
+        steps
+    };
+    for _ in 0..train_steps.min(3) {
         model = step(model);
     }
     let t = Instant::now();
-    for _ in 0..steps {
+    for _ in 0..train_steps {
         model = step(model);
     }
-    let train = (steps * batch) as f64 / t.elapsed().as_secs_f64();
+    let train = (train_steps * batch) as f64 / t.elapsed().as_secs_f64();
     let inference_model = model.valid();
     let xi = Tensor::<4>::random(
         [batch, 3, size, size],

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 mod deadline;
+#[allow(unused_imports)]
 pub use deadline::{run_limited, wait_within, Limited};
 
 use std::{

@@ -171,18 +171,38 @@ impl ConvBlock {
     /// the ReLU then runs on a quarter of the elements.
     pub fn forward(&self, mut x: Tensor<4>) -> Tensor<4> {
         let last = self.convs.len().saturating_sub(1);
-        for (i, (conv, norm)) in self.convs.iter().zip(&self.norms).enumerate() {
-            let y = conv_forward(conv, x);
-            if i < last {
-                x = norm_relu(norm, y);
-                continue;
-            }
-            if norm_relu_pool::applies(&y, &self.pool) {
-                return norm_relu_pool::norm_relu_pool(norm, y);
-            }
-            x = batch_norm(norm, y);
+        if self.convs.is_empty() {
+            return relu(self.pool.forward(x));
         }
-        relu(self.pool.forward(x))
+        for (i, (conv, norm)) in self.convs.iter().zip(&self.norms).enumerate() {
+            x = conv_norm_relu(conv, norm, x, (i == last).then_some(&self.pool));
+        }
+        x
+    }
+}
+
+/// `relu(norm(conv(x)))`, pooled by `pool` when given, by the fastest path with its values: for
+/// inference on burn-flex one op that applies the BatchNorm, the ReLU and a 2x2 pool to the
+/// convolution's output as it is written; in training on burn-flex the convolution and then one
+/// fused BatchNorm-ReLU(-pool) op; burn's ops elsewhere.
+pub(crate) fn conv_norm_relu(
+    conv: &Conv2d,
+    norm: &BatchNorm,
+    x: Tensor<4>,
+    pool: Option<&MaxPool2d>,
+) -> Tensor<4> {
+    let [_, _, h, w] = x.dims();
+    let fused_pool = pool.is_some_and(|p| norm_relu_pool::applies_to(p, [h, w]));
+    if conv3x3::inference_applies(conv, &x) && (pool.is_none() || fused_pool) {
+        return conv3x3::conv3x3_norm_relu(conv, norm, x, pool.is_some());
+    }
+    let y = conv_forward(conv, x);
+    match pool {
+        None => norm_relu(norm, y),
+        Some(_) if fused_pool && norm_relu_pool::applies_without_pool(&y) => {
+            norm_relu_pool::norm_relu_pool(norm, y)
+        }
+        Some(pool) => relu(pool.forward(batch_norm(norm, y))),
     }
 }
 

@@ -15,7 +15,7 @@ use burn::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    cnn::{conv3x3_layer, conv_forward, norm_relu, ConvBlock},
+    cnn::{conv3x3_layer, conv_norm_relu, ConvBlock},
     size::{mul, LayerParams},
 };
 
@@ -143,7 +143,7 @@ impl ConvBnRelu {
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        norm_relu(&self.norm, conv_forward(&self.conv, x))
+        conv_norm_relu(&self.conv, &self.norm, x, None)
     }
 }
 

@@ -228,8 +228,11 @@ fn invalid_configs_are_refused() {
     );
 }
 
-/// The same weights give the same logits on Flex and on Ndarray (a build with `--features
-/// ndarray`, as CI's second test run).
+/// The same weights give the same logits on Flex (catdog's inference kernels: BatchNorm, ReLU
+/// and pool applied as each convolution's output is written) and on Ndarray (burn's own ops), to
+/// 1e-5: every architecture, an even and an odd image size, batch 1 and 4, BatchNorm running
+/// statistics moved away from their initial values by two training-mode forwards (a build with
+/// `--features ndarray`, as CI's second test run).
 #[cfg(feature = "ndarray")]
 #[test]
 #[allow(deprecated)]
@@ -237,41 +240,54 @@ fn flex_and_ndarray_agree() {
     let flex = Device::flex();
     let ndarray = Device::ndarray();
     flex.seed(3);
-    for config in [
-        ModelConfig::Mlp(MlpConfig {
-            image_size: 16,
-            ..Default::default()
-        }),
-        ModelConfig::Cnn(CnnConfig {
-            image_size: 16,
-            channels: vec![8, 16],
-            ..Default::default()
-        }),
-        ModelConfig::ResNet(ResNetConfig {
-            image_size: 16,
-            stem: 4,
-            channels: vec![8, 16],
-            residual: vec![1, 1],
-            ..Default::default()
-        }),
-    ] {
-        let on_flex = Classifier::new(&config, &flex).unwrap().valid();
-        let record = on_flex.clone().into_record();
-        let on_ndarray = Classifier::new(&config, &ndarray)
-            .unwrap()
-            .load_record(record)
-            .valid();
-        let x = images(&flex, 4, 16);
-        let x_data = x.clone().into_data();
-        let a = to_vec(on_flex.forward(x));
-        let b = to_vec(on_ndarray.forward(Tensor::from_data(x_data, &ndarray)));
-        assert_eq!(a.len(), b.len());
-        for (p, q) in a.iter().zip(&b) {
-            assert!(
-                (p - q).abs() <= 1e-5 * (1.0 + p.abs()),
-                "{} flex {p} vs ndarray {q}",
-                config.name()
-            );
+    for (size, batch) in [(16, 4), (15, 1), (17, 3)] {
+        for config in [
+            ModelConfig::Mlp(MlpConfig {
+                image_size: size,
+                ..Default::default()
+            }),
+            ModelConfig::Cnn(CnnConfig {
+                image_size: size,
+                channels: vec![8, 16],
+                ..Default::default()
+            }),
+            ModelConfig::Cnn(CnnConfig {
+                image_size: size,
+                channels: vec![8, 36],
+                convs_per_block: 2,
+                ..Default::default()
+            }),
+            ModelConfig::ResNet(ResNetConfig {
+                image_size: size,
+                stem: 4,
+                channels: vec![8, 16],
+                residual: vec![1, 1],
+                ..Default::default()
+            }),
+        ] {
+            let training = flex.clone().autodiff();
+            let model = Classifier::new(&config, &training).unwrap();
+            for step in 0..2 {
+                let _ = model.forward(images(&training, 5 + step, size));
+            }
+            let on_flex = model.valid();
+            let record = on_flex.clone().into_record();
+            let on_ndarray = Classifier::new(&config, &ndarray)
+                .unwrap()
+                .load_record(record)
+                .valid();
+            let x = images(&flex, batch, size);
+            let x_data = x.clone().into_data();
+            let a = to_vec(on_flex.forward(x));
+            let b = to_vec(on_ndarray.forward(Tensor::from_data(x_data, &ndarray)));
+            assert_eq!(a.len(), b.len());
+            for (p, q) in a.iter().zip(&b) {
+                assert!(
+                    (p - q).abs() <= 1e-5 * (1.0 + p.abs()),
+                    "{} at {size}x{size}, batch {batch}: flex {p} vs ndarray {q}",
+                    config.name()
+                );
+            }
         }
     }
 }

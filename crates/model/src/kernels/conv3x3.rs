@@ -37,14 +37,16 @@ use burn::{
         tensor::FloatTensor,
         Backend, Dispatch, Flex,
     },
-    nn::{conv::Conv2d, PaddingConfig2d},
+    nn::{conv::Conv2d, BatchNorm, PaddingConfig2d},
     tensor::{DType, Device, Tensor},
 };
 use rayon::prelude::*;
+use std::sync::Mutex;
 
 use super::{
+    epilogue::Epilogue,
     flex_data::{dims4, tensor, values},
-    matrix::{gemm_into, gemm_overwrite, spare_slots, View},
+    matrix::{assume_written, gemm_into, gemm_overwrite, spare_slots, View},
     winograd,
     workspace::{chunking, gemm_threads, with_columns, with_grouped},
 };
@@ -96,6 +98,74 @@ impl Conv3x3Ops for Flex {
         let cout = w[0];
         let y = forward(&values(&x), &values(&weight), dims, cout);
         tensor(y, [dims[0], cout, dims[2], dims[3]])
+    }
+}
+
+#[backend_extension(Flex)]
+pub trait Conv3x3InferenceOps: Backend {
+    /// `relu(conv3x3(x, weight) * scale + shift)`, 2x2-max-pooled when `pool`: `[N, in, H, W]`,
+    /// `[out, in, 3, 3]`, `[out]`, `[out]` -> `[N, out, H, W]` (or `[N, out, H/2, W/2]`).
+    fn conv3x3_affine_relu(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        scale: FloatTensor<Self>,
+        shift: FloatTensor<Self>,
+        pool: bool,
+    ) -> FloatTensor<Self>;
+}
+
+/// Whether `relu(norm(conv(x)))` (pooled 2x2 when `pool`) may take [`conv3x3_norm_relu`]: a
+/// convolution that [`applies`] on the plain (not autodiff) burn-flex device, where BatchNorm
+/// normalises with its running statistics.
+pub fn inference_applies(conv: &Conv2d, x: &Tensor<4>) -> bool {
+    !x.device().is_autodiff() && applies(conv, x)
+}
+
+/// `relu(norm(conv(x)))`, max-pooled 2x2/stride 2 when `pool`, for a convolution that
+/// [`inference_applies`]: the BatchNorm's running statistics become a per-channel scale and
+/// shift applied, with the ReLU and the pool, to each chunk of the convolution's output as it
+/// is written ([`forward_inference`]).
+pub fn conv3x3_norm_relu(conv: &Conv2d, norm: &BatchNorm, x: Tensor<4>, pool: bool) -> Tensor<4> {
+    // scale = gamma / sqrt(var + eps), shift = beta - mean * scale: `[out]` each, so cheap to
+    // derive on every call.
+    let scale = norm.gamma.val() / (norm.running_var.value() + norm.epsilon).sqrt();
+    let shift = norm.beta.val() - norm.running_mean.value() * scale.clone();
+    Tensor::from_dispatch(<Dispatch as Conv3x3InferenceOps>::conv3x3_affine_relu(
+        x.into_dispatch(),
+        conv.weight.val().into_dispatch(),
+        scale.into_dispatch(),
+        shift.into_dispatch(),
+        pool,
+    ))
+}
+
+impl Conv3x3InferenceOps for Flex {
+    fn conv3x3_affine_relu(
+        x: FlexTensor,
+        weight: FlexTensor,
+        scale: FlexTensor,
+        shift: FlexTensor,
+        pool: bool,
+    ) -> FlexTensor {
+        let dims @ [n, cin, h, w] = dims4(&x);
+        let wd = dims4(&weight);
+        let cout = wd[0];
+        let (scale, shift) = (values(&scale), values(&shift));
+        assert!(
+            wd[1] == cin && wd[2] == 3 && wd[3] == 3 && scale.len() == cout && shift.len() == cout,
+            "conv3x3_affine_relu: an input of shape {dims:?} needs a weight of shape [out, {cin}, \
+             3, 3] and [out] scale and shift, not {wd:?}, [{}] and [{}]",
+            scale.len(),
+            shift.len()
+        );
+        let epilogue = Epilogue {
+            scale: &scale,
+            shift: &shift,
+            pool,
+        };
+        let y = forward_inference(&values(&x), &values(&weight), dims, cout, &epilogue);
+        let f = if pool { 2 } else { 1 };
+        tensor(y, [n, cout, h / f, w / f])
     }
 }
 
@@ -194,9 +264,57 @@ pub fn forward(
         return vec![0.0; n * cout * h * w];
     }
     if winograd::pays(cin, [h, w]) {
-        winograd::forward(x, weight, dims, cout)
+        winograd::forward(x, weight, dims, cout, &|_, _| {})
     } else {
-        im2col_forward(x, weight, dims, cout)
+        im2col_forward(x, weight, dims, cout, &|_, _| {})
+    }
+}
+
+/// What a convolution does with each chunk of its output once the chunk is written: called
+/// with the chunk's first image and its `[images, out, h, w]` values, while they are in cache.
+pub type ChunkFinish<'a> = dyn Fn(usize, &mut [f32]) + Sync + 'a;
+
+/// `epilogue(conv(x))` for inference: [`forward`]'s convolution, each chunk of its output
+/// passed through `epilogue` (affine, ReLU, optional pool) as soon as it is written.
+pub fn forward_inference(
+    x: &[f32],
+    weight: &[f32],
+    dims @ [n, cin, h, w]: [usize; 4],
+    cout: usize,
+    epilogue: &Epilogue,
+) -> Vec<f32> {
+    let per_image = epilogue.output_len([cout, h, w]);
+    if is_empty(dims, cout) {
+        return vec![0.0; n * per_image];
+    }
+    // With the pool the result is a buffer of its own, one part per chunk of the convolution.
+    let (per_chunk, _) = chunking(n);
+    let mut pooled = if epilogue.pool {
+        vec![0f32; n * per_image]
+    } else {
+        Vec::new()
+    };
+    let parts: Vec<Mutex<&mut [f32]>> = pooled
+        .chunks_mut((per_chunk * per_image).max(1))
+        .map(Mutex::new)
+        .collect();
+    let finish = |first: usize, y: &mut [f32]| match parts.get(first / per_chunk) {
+        Some(part) => {
+            let mut part = part.lock().unwrap_or_else(|e| e.into_inner());
+            epilogue.apply(y, [cout, h, w], &mut part);
+        }
+        None => epilogue.apply(y, [cout, h, w], &mut []),
+    };
+    let y = if winograd::pays(cin, [h, w]) {
+        winograd::forward(x, weight, dims, cout, &finish)
+    } else {
+        im2col_forward(x, weight, dims, cout, &finish)
+    };
+    drop(parts);
+    if epilogue.pool {
+        pooled
+    } else {
+        y
     }
 }
 
@@ -207,6 +325,7 @@ pub fn im2col_forward(
     weight: &[f32],
     [n, cin, h, w]: [usize; 4],
     cout: usize,
+    finish: &ChunkFinish,
 ) -> Vec<f32> {
     let hw = h * w;
     let rows = cin * 9;
@@ -246,18 +365,21 @@ pub fn im2col_forward(
                             }
                         }
                     });
-                    return;
+                } else {
+                    for (j, y) in out.chunks_mut(cout * hw).enumerate() {
+                        // y_j [out, hw] = weight [out, rows] x columns[:, j*hw..(j+1)*hw].
+                        gemm_overwrite(
+                            y,
+                            hw,
+                            weight,
+                            View::row_major(&columns[j * hw..], rows, hw, k),
+                            gemm_threads(chunks),
+                        );
+                    }
                 }
-                for (j, y) in out.chunks_mut(cout * hw).enumerate() {
-                    // y_j [out, hw] = weight [out, rows] x columns[:, j*hw..(j+1)*hw].
-                    gemm_overwrite(
-                        y,
-                        hw,
-                        weight,
-                        View::row_major(&columns[j * hw..], rows, hw, k),
-                        gemm_threads(chunks),
-                    );
-                }
+                // SAFETY: each image's `[out, hw]` block was written whole, by its gemm or from
+                // the chunk's product.
+                finish(first, unsafe { assume_written(out) });
             })
         });
     // SAFETY: the chunks cover all `len` elements, and each image's `[out, hw]` block was

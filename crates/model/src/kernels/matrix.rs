@@ -259,6 +259,18 @@ pub(crate) fn gemm_split(
 /// With the `kernel-checks` feature they are filled with NaN first, so that a slot a kernel
 /// forgets to write (or a gemm that reads what it was told to overwrite) shows up as NaN in the
 /// parity tests instead of as whatever the memory held.
+/// `slots` as values, once every one has been written.
+///
+/// # Safety
+/// Every element of `slots` must have been initialised. (With the `kernel-checks` feature
+/// [`spare_slots`] fills new slots with NaN, so a slot a kernel forgot shows up in the tests'
+/// comparisons with burn.)
+pub(crate) unsafe fn assume_written(slots: &mut [MaybeUninit<f32>]) -> &mut [f32] {
+    // SAFETY: `MaybeUninit<f32>` has the layout of `f32`, and the caller vouches that every
+    // element is initialised.
+    unsafe { &mut *(slots as *mut [MaybeUninit<f32>] as *mut [f32]) }
+}
+
 pub(crate) fn spare_slots(v: &mut Vec<f32>, len: usize) -> &mut [MaybeUninit<f32>] {
     v.reserve(len.saturating_sub(v.len()));
     let slots = &mut v.spare_capacity_mut()[..len];

@@ -5,6 +5,7 @@
 
 pub mod adam;
 pub mod conv3x3;
+pub mod epilogue;
 mod flex_data;
 pub mod linear;
 pub(crate) mod matrix;

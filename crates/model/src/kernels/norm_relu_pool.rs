@@ -69,9 +69,13 @@ pub trait NormReluPoolOps: Backend {
 /// and an input at least 2x2.
 pub fn applies(x: &Tensor<4>, pool: &MaxPool2d) -> bool {
     let [_, _, h, w] = x.dims();
-    x.dtype() == DType::F32
-        && x.device() == Device::flex()
-        && pool.kernel_size == [2, 2]
+    applies_without_pool(x) && applies_to(pool, [h, w])
+}
+
+/// Whether `pool` is the 2x2, stride-2 pool without padding that the fused ops compute, on a
+/// plane of at least 2x2.
+pub fn applies_to(pool: &MaxPool2d, [h, w]: [usize; 2]) -> bool {
+    pool.kernel_size == [2, 2]
         && pool.stride == [2, 2]
         && pool.dilation == [1, 1]
         && pool.padding == PaddingConfig2d::Valid

@@ -20,7 +20,8 @@ use std::mem::MaybeUninit;
 use rayon::prelude::*;
 
 use super::{
-    matrix::{gemm_overwrite, spare_slots, View},
+    conv3x3::ChunkFinish,
+    matrix::{assume_written, gemm_overwrite, spare_slots, View},
     workspace::{chunking, gemm_threads, with_columns, with_grouped, with_rows},
 };
 
@@ -404,7 +405,15 @@ widest_simd!(output_transforms(
 /// `weight [out, in, 3, 3]`, by F(2x2, 3x3): per task of up to a few images, a cache-sized
 /// block of tile rows at a time, its tiles transformed, 16 gemms, and the output tiles
 /// transformed straight into the output.
-pub fn forward(x: &[f32], weight: &[f32], [n, cin, h, w]: [usize; 4], cout: usize) -> Vec<f32> {
+///
+/// `finish` gets each chunk's output once it is written (see [`ChunkFinish`]).
+pub fn forward(
+    x: &[f32],
+    weight: &[f32],
+    [n, cin, h, w]: [usize; 4],
+    cout: usize,
+    finish: &ChunkFinish,
+) -> Vec<f32> {
     let hw = h * w;
     let (th, tp) = (h.div_ceil(2), w.div_ceil(2) + 1);
     // Tile rows per block: the block's `V` and `M` (16 values per tile and channel) within
@@ -454,7 +463,10 @@ pub fn forward(x: &[f32], weight: &[f32], [n, cin, h, w]: [usize; 4], cout: usiz
                         }
                     })
                 })
-            })
+            });
+            // SAFETY: the output transforms wrote every element of every plane of the
+            // chunk's tile rows, which cover the chunk.
+            finish(first, unsafe { assume_written(out) });
         });
     // SAFETY: the chunks cover all `len` elements, and the output transform wrote every
     // element of every plane of every block's tile rows, which cover each chunk.
@@ -488,6 +500,7 @@ pub fn input_grad(g: &[f32], weight: &[f32], [n, cin, h, w]: [usize; 4], cout: u
         &transposed_filters(weight, cin, cout),
         [n, cout, h, w],
         cin,
+        &|_, _| {},
     )
 }
 
@@ -568,7 +581,7 @@ mod tests {
                 let [n, cin, h, w] = dims;
                 let x = rng.values(n * cin * h * w);
                 let weight = rng.values(cout * cin * 9);
-                let y = forward(&x, &weight, dims, cout);
+                let y = forward(&x, &weight, dims, cout, &|_, _| {});
                 assert_close(&y, &direct(&x, &weight, dims, cout));
             }
         }
