@@ -1,7 +1,8 @@
 //! The inference op `conv3x3_norm_relu` (BatchNorm's running statistics, the ReLU and the 2x2
 //! pool applied to each chunk of the convolution's output as it is written) equals burn's
 //! composition `relu(pool(batch_norm(conv(x))))` on odd sizes, batch 1, Winograd and im2col
-//! layers, negative BatchNorm scales, and NaN inputs; in thread pools of 1, 2 and 4.
+//! layers, a single image split by output channel, negative BatchNorm scales, and NaN inputs; in
+//! thread pools of 1, 2 and 4.
 
 use burn::{
     module::{Param, RunningState},
@@ -34,24 +35,27 @@ fn vector(v: Vec<f32>, device: &Device) -> Tensor<1> {
 }
 
 /// A BatchNorm whose four vectors differ per channel, with a negative gamma on every third
-/// channel (which turns the pool's maximum into the minimum of the convolution's output).
+/// channel (which turns the pool's maximum into the minimum of the convolution's output). The
+/// values cycle with different periods instead of growing with the channel, so that no
+/// channel's output is all zero after the ReLU.
 fn norm(c: usize, device: &Device) -> BatchNorm {
     let mut n = BatchNormConfig::new(c).init(device);
     let per = |f: &dyn Fn(f32) -> f32| (0..c).map(|i| f(i as f32)).collect::<Vec<f32>>();
-    n.gamma = Param::from_tensor(vector(
-        per(&|i| {
-            if i as usize % 3 == 2 {
-                -0.7
-            } else {
-                0.4 + 0.3 * i
-            }
-        }),
-        device,
-    ));
-    n.beta = Param::from_tensor(vector(per(&|i| 0.2 - 0.15 * i), device));
-    n.running_mean = RunningState::new(vector(per(&|i| 0.05 * i - 0.1), device));
-    n.running_var = RunningState::new(vector(per(&|i| 0.5 + 0.25 * i), device));
+    let gamma = |i: f32| match i as usize % 3 {
+        2 => -0.7,
+        _ => 0.4 + 0.3 * (i % 5.0),
+    };
+    n.gamma = Param::from_tensor(vector(per(&gamma), device));
+    n.beta = Param::from_tensor(vector(per(&|i| 0.1 - 0.05 * (i % 7.0)), device));
+    n.running_mean = RunningState::new(vector(per(&|i| 0.02 * (i % 4.0) - 0.03), device));
+    n.running_var = RunningState::new(vector(per(&|i| 0.02 + 0.01 * (i % 6.0)), device));
     n
+}
+
+/// Every channel of `y [n, c, ...]` has a value above zero somewhere in the batch.
+fn every_channel_lives(y: &[f32], [n, c]: [usize; 2]) -> bool {
+    let plane = y.len() / (n * c).max(1);
+    (0..c).all(|ch| (0..n).any(|i| y[(i * c + ch) * plane..][..plane].iter().any(|v| *v > 0.0)))
 }
 
 fn check(dims @ [_, cin, h, w]: [usize; 4], cout: usize, pooled: bool, nan: bool) {
@@ -71,6 +75,13 @@ fn check(dims @ [_, cin, h, w]: [usize; 4], cout: usize, pooled: bool, nan: bool
     } else {
         relu(normed)
     });
+    // A channel computed from the wrong weights or factors cannot hide behind zeros.
+    if !nan {
+        assert!(
+            every_channel_lives(&burns, [dims[0], cout]),
+            "{dims:?} -> {cout}: a dead channel"
+        );
+    }
     let what = format!(
         "{dims:?} -> {cout}, pool {pooled}, winograd {}",
         winograd::pays(cin, [h, w])
@@ -106,6 +117,11 @@ fn equals_burns_composition_with_and_without_the_pool() {
         check([1, 40, 13, 12], 7, pooled, false);
         check([4, 32, 16, 16], 33, pooled, false);
         check([9, 36, 12, 14], 16, pooled, false);
+        // One image split by output channel across the pool's threads: parts of 8, 16 or 24
+        // channels and a last part of 1 (im2col), of 16 and 8 (Winograd, odd side).
+        check([1, 3, 9, 7], 17, pooled, false);
+        check([1, 32, 13, 13], 40, pooled, false);
+        check([1, 64, 8, 8], 64, pooled, false);
     }
 }
 

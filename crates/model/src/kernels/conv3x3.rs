@@ -48,7 +48,7 @@ use super::{
     flex_data::{dims4, tensor, values},
     matrix::{assume_written, gemm_into, gemm_overwrite, spare_slots, View},
     winograd,
-    workspace::{chunking, gemm_threads, with_columns, with_grouped},
+    workspace::{chunking, gemm_threads, kernel_threads, side_by_side, with_columns, with_grouped},
 };
 
 /// Below this many pixels per image, a task multiplies its whole chunk in one gemm (its output
@@ -169,6 +169,50 @@ impl Conv3x3InferenceOps for Flex {
     }
 }
 
+/// Output channels per part of a convolution split by output channel instead of by image: for a
+/// single image (a batch cannot keep the threads busy), a part per thread of at least
+/// [`MIN_PART_CHANNELS`] channels; `None` where the split by image applies.
+fn channel_parts(n: usize, cout: usize) -> Option<usize> {
+    let threads = kernel_threads();
+    let per_part = cout.div_ceil(threads).next_multiple_of(MIN_PART_CHANNELS);
+    (n == 1 && threads > 1 && per_part < cout).then_some(per_part)
+}
+
+/// The smallest part of a split by output channel (a multiple of the gemm's row blocks).
+const MIN_PART_CHANNELS: usize = 8;
+
+/// [`forward_inference`] of one image split into parts of `per_part` output channels, each a
+/// convolution of its own on one thread (the input's transform is repeated per part; the
+/// weights, the epilogue's factors and the output are split). With one image the output of a
+/// channel range is one contiguous block, pooled or not.
+fn by_channel_parts(
+    x: &[f32],
+    weight: &[f32],
+    dims @ [_, cin, h, w]: [usize; 4],
+    cout: usize,
+    epilogue: &Epilogue,
+    per_part: usize,
+) -> Vec<f32> {
+    let per_channel = epilogue.output_len([1, h, w]);
+    let mut out = vec![0f32; cout * per_channel];
+    out.par_chunks_mut(per_part * per_channel)
+        .enumerate()
+        .for_each(|(part, out)| {
+            let channels = part * per_part..(part * per_part + out.len() / per_channel.max(1));
+            let part_epilogue = Epilogue {
+                scale: &epilogue.scale[channels.clone()],
+                shift: &epilogue.shift[channels.clone()],
+                pool: epilogue.pool,
+            };
+            let part_weight = &weight[channels.start * cin * 9..channels.end * cin * 9];
+            let y = side_by_side(|| {
+                forward_inference(x, part_weight, dims, channels.len(), &part_epilogue)
+            });
+            out.copy_from_slice(&y);
+        });
+    out
+}
+
 /// Writes `plane [h, w]` shifted by `(dy, dx)` in -1..=1 into `dst [h, w]` (element `(y, x)`
 /// is `plane[y + dy, x + dx]`), zero where that falls outside.
 ///
@@ -286,6 +330,9 @@ pub fn forward_inference(
     let per_image = epilogue.output_len([cout, h, w]);
     if is_empty(dims, cout) {
         return vec![0.0; n * per_image];
+    }
+    if let Some(parts) = channel_parts(n, cout) {
+        return by_channel_parts(x, weight, dims, cout, epilogue, parts);
     }
     // With the pool the result is a buffer of its own, one part per chunk of the convolution.
     let (per_chunk, _) = chunking(n);

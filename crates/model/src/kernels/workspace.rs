@@ -1,7 +1,10 @@
 //! The per-thread buffers and the batch chunking that the convolution kernels share: one rayon
 //! task per chunk of images, each reusing its thread's buffers from one call to the next.
 
-use std::{cell::RefCell, thread::LocalKey};
+use std::{
+    cell::{Cell, RefCell},
+    thread::LocalKey,
+};
 
 /// Images per task (one column buffer): few enough for a small buffer, enough that each task's
 /// setup is shared by several gemms.
@@ -52,17 +55,40 @@ pub(crate) fn with_rows<R>(f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
     with_buffer(&ROWS, f)
 }
 
+thread_local! {
+    /// Set while this thread runs one of several kernel calls that already run side by side
+    /// (see [`side_by_side`]): the call then neither splits its batch nor threads its gemms.
+    static SIDE_BY_SIDE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f`, a kernel call that runs beside others each on a thread of the pool, with the
+/// kernels' own parallelism off: one task, unthreaded gemms.
+pub(crate) fn side_by_side<R>(f: impl FnOnce() -> R) -> R {
+    let before = SIDE_BY_SIDE.with(|s| s.replace(true));
+    let result = f();
+    SIDE_BY_SIDE.with(|s| s.set(before));
+    result
+}
+
+/// The threads a kernel call may use: the pool's, or one inside [`side_by_side`].
+pub(crate) fn kernel_threads() -> usize {
+    if SIDE_BY_SIDE.with(Cell::get) {
+        1
+    } else {
+        rayon::current_num_threads().max(1)
+    }
+}
+
 /// Images per task of the batch, and the number of tasks: at least one task per thread when
 /// the batch allows it, at most [`CHUNK_IMAGES`] images each.
 pub(crate) fn chunking(n: usize) -> (usize, usize) {
-    let threads = rayon::current_num_threads().max(1);
-    let per_chunk = n.div_ceil(threads).clamp(1, CHUNK_IMAGES);
+    let per_chunk = n.div_ceil(kernel_threads()).clamp(1, CHUNK_IMAGES);
     (per_chunk, n.div_ceil(per_chunk))
 }
 
 /// The gemm's own threading: none when the tasks already keep every thread busy.
 pub(crate) fn gemm_threads(chunks: usize) -> gemm::Parallelism {
-    if chunks < rayon::current_num_threads() {
+    if chunks < kernel_threads() {
         gemm::Parallelism::Rayon(0)
     } else {
         gemm::Parallelism::None
