@@ -350,18 +350,40 @@ fn bad_requests_get_json_errors_and_the_server_keeps_serving() {
     )
     .unwrap();
     assert_error(&read_answer(slow), 408, "timeout");
-    // A client that disconnects mid-body, and a hundred idle connections.
+    // A client that disconnects mid-body, a thousand idle connections and one that stops in
+    // the middle of its request head.
     let mut gone = TcpStream::connect(addr).unwrap();
     gone.write_all(b"POST /predictions HTTP/1.1\r\nContent-Length: 5000\r\n\r\nabc")
         .unwrap();
     drop(gone);
-    let idle: Vec<TcpStream> = (0..100)
+    let mut idle: Vec<TcpStream> = (0..1000)
         .map(|_| TcpStream::connect(addr).unwrap())
         .collect();
-    // Still serving.
+    let mut half_head = TcpStream::connect(addr).unwrap();
+    half_head
+        .write_all(b"POST /predictions HTTP/1.1\r\nHost: x")
+        .unwrap();
+    idle.push(half_head);
+    // Still serving, while they are open.
     let a = post(addr, "/predictions", &good);
     assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
-    drop(idle);
+    // Each is closed by the server once its head is a read timeout (1 s) late: read returns
+    // end-of-file (or a reset), not our 30 s client timeout.
+    let started = std::time::Instant::now();
+    for mut c in idle {
+        c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut byte = [0u8; 1];
+        match c.read(&mut byte) {
+            Ok(0) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            other => panic!("an idle connection was not closed: {other:?}"),
+        }
+    }
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_secs(10),
+        "idle connections closed after {waited:?}"
+    );
     assert_eq!(get(addr, "/ping").status, 200);
 }
 
@@ -406,6 +428,53 @@ fn a_full_queue_answers_503_with_retry_after() {
         "only answers and 503s"
     );
     assert!(answers.iter().any(|a| a.status == 200));
+}
+
+#[test]
+fn bodies_beyond_the_memory_budget_get_503_until_it_frees() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    model(dir);
+    // 2 MB of bodies at once, all requests together; bodies up to 1 MB each.
+    let server = Server::start(
+        dir,
+        &[
+            "--max-inflight-mb",
+            "2",
+            "--max-body-mb",
+            "1",
+            "--read-timeout-s",
+            "5",
+        ],
+    );
+    let addr = server.addr;
+    let good = png(0, 3);
+    // Two slow clients each announce 900 kB and send 10 bytes: 1.8 MB of the budget held.
+    let head = format!(
+        "POST /predictions HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 900000\r\nConnection: close\r\n\r\n0123456789"
+    );
+    let holders: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut c = TcpStream::connect(addr).unwrap();
+            c.write_all(head.as_bytes()).unwrap();
+            c
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    // A third announcing 900 kB does not fit in what is left: 503, before its body is read.
+    let head = format!(
+        "POST /predictions HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 900000\r\nConnection: close\r\n\r\n"
+    );
+    let a = send(addr, &head, &vec![0u8; 900_000]);
+    assert_error(&a, 503, "queue_full");
+    // A small photo still fits (its declared size, not the largest body, is reserved).
+    assert_eq!(post(addr, "/predictions", &good).status, 200);
+    // Once the holders time out (408) their share is free again.
+    for c in holders {
+        assert_error(&read_answer(c), 408, "timeout");
+    }
+    let a = send(addr, &head, &vec![0u8; 900_000]);
+    assert_error(&a, 400, "not_an_image");
 }
 
 #[test]

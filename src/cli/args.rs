@@ -66,7 +66,12 @@ pub struct ServeArgs {
     /// MB of request bodies held at once, all requests together; beyond it, 503.
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u16).range(1..))]
     pub max_inflight_mb: u16,
-    /// Seconds a request body may take to arrive; slower ones get 408.
+    /// Connections open at once; more wait until one closes (each idle one is closed after
+    /// --read-timeout-s).
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_connections: u16,
+    /// Seconds a request's head, and then its body, may take to arrive: a connection whose head
+    /// is late is closed, a late body gets 408.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=3600))]
     pub read_timeout_s: u16,
     #[command(flatten)]

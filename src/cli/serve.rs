@@ -22,6 +22,7 @@ pub fn run(a: ServeArgs) -> Result<ExitCode, Failure> {
         max_body_bytes: usize::from(a.max_body_mb) << 20,
         read_timeout: Duration::from_secs(a.read_timeout_s.into()),
         max_inflight_bytes: usize::from(a.max_inflight_mb) << 20,
+        max_connections: a.max_connections.into(),
     };
     let model = a.model.display().to_string();
     serve(classifier, config, |addr| {

@@ -11,6 +11,7 @@
 
 mod batcher;
 mod card;
+mod connections;
 mod metrics;
 mod routes;
 
@@ -32,6 +33,8 @@ pub struct ServeConfig {
     pub read_timeout: Duration,
     /// Request bodies held in memory at once, all requests together; beyond it, 503.
     pub max_inflight_bytes: usize,
+    /// Connections open at once; more wait in the listen backlog.
+    pub max_connections: usize,
 }
 
 /// Why the server could not start or stopped.
@@ -82,9 +85,14 @@ pub fn serve(
         };
         let app = routes::router(state);
         ready(addr);
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown_signal())
-            .await?;
+        connections::serve_connections(
+            listener,
+            app,
+            config.max_connections,
+            config.read_timeout,
+            shutdown_signal(),
+        )
+        .await;
         Ok(())
     })
 }
