@@ -5,6 +5,7 @@ mod lr_find;
 mod predict;
 mod serve;
 mod train;
+mod world;
 
 use std::process::ExitCode;
 

@@ -10,7 +10,9 @@ use catdog_train::{train, LookaheadConfig, ProgressMode, Progressive, TrainConfi
 
 use super::{
     args::{Arch, GivenFlags, SettingsArgs, TrainArgs},
-    usage, Failure,
+    usage,
+    world::World,
+    Failure,
 };
 
 /// The default data location, filled by `data/fetch.sh`.
@@ -22,19 +24,18 @@ const DEFAULT_TEST: &str = "data/dogs-vs-cats/test";
 const TAKEN_ON_RESUME: [&str; 2] = ["epochs", "test"];
 
 pub fn run(a: TrainArgs, given: &GivenFlags) -> Result<ExitCode, Failure> {
-    let (config, out, resume) = settings(&a, given)?;
-    let progress = if a.quiet {
-        ProgressMode::Quiet
-    } else {
-        ProgressMode::auto()
+    let mut world = World::open()?;
+    let summary = match train_as_rank(&a, given, &mut world) {
+        Ok(summary) => summary,
+        Err(failure) => {
+            world.abort_on_failure(&failure);
+            return Err(failure);
+        }
     };
-    let summary = train(TrainRequest {
-        config,
-        out,
-        resume,
-        force: a.force,
-        progress,
-    })?;
+    // Rank 0 alone reports; the others' folders were scratch.
+    if world.rank() > 0 {
+        return Ok(ExitCode::SUCCESS);
+    }
     println!(
         "\nrun folder: {}\nvalidation accuracy: {:.2}% ({} images)",
         summary.run_dir.display(),
@@ -69,6 +70,29 @@ pub fn run(a: TrainArgs, given: &GivenFlags) -> Result<ExitCode, Failure> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// This process's part of the run: all of it alone, or one rank's under `mpirun`.
+fn train_as_rank(
+    a: &TrainArgs,
+    given: &GivenFlags,
+    world: &mut World,
+) -> Result<catdog_train::Summary, Failure> {
+    let (config, out, resume) = settings(a, given)?;
+    let out = world.run_folder(&out, resume)?;
+    let progress = if a.quiet || world.rank() > 0 {
+        ProgressMode::Quiet
+    } else {
+        ProgressMode::auto()
+    };
+    Ok(train(TrainRequest {
+        config,
+        out,
+        resume,
+        force: a.force && world.rank() == 0,
+        progress,
+        world: world.collective(),
+    })?)
 }
 
 /// The training settings: defaults, then `--config`, then flags; all checked before any work.

@@ -48,4 +48,7 @@ pub enum TrainError {
     Report(std::io::Error),
     #[error("cannot start a worker thread")]
     Thread(#[source] std::io::Error),
+    /// The ranks of a data-parallel run no longer hold the same model.
+    #[error(transparent)]
+    Diverged(crate::distributed::Diverged),
 }

@@ -11,6 +11,7 @@ mod config;
 mod config_checks;
 mod config_file;
 pub mod dataset;
+pub mod distributed;
 mod error;
 pub mod export;
 pub mod folder;

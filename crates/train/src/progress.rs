@@ -121,6 +121,12 @@ impl Progress {
             m.images_per_sec,
             100.0 * m.data_wait
         ));
+        if m.all_reduce > 0.0 {
+            self.say(&format!(
+                "  gradient all-reduce across ranks: {:.1}% of the epoch's training time",
+                100.0 * m.all_reduce
+            ));
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::{
     path::{Path, PathBuf},
+    sync::Arc,
     time::Instant,
 };
 
@@ -18,6 +19,7 @@ use crate::{
     },
     checkpoint::TrainState,
     dataset::RunData,
+    distributed::Collective,
     error::TrainError,
     folder::{
         paths::refuse_inside,
@@ -48,6 +50,9 @@ pub struct TrainRequest {
     /// Start over in a folder that holds one of catdog's runs (only its own files are replaced).
     pub force: bool,
     pub progress: ProgressMode,
+    /// The ranks of a data-parallel run (see [`crate::distributed`]); `None` for one process.
+    /// Each rank calls `train`; only rank 0's `out` should be the user's run folder.
+    pub world: Option<Arc<dyn Collective>>,
 }
 
 /// Trains a model end to end and writes the run folder (see [`RunDir`] for its layout).
@@ -63,7 +68,8 @@ pub fn train(req: TrainRequest) -> Result<Summary, TrainError> {
         run.data.train.clone(),
         &run.norm,
         &ad,
-    )?;
+    )?
+    .with_world(req.world.clone());
     let mut state = match &run.resumed {
         Some(resumed) => restore(&mut trainer, &run.folder, resumed, &progress)?,
         None => TrainState::new(),
@@ -75,7 +81,12 @@ pub fn train(req: TrainRequest) -> Result<Summary, TrainError> {
         device: &run.opened.device,
     };
     let resumed = run.resumed.is_some();
-    let mut clock = plan_budget(&mut run.config, probe, started, resumed, &progress)?;
+    // Under a budget rank 0 times the steps and decides; the others follow its epoch count.
+    let mut clock = match run.world.as_ref().map_or(0, |w| w.rank()) {
+        0 => plan_budget(&mut run.config, probe, started, resumed, &progress)?,
+        _ => None,
+    };
+    run.follow_root_epochs(0);
     // Written once the count is known, so that a resume goes on with it.
     run.follow_plan(&mut trainer)?;
     run.describe(&trainer, &progress);
@@ -129,6 +140,7 @@ struct Prepared {
     record: RunConfig,
     folder: RunDir,
     resumed: Option<Resumed>,
+    world: Option<Arc<dyn Collective>>,
 }
 
 impl Prepared {
@@ -165,7 +177,24 @@ impl Prepared {
             record,
             folder,
             resumed,
+            world: req.world.clone().filter(|w| w.size() > 1),
         })
+    }
+
+    /// With several ranks, takes rank 0's epoch count (recorded as a re-plan at `step` where it
+    /// differs): the ranks must run the same steps.
+    fn follow_root_epochs(&mut self, step: usize) -> bool {
+        let Some(world) = &self.world else {
+            return false;
+        };
+        let mut epochs = [self.config.epochs as f64];
+        world.broadcast_f64(&mut epochs);
+        let epochs = epochs[0] as usize;
+        if epochs == self.config.epochs {
+            return false;
+        }
+        self.config.replan(step, epochs);
+        true
     }
 
     /// Hands the epoch count in force to the trainer and records it in `config.json`.
@@ -215,12 +244,14 @@ impl Prepared {
                 device: &self.opened.device,
             };
             throughput.push(epoch.run(trainer, state, &self.config, progress)?);
+            let mut replanned = false;
             if let Some(clock) = clock.as_deref_mut() {
                 let times = [started.elapsed(), epoch_started.elapsed()];
                 let (config, done) = (&mut self.config, state.epoch);
-                if replan(clock, config, done, steps_per_epoch, times, progress) {
-                    self.follow_plan(trainer)?;
-                }
+                replanned = replan(clock, config, done, steps_per_epoch, times, progress);
+            }
+            if self.follow_root_epochs(state.epoch * steps_per_epoch) || replanned {
+                self.follow_plan(trainer)?;
             }
         }
         if state.epoch < self.config.epochs {

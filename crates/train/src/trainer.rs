@@ -26,6 +26,7 @@ use catdog_model::{Classifier, ModelConfig};
 use crate::{
     budget::Measured,
     checkpoint::{Checkpoint, CheckpointSink, TrainState},
+    distributed::{all_reduce_gradients, average_and_check, shard, Collective},
     error::TrainError,
     optim::{ema::WeightAverage, lookahead::Lookahead, whiten::whiten_first_conv},
     report::{
@@ -55,6 +56,10 @@ pub struct Trainer {
     steps_per_epoch: usize,
     /// The autodiff device.
     device: Device,
+    /// The other processes training this model with it (data parallel), if any.
+    world: Option<Arc<dyn Collective>>,
+    /// Time spent in the gradient all-reduce since the epoch began.
+    all_reduce: Duration,
 }
 
 /// What one epoch of training measured.
@@ -68,6 +73,8 @@ pub struct EpochStats {
     pub train_seconds: f64,
     /// Time the step waited for the next batch.
     pub data_wait: Duration,
+    /// Time spent summing gradients across ranks.
+    pub all_reduce: Duration,
     started: Instant,
 }
 
@@ -84,6 +91,7 @@ impl EpochStats {
             seconds: self.started.elapsed().as_secs_f64(),
             images_per_sec: self.images_per_sec(),
             data_wait: self.data_wait.as_secs_f64() / self.train_seconds,
+            all_reduce: self.all_reduce.as_secs_f64() / self.train_seconds,
         }
     }
 
@@ -129,7 +137,15 @@ impl Trainer {
             config: config.clone(),
             model_config: model_config.clone(),
             device: ad.clone(),
+            world: None,
+            all_reduce: Duration::ZERO,
         })
+    }
+
+    /// Trains together with the other ranks of `world` (see [`crate::distributed`]).
+    pub fn with_world(mut self, world: Option<Arc<dyn Collective>>) -> Self {
+        self.world = world.filter(|w| w.size() > 1);
+        self
     }
 
     /// Continues from a checkpoint, if there is one (`load` reads it on this trainer's device
@@ -166,13 +182,24 @@ impl Trainer {
         let started = Instant::now();
         let config = &self.config;
         // Re-seeding per epoch makes dropout draws independent of where a run was resumed.
+        let (rank, ranks) = self.world.as_ref().map_or((0, 1), |w| (w.rank(), w.size()));
+        // The same seed on every rank: burn draws the initial weights when they are first read
+        // (in the first step), and every rank must draw the same ones.
         self.device
             .seed(SplitMix64::derive(config.seed, epoch as u64).next_u64());
-        let plan = epoch_plan(
+        let mut plan = epoch_plan(
             self.train_images,
             config.batch_size,
             epoch_order(config, epoch),
         );
+        // With several ranks each takes its shard of every batch: (its images, the batch's).
+        let batch_sizes: Vec<usize> = plan.iter().map(Vec::len).collect();
+        if ranks > 1 {
+            for batch in &mut plan {
+                let part = shard(batch.len(), rank, ranks);
+                *batch = batch[part].to_vec();
+            }
+        }
         progress.start_epoch(epoch, config.epochs, plan.len());
         let size = config.train_size(epoch, self.steps_per_epoch);
         let mut batches = Prefetcher::new(self.batcher.clone(), plan, PREFETCH_DEPTH)
@@ -185,6 +212,7 @@ impl Trainer {
             images: 0,
             train_seconds: 0.0,
             data_wait: Duration::ZERO,
+            all_reduce: Duration::ZERO,
             started,
         };
         let (mut loss_sum, mut correct) = (0.0f64, 0usize);
@@ -192,11 +220,21 @@ impl Trainer {
             let t = Instant::now();
             let Some(host) = batches.next() else { break };
             stats.data_wait += t.elapsed();
-            let n = host.len();
+            let whole_batch = batch_sizes
+                .get(step_in_epoch)
+                .copied()
+                .unwrap_or(host.len());
+            let share = host.len() as f32 / whole_batch.max(1) as f32;
             let global_step = (epoch - 1) * self.steps_per_epoch + step_in_epoch;
             stats.lr = self.config.lr_at(global_step, self.steps_per_epoch);
-            let (loss, right) = self
-                .step(host.to_device(&self.device), size, stats.lr, global_step)
+            let (loss, right, n) = self
+                .step(
+                    host.to_device(&self.device),
+                    size,
+                    stats.lr,
+                    global_step,
+                    share,
+                )
                 .map_err(|loss| TrainError::NonFinite {
                     epoch,
                     batch: step_in_epoch + 1,
@@ -213,8 +251,20 @@ impl Trainer {
             );
         }
         batches.finish()?;
+        stats.all_reduce = std::mem::take(&mut self.all_reduce);
         if let Some(lookahead) = &mut self.lookahead {
             self.model = self.model.take().map(|model| lookahead.end_epoch(model));
+        }
+        if let Some(world) = &self.world {
+            // The ranks' weights agree after every step; their running statistics (and the
+            // weight average's) come from their own images: averaged, then all checked.
+            let model = self.model.take().expect("the trainer holds its model");
+            self.model = Some(
+                average_and_check(world.as_ref(), model, epoch).map_err(TrainError::Diverged)?,
+            );
+            if let Some(average) = &mut self.average {
+                average.average_across(world.as_ref());
+            }
         }
         stats.train_seconds = started.elapsed().as_secs_f64();
         stats.loss = loss_sum / stats.images.max(1) as f64;
@@ -245,8 +295,8 @@ impl Trainer {
             for host in batches.by_ref() {
                 let lr = lrs[step];
                 let size = self.config.image_size;
-                let loss = match self.step(host.to_device(&self.device), size, lr, step) {
-                    Ok((loss, _)) => loss,
+                let loss = match self.step(host.to_device(&self.device), size, lr, step, 1.0) {
+                    Ok((loss, _, _)) => loss,
                     Err(loss) => {
                         on_step(step, lr, loss);
                         return Ok(());
@@ -349,13 +399,19 @@ impl Trainer {
     /// loss and how many of its images were classified right, or the loss if it is not finite
     /// (the weights are then left as they were). The images are resized to `size` first when
     /// they are not that size; `global_step` (0-based, over the run) paces the weight average.
+    ///
+    /// With several ranks, `share` is this rank's part of the whole batch: the gradients are
+    /// summed across ranks (each weighted by its share), and the loss, the count of right
+    /// answers and the images returned are the whole batch's, the same on every rank.
     fn step(
         &mut self,
         batch: Batch,
         size: usize,
         lr: f64,
         global_step: usize,
-    ) -> Result<(f32, usize), f32> {
+        share: f32,
+    ) -> Result<(f32, usize, usize), f32> {
+        let images = batch.targets.dims()[0];
         let model = self
             .model
             .take()
@@ -373,12 +429,29 @@ impl Trainer {
             .iter::<f32>()
             .next()
             .unwrap_or(f32::NAN);
-        if !loss_value.is_finite() {
+        let mut correct = count_correct(logits, majority);
+        let (mut loss_value, mut images) = (loss_value, images);
+        let grads = match &self.world {
+            // Every rank goes through the all-reduce, finite loss or not, so that none waits
+            // for another; the summed loss then tells all of them alike.
+            Some(world) => {
+                let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+                let mut extra = [loss_value * images as f32, correct as f32, images as f32];
+                let t = Instant::now();
+                all_reduce_gradients(world.as_ref(), &model, &mut grads, share, &mut extra);
+                self.all_reduce += t.elapsed();
+                images = extra[2] as usize;
+                loss_value = extra[0] / extra[2].max(1.0);
+                correct = extra[1] as usize;
+                (loss_value.is_finite()).then_some(grads)
+            }
+            None if !loss_value.is_finite() => None,
+            None => Some(GradientsParams::from_grads(loss.backward(), &model)),
+        };
+        let Some(grads) = grads else {
             self.model = Some(model);
             return Err(loss_value);
-        }
-        let correct = count_correct(logits, majority);
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        };
         let mut model = self.optim.step(lr, model, grads);
         if let Some(lookahead) = &mut self.lookahead {
             model = lookahead.after_step(model);
@@ -387,7 +460,7 @@ impl Trainer {
             average.update(&model, global_step);
         }
         self.model = Some(model);
-        Ok((loss_value, correct))
+        Ok((loss_value, correct, images))
     }
 
     /// The kept model (see [`Self::kept_model`]) in inference mode on `set` (plain

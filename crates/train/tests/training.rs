@@ -43,6 +43,7 @@ fn run(config: TrainConfig, out: &Path, resume: bool) -> catdog_train::Summary {
         resume,
         force: false,
         progress: ProgressMode::Quiet,
+        world: None,
     })
     .unwrap()
 }
@@ -470,6 +471,7 @@ fn non_finite_loss_stops_and_keeps_the_last_good_checkpoint() {
         resume: false,
         force: false,
         progress: ProgressMode::Quiet,
+        world: None,
     })
     .unwrap_err()
     .to_string();

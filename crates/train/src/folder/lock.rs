@@ -24,7 +24,20 @@ pub fn lock_holder(dir: &Path) -> Option<u32> {
         (Some(recorded), Some(now)) => recorded == now,
         _ => true,
     };
-    (pid != std::process::id() && process_alive(pid) && same_process).then_some(pid)
+    (pid != std::process::id() && process_alive(pid) && !exited(pid) && same_process).then_some(pid)
+}
+
+/// Whether `pid` has exited and waits only to be reaped (a zombie, state `Z` or `X` in
+/// `/proc/PID/stat`): signal 0 still reaches it, but it holds nothing. A rank that `mpirun`
+/// killed stays one until its new parent reaps it.
+fn exited(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let state = stat
+        .rfind(')')
+        .and_then(|at| stat[at + 1..].split_whitespace().next());
+    matches!(state, Some("Z" | "X"))
 }
 
 /// When `pid` started, in clock ticks since boot (field 22 of `/proc/PID/stat`); `None` where
@@ -113,6 +126,22 @@ pub enum LockError {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_lock_held_by_a_zombie_is_stale() {
+        let dir = tempfile::tempdir().unwrap();
+        // A child that exits at once and is not reaped until the end of the test.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        let zombie = (0..200).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            super::exited(pid)
+        });
+        assert!(zombie, "the child did not become a zombie");
+        std::fs::write(dir.path().join(super::LOCK_FILE), format!("{pid}\n")).unwrap();
+        assert_eq!(super::lock_holder(dir.path()), None);
+        child.wait().unwrap();
+    }
+
     use super::*;
 
     #[test]

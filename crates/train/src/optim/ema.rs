@@ -64,6 +64,21 @@ impl WeightAverage {
         }
     }
 
+    /// The average averaged over the ranks of `world` (each rank's running statistics come from
+    /// its own images; its weights are the same on every rank).
+    pub fn average_across(&mut self, world: &dyn crate::distributed::Collective) {
+        let mut flat: Vec<f32> = self.values.iter().flatten().copied().collect();
+        world.sum(&mut flat);
+        let scale = 1.0 / world.size() as f32;
+        let mut at = 0;
+        for v in &mut self.values {
+            for dst in v.iter_mut() {
+                *dst = flat[at] * scale;
+                at += 1;
+            }
+        }
+    }
+
     /// The averaged model (inference mode, on `model`'s inner device), once the average has
     /// started: `model` with the averaged values in place of its own.
     pub fn model(&self, model: &Classifier) -> Option<Classifier> {

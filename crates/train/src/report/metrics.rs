@@ -18,6 +18,8 @@ pub struct EpochMetrics {
     pub images_per_sec: f64,
     /// Share of the training step time spent waiting for the next batch.
     pub data_wait: f64,
+    /// Share of the training time spent summing gradients across ranks (0 for one process).
+    pub all_reduce: f64,
 }
 
 /// `metrics.csv`: the learning curves. Deterministic for a seed on a CPU backend, so two runs
@@ -33,13 +35,14 @@ pub fn metrics_csv(history: &[EpochMetrics]) -> String {
     s
 }
 
-/// `timing.csv`: wall time, throughput and data-wait share per epoch (these vary run to run).
+/// `timing.csv`: wall time, throughput, and the shares of data wait and (with several ranks) of
+/// the gradient all-reduce per epoch (these vary run to run).
 pub fn timing_csv(history: &[EpochMetrics]) -> String {
-    let mut s = String::from("epoch,seconds,images_per_sec,data_wait\n");
+    let mut s = String::from("epoch,seconds,images_per_sec,data_wait,all_reduce\n");
     for m in history {
         s.push_str(&format!(
-            "{},{:.2},{:.1},{:.4}\n",
-            m.epoch, m.seconds, m.images_per_sec, m.data_wait
+            "{},{:.2},{:.1},{:.4},{:.4}\n",
+            m.epoch, m.seconds, m.images_per_sec, m.data_wait, m.all_reduce
         ));
     }
     s
