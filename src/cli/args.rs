@@ -38,6 +38,30 @@ pub enum Command {
     LrFind(Box<LrFindArgs>),
     /// Serve a model over HTTP: a JSON API (POST /predictions) and a drag-and-drop page.
     Serve(ServeArgs),
+    /// Find training photos whose labels are probably wrong, and near-duplicates (out-of-fold
+    /// predictions and confident learning); writes audit.csv for `train --exclude`.
+    Audit(Box<AuditArgs>),
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+    /// Folds: one model per fold, trained on the others, judges the fold's photos.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(2..=20))]
+    pub folds: u16,
+    /// Audit folder (default: audit-<timestamp>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Replace an audit catdog wrote there before (only catdog's own files).
+    #[arg(long)]
+    pub force: bool,
+    /// Photos drawn in label-issues.png (0: none).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u16).range(0..=256))]
+    pub gallery: u16,
+    /// Print only warnings and the result.
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]
@@ -155,6 +179,10 @@ pub struct SettingsArgs {
     /// the default data and it exists).
     #[arg(long)]
     pub test: Option<PathBuf>,
+    /// Photos of --data to leave out: a file with one path per line, or a CSV whose first
+    /// column is `path` (`catdog audit` writes audit.csv).
+    #[arg(long, value_name = "FILE")]
+    pub exclude: Option<PathBuf>,
     /// Architecture.
     #[arg(long, value_enum)]
     pub arch: Option<Arch>,

@@ -1,4 +1,5 @@
 mod args;
+mod audit;
 mod eval;
 mod export;
 mod lr_find;
@@ -115,5 +116,6 @@ pub fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<ExitCode, Failure> {
         Command::Import(a) => export::import(a),
         Command::LrFind(a) => lr_find::run(*a, &given),
         Command::Serve(a) => serve::run(a),
+        Command::Audit(a) => audit::run(*a, &given),
     }
 }

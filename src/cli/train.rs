@@ -137,6 +137,9 @@ pub(super) fn train_config(s: &SettingsArgs) -> Result<TrainConfig, Failure> {
     if let Some(v) = &s.data {
         c.data = v.clone();
     }
+    if let Some(v) = &s.exclude {
+        c.exclude = Some(v.clone());
+    }
     if let Some(v) = &s.test {
         c.test = Some(v.clone());
     } else if default_data && c.test.is_none() && Path::new(DEFAULT_TEST).is_dir() {
@@ -257,6 +260,6 @@ fn check_folder(flag: &str, path: &Path, is_default: bool) -> Result<(), Failure
 }
 
 /// `YYYYmmdd-HHMMSS` in UTC, for default run folder names.
-fn timestamp() -> String {
+pub(super) fn timestamp() -> String {
     chrono::Utc::now().format("%Y%m%d-%H%M%S").to_string()
 }

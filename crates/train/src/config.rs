@@ -27,6 +27,10 @@ pub struct TrainConfig {
     pub data: PathBuf,
     /// Optional held-out folder, evaluated once at the end with the best model.
     pub test: Option<PathBuf>,
+    /// Photos of `data` to leave out: a file with one path per line, or a CSV whose first
+    /// column is `path` (such as `catdog audit`'s `audit.csv`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exclude: Option<PathBuf>,
     /// Architecture; the class count comes from the data and the input size from `image_size`.
     pub model: Architecture,
     /// Images are resized to `image_size x image_size`.
@@ -80,6 +84,7 @@ impl Default for TrainConfig {
         Self {
             data: PathBuf::from("data/dogs-vs-cats/train"),
             test: None,
+            exclude: None,
             model: Architecture::default(),
             image_size: DEFAULT_IMAGE_SIZE,
             progressive: None,

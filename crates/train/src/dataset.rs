@@ -6,6 +6,7 @@ use std::{
     sync::Arc,
 };
 
+use crate::exclude::{kept_indices, read_exclude_list};
 use catdog_data::printable;
 use catdog_data::{
     check_splittable, discover_classes, load, stratified_split, CacheStatus, DataError, ImageSet,
@@ -37,8 +38,25 @@ impl RunData {
             config.pixel_cache(),
             progress,
         )?;
-        let Loaded { set, skipped, .. } = loaded;
+        let Loaded {
+            mut set, skipped, ..
+        } = loaded;
         let mut skipped = skipped;
+        if let Some(list) = &config.exclude {
+            let (excluded, missing) = read_exclude_list(list)?;
+            let kept = kept_indices(&set.paths, &excluded);
+            progress.say(&format!(
+                "exclude: {} of {} images left out ({} listed{})",
+                set.len() - kept.len(),
+                set.len(),
+                excluded.len() + missing,
+                match missing {
+                    0 => String::new(),
+                    n => format!(", {n} of them not found"),
+                }
+            ));
+            set = set.subset(&kept);
+        }
         // Every class needs at least one training and one validation image.
         check_splittable(&set.labels, &set.classes, config.validation_fraction)?;
         let (train_idx, valid_idx) =

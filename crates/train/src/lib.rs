@@ -5,6 +5,7 @@
 //! evaluation and `summary.json`. Loading and running a trained model for inference lives in
 //! `catdog-infer`, which this crate builds on.
 
+pub mod audit;
 mod budget;
 mod checkpoint;
 mod config;
@@ -13,6 +14,7 @@ mod config_file;
 pub mod dataset;
 pub mod distributed;
 mod error;
+pub mod exclude;
 pub mod export;
 pub mod folder;
 pub mod lr_find;

@@ -30,7 +30,7 @@ use crate::{
     error::TrainError,
     optim::{ema::WeightAverage, lookahead::Lookahead, whiten::whiten_first_conv},
     report::{
-        evaluate::{evaluate, VALIDATION_MIN_BATCH},
+        evaluate::{evaluate, evaluate_across, VALIDATION_MIN_BATCH},
         metrics::{EpochMetrics, Evaluation},
     },
     InvalidSetting, Loss, Progress, TrainConfig,
@@ -483,7 +483,11 @@ impl Trainer {
         device: &Device,
     ) -> Result<Evaluation, TrainError> {
         let batch_size = self.config.batch_size.max(VALIDATION_MIN_BATCH);
-        Ok(evaluate(model, set, norm, device, batch_size, Tta::Off, 1.0)?.evaluation)
+        let evaluated = match &self.world {
+            Some(world) => evaluate_across(world.as_ref(), model, set, norm, device, batch_size)?,
+            None => evaluate(model, set, norm, device, batch_size, Tta::Off, 1.0)?,
+        };
+        Ok(evaluated.evaluation)
     }
 
     /// Saves the model and optimiser after an epoch.

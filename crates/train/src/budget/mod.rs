@@ -24,6 +24,10 @@ impl Budget {
     pub fn duration(self) -> Duration {
         self.0
     }
+
+    pub const fn from_duration(d: Duration) -> Self {
+        Budget(d)
+    }
 }
 
 impl FromStr for Budget {

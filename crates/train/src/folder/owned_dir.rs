@@ -29,6 +29,8 @@ pub enum FolderKind {
     Model,
     /// Plots of `catdog eval`.
     Eval,
+    /// A label audit (`catdog audit`).
+    Audit,
 }
 
 impl FolderKind {
@@ -38,6 +40,7 @@ impl FolderKind {
             FolderKind::Bundle => "export bundle",
             FolderKind::Model => "imported model",
             FolderKind::Eval => "evaluation",
+            FolderKind::Audit => "label audit",
         }
     }
 }

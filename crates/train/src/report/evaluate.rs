@@ -65,6 +65,28 @@ pub fn evaluate(
     evaluated(&logits, &set, temperature)
 }
 
+/// [`evaluate`] with the set split across the ranks of `world`: each rank computes the logits
+/// of its part, the logits of all are gathered (a sum of zero-padded buffers) and every rank
+/// builds the same evaluation from them.
+pub fn evaluate_across(
+    world: &dyn crate::distributed::Collective,
+    model: &Classifier,
+    set: Arc<ImageSet>,
+    norm: &Normalization,
+    device: &Device,
+    batch_size: usize,
+) -> Result<Evaluated, EvalError> {
+    let part = crate::distributed::shard(set.len(), world.rank(), world.size());
+    let classes = set.classes.len();
+    let indices: Vec<usize> = part.clone().collect();
+    let own = Arc::new(set.subset(&indices));
+    let local = infer_logits(model, own, norm, device, batch_size, Tta::Off)?;
+    let mut all = vec![0f32; set.len() * classes];
+    all[part.start * classes..part.end * classes].copy_from_slice(&local);
+    world.sum(&mut all);
+    evaluated(&all, &set, 1.0)
+}
+
 /// [`evaluate`] plain and with flip TTA, from one pass over the set (two forwards per image,
 /// not three).
 pub fn evaluate_plain_and_flip_tta(
