@@ -256,8 +256,8 @@ impl Trainer {
             self.model = self.model.take().map(|model| lookahead.end_epoch(model));
         }
         if let Some(world) = &self.world {
-            // The ranks' weights agree after every step; their running statistics (and the
-            // weight average's) come from their own images: averaged, then all checked.
+            // The ranks' weights must agree after every step (checked); their running
+            // statistics (and the weight average's) come from their own images: averaged.
             let model = self.model.take().expect("the trainer holds its model");
             self.model = Some(
                 average_and_check(world.as_ref(), model, epoch).map_err(TrainError::Diverged)?,

@@ -166,18 +166,18 @@ pub fn average_and_check(
         });
     }
     let mut values = model_values::collect(&model, Tensors::All);
-    let lens: Vec<usize> = values.iter().map(Vec::len).collect();
+    average_values(world, &mut values);
+    Ok(model_values::replace(model, &values, Tensors::All))
+}
+
+/// Each of `values` replaced by its mean over the ranks, in one all-reduce.
+pub fn average_values(world: &dyn Collective, values: &mut [Vec<f32>]) {
     let mut flat: Vec<f32> = values.iter().flatten().copied().collect();
     world.sum(&mut flat);
     let scale = 1.0 / world.size() as f32;
-    let mut at = 0;
-    for (v, len) in values.iter_mut().zip(lens) {
-        for (dst, src) in v.iter_mut().zip(&flat[at..at + len]) {
-            *dst = src * scale;
-        }
-        at += len;
+    for (dst, src) in values.iter_mut().flatten().zip(&flat) {
+        *dst = src * scale;
     }
-    Ok(model_values::replace(model, &values, Tensors::All))
 }
 
 /// A sum that depends on every value and on its place.

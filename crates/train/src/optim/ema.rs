@@ -67,16 +67,7 @@ impl WeightAverage {
     /// The average averaged over the ranks of `world` (each rank's running statistics come from
     /// its own images; its weights are the same on every rank).
     pub fn average_across(&mut self, world: &dyn crate::distributed::Collective) {
-        let mut flat: Vec<f32> = self.values.iter().flatten().copied().collect();
-        world.sum(&mut flat);
-        let scale = 1.0 / world.size() as f32;
-        let mut at = 0;
-        for v in &mut self.values {
-            for dst in v.iter_mut() {
-                *dst = flat[at] * scale;
-                at += 1;
-            }
-        }
+        crate::distributed::average_values(world, &mut self.values);
     }
 
     /// The averaged model (inference mode, on `model`'s inner device), once the average has
