@@ -298,7 +298,7 @@ def resnet_torch(model):
 
 def catdog_logits(catdog, bundle, files):
     out = subprocess.run(
-        [catdog, "predict", "--model", bundle, "--json", *files],
+        [catdog, "predict", "--model", bundle, "--json", "--no-tta", *files],
         check=True, capture_output=True, text=True,
     ).stdout
     by_path = {os.path.abspath(p["path"]): p for p in json.loads(out)}

@@ -2,6 +2,7 @@ use std::path::PathBuf;
 
 use catdog_data::MixKind;
 use catdog_infer::{Backend, OpenDevice};
+use catdog_model::{Architecture, CnnArch, MlpArch, ResNetArch};
 use catdog_train::{
     export::ExportFormat,
     mistakes::{GALLERY_TILES, MAX_GALLERY_TILES},
@@ -109,6 +110,17 @@ pub enum Arch {
     /// ResNet-9-style residual network (see `[model]` `arch = "resnet"`).
     #[value(name = "resnet")]
     ResNet,
+}
+
+impl Arch {
+    /// This kind of network at its default widths.
+    pub fn architecture(self) -> Architecture {
+        match self {
+            Arch::Mlp => Architecture::Mlp(MlpArch::default()),
+            Arch::Cnn => Architecture::Cnn(CnnArch::default()),
+            Arch::ResNet => Architecture::ResNet(ResNetArch::default()),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -316,9 +328,10 @@ pub struct EvalArgs {
     /// Print the evaluation as JSON.
     #[arg(long)]
     pub json: bool,
-    /// Average the logits of each image and its mirror image.
+    /// One forward pass per image, instead of the default flip TTA (the mean of the logits
+    /// of each image and its mirror image).
     #[arg(long)]
-    pub tta: bool,
+    pub no_tta: bool,
     /// Probabilities (and the calibration error) from softmax(logits), ignoring the
     /// temperature fitted in training.
     #[arg(long)]
@@ -359,6 +372,10 @@ pub struct PredictArgs {
     /// Print predictions as JSON.
     #[arg(long)]
     pub json: bool,
+    /// One forward pass per image, instead of the default flip TTA (the mean of the logits
+    /// of each image and its mirror image): the logits an export gives.
+    #[arg(long)]
+    pub no_tta: bool,
     /// Probabilities as softmax(logits), ignoring the temperature fitted in training.
     #[arg(long)]
     pub no_calibration: bool,

@@ -24,7 +24,8 @@ pub fn run(a: AuditArgs, given: &GivenFlags) -> Result<ExitCode, Failure> {
             ignored.join(", ")
         );
     }
-    let config = train_config(&a.settings)?;
+    // Each fold's model trains in its share of the budget, and its recipe is chosen for it.
+    let config = train_config(&a.settings, a.folds.into())?;
     let out = a
         .out
         .clone()

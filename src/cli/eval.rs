@@ -62,7 +62,7 @@ pub fn run(a: EvalArgs) -> Result<ExitCode, Failure> {
         ProgressMode::auto()
     };
     let opts = FolderEvalOptions {
-        tta: if a.tta { Tta::Flip } else { Tta::Off },
+        tta: if a.no_tta { Tta::Off } else { Tta::Flip },
         calibrated: !a.no_calibration,
         cache_dir: pixel_cache(a.cache_dir.clone(), a.no_cache),
     };
@@ -89,6 +89,7 @@ pub fn run(a: EvalArgs) -> Result<ExitCode, Failure> {
             printable(&a.data.to_string_lossy()),
             opened.name
         );
+        println!("{}", opts.tta.describe());
         print!("{}", printable_evaluation(e).render());
     }
     if let Some(folder) = plot_folder {

@@ -32,7 +32,7 @@ pub fn run(a: LrFindArgs, given: &GivenFlags) -> Result<ExitCode, Failure> {
             ignored.join(", ")
         );
     }
-    let mut config = train_config(s)?;
+    let mut config = train_config(s, 1)?;
     // The sweep trains on the training split only; a held-out folder plays no part.
     config.test = None;
     let opts = LrFindOptions {

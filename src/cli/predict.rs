@@ -42,7 +42,7 @@ pub fn run(a: PredictArgs) -> Result<ExitCode, Failure> {
         .map(|s| (s.path.is_dir(), Input::Path(s.path.clone())))
         .unzip();
     let opts = ClassifyOptions {
-        tta: Tta::Off,
+        tta: if a.no_tta { Tta::Off } else { Tta::Flip },
         calibrated: !a.no_calibration,
     };
     let results = classifier.classify(&inputs, opts);
@@ -100,6 +100,7 @@ fn print_rows(
     opts: &ClassifyOptions,
     classifier: &catdog_infer::Classifier,
 ) {
+    eprintln!("{}", opts.tta.describe());
     let temperature = classifier.spec().probability_temperature(opts.calibrated);
     if temperature != 1.0 {
         eprintln!(

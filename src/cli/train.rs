@@ -5,11 +5,13 @@ use std::{
 
 use catdog_data::Mix;
 use catdog_infer::model_io::WEIGHTS_FILE;
-use catdog_model::{Architecture, CnnArch, MlpArch, ResNetArch};
-use catdog_train::{train, LookaheadConfig, ProgressMode, Progressive, TrainConfig, TrainRequest};
+use catdog_train::{
+    train, Budget, LookaheadConfig, ProgressMode, Progressive, Recipe, TrainConfig, TrainRequest,
+    DEFAULT_BUDGET,
+};
 
 use super::{
-    args::{Arch, GivenFlags, SettingsArgs, TrainArgs},
+    args::{GivenFlags, SettingsArgs, TrainArgs},
     usage,
     world::World,
     Failure,
@@ -42,12 +44,16 @@ pub fn run(a: TrainArgs, given: &GivenFlags) -> Result<ExitCode, Failure> {
         100.0 * summary.validation.accuracy,
         summary.validation.images
     );
-    if let Some(t) = &summary.test {
+    // Flip TTA first: it is how eval, predict and serve classify by default.
+    if let (Some(t), Some(flip)) = (&summary.test, &summary.test_flip_tta) {
         println!(
-            "held-out test accuracy: {:.2}% ({} images), calibration error {:.2}% at \
-             temperature {:.3}",
+            "held-out test accuracy: {:.2}% with flip TTA (the default of eval, predict and \
+             serve), {:.2}% with one forward pass ({} images); calibration error {:.2}% and \
+             {:.2}% at temperature {:.3}",
+            100.0 * flip.accuracy,
             100.0 * t.accuracy,
             t.images,
+            100.0 * flip.calibration.ece,
             100.0 * t.calibration.ece,
             t.temperature
         );
@@ -118,7 +124,7 @@ fn settings(a: &TrainArgs, given: &GivenFlags) -> Result<(TrainConfig, PathBuf, 
         }
         return Ok((c, dir.clone(), true));
     }
-    let c = train_config(&a.settings)?;
+    let c = train_config(&a.settings, 1)?;
     let out = a
         .out
         .clone()
@@ -127,12 +133,22 @@ fn settings(a: &TrainArgs, given: &GivenFlags) -> Result<(TrainConfig, PathBuf, 
 }
 
 /// The training settings of the flags: defaults, then `--config`, then flags; all checked
-/// before any work.
-pub(super) fn train_config(s: &SettingsArgs) -> Result<TrainConfig, Failure> {
+/// before any work. Without a config file or an epoch count, the budget of each of the `runs`
+/// training runs that share it picks the model, input size and progressive schedule
+/// ([`Recipe::for_budget`]), unless `--arch` names another kind of network.
+pub(super) fn train_config(s: &SettingsArgs, runs: u32) -> Result<TrainConfig, Failure> {
     let mut c = match &s.config {
         Some(path) => TrainConfig::from_file(path)?,
         None => TrainConfig::default(),
     };
+    if s.config.is_none() && s.epochs.is_none() {
+        let budget = s.budget.unwrap_or(DEFAULT_BUDGET);
+        let recipe = Recipe::for_budget(Budget::from_duration(budget.duration() / runs.max(1)));
+        let chosen = s.arch.map(|a| a.architecture());
+        if chosen.is_none_or(|m| recipe.same_kind(&m)) {
+            recipe.apply(&mut c);
+        }
+    }
     let default_data = s.data.is_none() && s.config.is_none();
     if let Some(v) = &s.data {
         c.data = v.clone();
@@ -145,17 +161,12 @@ pub(super) fn train_config(s: &SettingsArgs) -> Result<TrainConfig, Failure> {
     } else if default_data && c.test.is_none() && Path::new(DEFAULT_TEST).is_dir() {
         c.test = Some(PathBuf::from(DEFAULT_TEST));
     }
-    match s.arch {
-        Some(Arch::Mlp) if !matches!(c.model, Architecture::Mlp(_)) => {
-            c.model = Architecture::Mlp(MlpArch::default());
+    // Another kind of network than the config's, at its default widths.
+    if let Some(arch) = s.arch {
+        let model = arch.architecture();
+        if std::mem::discriminant(&model) != std::mem::discriminant(&c.model) {
+            c.model = model;
         }
-        Some(Arch::Cnn) if !matches!(c.model, Architecture::Cnn(_)) => {
-            c.model = Architecture::Cnn(CnnArch::default());
-        }
-        Some(Arch::ResNet) if !matches!(c.model, Architecture::ResNet(_)) => {
-            c.model = Architecture::ResNet(ResNetArch::default());
-        }
-        _ => {}
     }
     macro_rules! set {
         ($flag:expr, $field:expr) => {
@@ -262,4 +273,70 @@ fn check_folder(flag: &str, path: &Path, is_default: bool) -> Result<(), Failure
 /// `YYYYmmdd-HHMMSS` in UTC, for default run folder names.
 pub(super) fn timestamp() -> String {
     chrono::Utc::now().format("%Y%m%d-%H%M%S").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use catdog_model::Architecture;
+    use catdog_train::RESNET_IMAGE_SIZE;
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::args::{Cli, Command};
+
+    /// The settings `catdog train ARGS` would run with (on an empty data folder).
+    fn settings(args: &[&str]) -> TrainConfig {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().to_str().unwrap();
+        let head = ["catdog", "train", "--data", data];
+        let argv = head.iter().chain(args);
+        let Command::Train(a) = Cli::try_parse_from(argv).unwrap().command else {
+            unreachable!()
+        };
+        match train_config(&a.settings, 1) {
+            Ok(c) => c,
+            Err(_) => panic!("{args:?} refused"),
+        }
+    }
+
+    #[test]
+    fn the_budget_picks_the_recipe_unless_flags_or_a_file_choose() {
+        let is_resnet = |c: &TrainConfig| matches!(c.model, Architecture::ResNet(_));
+        let default = TrainConfig::default();
+        // 15 minutes (the default) and 5: the CNN at its default size, no progressive resizing.
+        for args in [&[][..], &["--budget", "5m"], &["--budget", "24m"]] {
+            let c = settings(args);
+            assert_eq!(
+                (&c.model, c.image_size, c.progressive),
+                (&default.model, default.image_size, default.progressive),
+                "{args:?}"
+            );
+        }
+        // 30 minutes: the ResNet, resized progressively up to 56x56.
+        let c = settings(&["--budget", "30m"]);
+        assert!(is_resnet(&c));
+        assert_eq!(c.image_size, RESNET_IMAGE_SIZE);
+        assert_eq!(c.progressive, Some(Progressive::default()));
+        // The same kind named: the recipe stays; flags change only what they name.
+        let c = settings(&["--budget", "30m", "--arch", "resnet", "--image-size", "64"]);
+        assert!(is_resnet(&c) && c.progressive.is_some());
+        assert_eq!(c.image_size, 64);
+        let c = settings(&["--budget", "1h", "--no-progressive"]);
+        assert!(is_resnet(&c) && c.progressive.is_none());
+        // Another kind named: that network's own defaults.
+        let c = settings(&["--budget", "30m", "--arch", "cnn"]);
+        assert_eq!(
+            (&c.model, c.image_size, c.progressive),
+            (&default.model, default.image_size, default.progressive)
+        );
+        // An epoch count has no budget to choose by.
+        let c = settings(&["--budget", "30m", "--epochs", "3"]);
+        assert_eq!(c.model, default.model);
+        // A config file is followed as written.
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("train.toml");
+        std::fs::write(&file, "image_size = 40\n").unwrap();
+        let c = settings(&["--budget", "30m", "--config", file.to_str().unwrap()]);
+        assert_eq!((&c.model, c.image_size), (&default.model, 40));
+    }
 }

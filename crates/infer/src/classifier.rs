@@ -53,7 +53,7 @@ pub struct ClassifyOptions {
 impl Default for ClassifyOptions {
     fn default() -> Self {
         ClassifyOptions {
-            tta: Tta::Off,
+            tta: Tta::default(),
             calibrated: true,
         }
     }
@@ -180,7 +180,7 @@ impl Classifier {
             .collect()
     }
 
-    /// [`Self::classify`] of one input with the default options (calibrated, no TTA).
+    /// [`Self::classify`] of one input with the default options (calibrated, flip TTA).
     pub fn classify_one(&self, input: Input) -> Result<Prediction, ClassifyError> {
         self.classify(&[input], ClassifyOptions::default())
             .pop()

@@ -65,7 +65,11 @@ fn paths_bytes_and_bad_inputs() {
         Input::path(dir.join("missing.jpg")),
         Input::path(&b),
     ];
-    let results = classifier.classify(&inputs, ClassifyOptions::default());
+    let one_pass = ClassifyOptions {
+        tta: Tta::Off,
+        ..Default::default()
+    };
+    let results = classifier.classify(&inputs, one_pass);
     assert_eq!(results.len(), 5);
     assert!(results[1].is_err() && results[3].is_err());
     let ok: Vec<&Prediction> = [0, 2, 4]
@@ -98,7 +102,7 @@ fn paths_bytes_and_bad_inputs() {
     // Uncalibrated: the plain softmax of the same logits.
     let plain = ClassifyOptions {
         calibrated: false,
-        ..Default::default()
+        tta: Tta::Off,
     };
     let p = classifier
         .classify(&[Input::path(&a)], plain)
@@ -115,11 +119,13 @@ fn paths_bytes_and_bad_inputs() {
     image::imageops::flip_horizontal(&synth_image(0, 40, 1))
         .save(&mirrored)
         .unwrap();
-    let m = classifier.classify_one(Input::path(&mirrored)).unwrap();
-    let tta = ClassifyOptions {
-        tta: Tta::Flip,
-        ..Default::default()
-    };
+    let m = classifier
+        .classify(&[Input::path(&mirrored)], plain)
+        .remove(0)
+        .unwrap();
+    // Flip TTA is the default.
+    let tta = ClassifyOptions::default();
+    assert_eq!(tta.tta, Tta::Flip);
     let t = classifier
         .classify(&[Input::path(&a)], tta)
         .remove(0)

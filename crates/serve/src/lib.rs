@@ -1,7 +1,8 @@
 //! `catdog serve`: a trained model behind HTTP, on loopback by default.
 //!
 //! - `POST /predictions` (and TorchServe's `/predictions/{model}`): one image as the raw body,
-//!   or several as `multipart/form-data`; `?tta=1` for flip test-time augmentation. Each image
+//!   or several as `multipart/form-data`; flip test-time augmentation
+//!   as `catdog predict` does, `?tta=0` for one forward pass. Each image
 //!   gets its class, probabilities and logits per class and the temperature.
 //! - `GET /ping`, `GET /model` (the model card), `GET /metrics` (Prometheus text), `GET /` (a
 //!   drag-and-drop page, self-contained).

@@ -113,6 +113,7 @@ async fn not_found(axum::extract::State(s): axum::extract::State<State>) -> Resp
 
 #[derive(Debug, Deserialize)]
 struct PredictQuery {
+    /// `0` for one forward pass; flip TTA (as `catdog predict`) when absent.
     #[serde(default)]
     tta: Option<String>,
 }
@@ -154,7 +155,8 @@ async fn predictions(
 ) -> Response {
     let started = Instant::now();
     let tta = match query.tta.as_deref() {
-        None | Some("0") | Some("false") => Tta::Off,
+        None => Tta::default(),
+        Some("0") | Some("false") => Tta::Off,
         Some("1") | Some("true") => Tta::Flip,
         Some(other) => {
             return Failure::new(

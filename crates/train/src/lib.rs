@@ -21,6 +21,7 @@ pub mod lr_find;
 pub mod optim;
 mod progress;
 mod progressive;
+mod recipe;
 pub mod report;
 mod run;
 #[cfg(test)]
@@ -34,7 +35,7 @@ pub use report::{calibrate, evaluate, gallery, metrics, mistakes, plots};
 
 pub use budget::{Budget, BudgetTooShort};
 pub use checkpoint::{Checkpoint, CheckpointSink, TrainState};
-pub use config::{pixel_cache, InvalidSetting, Replan, RunConfig, TrainConfig};
+pub use config::{pixel_cache, InvalidSetting, Replan, RunConfig, TrainConfig, DEFAULT_BUDGET};
 pub use config_file::ConfigFileError;
 pub use error::TrainError;
 pub use export::{HeldOutMetrics, ModelCard, TensorInfo};
@@ -46,6 +47,7 @@ pub use optim::loss::Loss;
 pub use optim::{OptimConfig, OptimizerKind, Schedule};
 pub use progress::{Progress, ProgressMode};
 pub use progressive::Progressive;
+pub use recipe::{Recipe, RESNET_FROM, RESNET_IMAGE_SIZE};
 pub use report::summary::Summary;
 pub use run::{train, TrainRequest};
 pub use trainer::Trainer;

@@ -395,21 +395,22 @@ fn evaluate_best(
             };
             progress.say(&format!(
                 "held-out test {}: accuracy {:.2}% ({} images), loss {:.4}, {calibration}; \
-                 with flip TTA {:.2}%",
+                 with flip TTA {:.2}%, calibration error {:.2}%",
                 dir.display(),
                 100.0 * e.evaluation.accuracy,
                 e.evaluation.images,
                 e.evaluation.loss,
-                100.0 * tta.evaluation.accuracy
+                100.0 * tta.evaluation.accuracy,
+                100.0 * tta.evaluation.calibration.ece
             ));
-            (Some(e), Some(tta.evaluation))
+            (Some(e), Some(tta))
         }
         None => (None, None),
     };
     // The held-out set's files (else the validation split's): plots, per-image results and the
-    // galleries of its worst mistakes.
-    let (shown, skipped, set_name) = match &test {
-        Some(e) => (e, &data.test_skipped[..], "held-out test set"),
+    // galleries of its worst mistakes; with flip TTA, as `catdog eval` writes them by default.
+    let (shown, skipped, set_name) = match &test_flip_tta {
+        Some(e) => (e, &data.test_skipped[..], "held-out test set, flip TTA"),
         None => (&validation, &[][..], "validation split"),
     };
     let report = Report {
@@ -429,7 +430,7 @@ fn evaluate_best(
     Ok((
         validation.evaluation,
         test.map(|e| e.evaluation),
-        test_flip_tta,
+        test_flip_tta.map(|e| e.evaluation),
     ))
 }
 

@@ -134,7 +134,8 @@ pub fn audit(req: AuditRequest) -> Result<AuditReport, TrainError> {
             &loaded.spec.normalization,
             &opened.device,
             config.batch_size.max(64),
-            Tta::Off,
+            // As catdog classifies by default: flip TTA, the surer out-of-fold probabilities.
+            Tta::default(),
         )
         .map_err(|e| TrainError::Eval(e.into()))?;
         for (k, &i) in members.iter().enumerate() {
