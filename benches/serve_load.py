@@ -16,7 +16,7 @@ import time
 import urllib.parse
 
 
-def client(url, photos, stop, out, bad=False):
+def client(url, path, photos, stop, out, bad=False):
     u = urllib.parse.urlparse(url)
     conn = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
     rng = random.Random(os.getpid() ^ threading.get_ident())
@@ -26,7 +26,7 @@ def client(url, photos, stop, out, bad=False):
             body = rng.choice([b"not an image", body[: len(body) // 3], b"\x89PNG\r\n\x1a\n" + b"\0" * 64])
         t = time.perf_counter()
         try:
-            conn.request("POST", "/predictions", body=body, headers={"Content-Type": "image/jpeg"})
+            conn.request("POST", path, body=body, headers={"Content-Type": "image/jpeg"})
             r = conn.getresponse()
             r.read()
             status = r.status
@@ -56,13 +56,14 @@ def main():
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--seconds", type=float, default=10)
     p.add_argument("--bad-clients", type=int, default=0)
+    p.add_argument("--path", default="/predictions", help="e.g. /predictions?tta=0")
     a = p.parse_args()
     names = sorted(os.listdir(a.photos))[:200]
     photos = [open(os.path.join(a.photos, n), "rb").read() for n in names]
     before = batch_sizes(a.url)
     stop, out = threading.Event(), []
-    threads = [threading.Thread(target=client, args=(a.url, photos, stop, out)) for _ in range(a.clients)]
-    threads += [threading.Thread(target=client, args=(a.url, photos, stop, out, True)) for _ in range(a.bad_clients)]
+    threads = [threading.Thread(target=client, args=(a.url, a.path, photos, stop, out)) for _ in range(a.clients)]
+    threads += [threading.Thread(target=client, args=(a.url, a.path, photos, stop, out, True)) for _ in range(a.bad_clients)]
     for t in threads:
         t.start()
     time.sleep(a.seconds)

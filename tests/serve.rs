@@ -236,6 +236,34 @@ fn every_endpoint_answers_and_predictions_match_catdog_predict() {
     let a = post(addr, "/predictions/run?tta=1", &png(1, 3));
     assert_eq!(a.status, 200);
     assert!(a.json()["class"].is_string());
+    // Both default to flip TTA and say so; `?tta=0` is one forward pass, as `--no-tta`, and
+    // other logits than the default's.
+    let said = catdog(&["predict", "--model", "run", "cat.png"], dir);
+    assert!(String::from_utf8_lossy(&said.stderr).contains("flip TTA"));
+    let one = post(
+        addr,
+        "/predictions?tta=0",
+        &std::fs::read(dir.join("cat.png")).unwrap(),
+    );
+    assert_eq!(one.status, 200);
+    assert_eq!(
+        (served["tta"].as_bool(), one.json()["tta"].as_bool()),
+        (Some(true), Some(false))
+    );
+    let o = catdog(
+        &["predict", "--model", "run", "--json", "--no-tta", "cat.png"],
+        dir,
+    );
+    assert_ok(&o);
+    let predicted_once: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let mut differs = false;
+    for (i, class) in ["Cat", "Dog"].iter().enumerate() {
+        let l = one.json()["logits"][class].as_f64().unwrap();
+        let p = predicted_once[0]["logits"][i].as_f64().unwrap();
+        assert!((l - p).abs() < 1e-4, "tta=0, {class}: {l} vs {p}");
+        differs |= (l - served["logits"][class].as_f64().unwrap()).abs() > 1e-6;
+    }
+    assert!(differs, "the default should be flip TTA, not one pass");
 
     // Several photos as multipart, one of them not an image: an answer per part, in order.
     let a = post_multipart(
@@ -267,7 +295,7 @@ fn every_endpoint_answers_and_predictions_match_catdog_predict() {
     assert_error(&get(addr, "/nowhere"), 404, "not_found");
     let metrics = String::from_utf8_lossy(&get(addr, "/metrics").body).into_owned();
     assert!(
-        metrics.contains("catdog_requests_total{endpoint=\"predictions\"} 4"),
+        metrics.contains("catdog_requests_total{endpoint=\"predictions\"} 5"),
         "{metrics}"
     );
     assert!(

@@ -1,6 +1,6 @@
 use std::{io::Write, net::SocketAddr, process::ExitCode, time::Duration};
 
-use catdog_infer::Classifier;
+use catdog_infer::{Classifier, Tta};
 use catdog_serve::{serve, BatchLimits, ServeConfig};
 
 use super::{args::ServeArgs, Failure};
@@ -23,6 +23,7 @@ pub fn run(a: ServeArgs) -> Result<ExitCode, Failure> {
         read_timeout: Duration::from_secs(a.read_timeout_s.into()),
         max_inflight_bytes: usize::from(a.max_inflight_mb) << 20,
         max_connections: a.max_connections.into(),
+        tta: if a.no_tta { Tta::Off } else { Tta::Flip },
     };
     let model = a.model.display().to_string();
     serve(classifier, config, |addr| {

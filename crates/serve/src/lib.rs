@@ -18,7 +18,7 @@ mod routes;
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
-use catdog_infer::Classifier;
+use catdog_infer::{Classifier, Tta};
 
 pub use batcher::BatchLimits;
 
@@ -36,6 +36,8 @@ pub struct ServeConfig {
     pub max_inflight_bytes: usize,
     /// Connections open at once; more wait in the listen backlog.
     pub max_connections: usize,
+    /// How a request without `?tta=` is classified (`catdog predict`'s default: flip TTA).
+    pub tta: Tta,
 }
 
 /// Why the server could not start or stopped.
@@ -80,6 +82,7 @@ pub fn serve(
             card: Arc::new(card),
             max_body_bytes: config.max_body_bytes,
             read_timeout: config.read_timeout,
+            tta: config.tta,
             body_budget: Arc::new(tokio::sync::Semaphore::new(
                 (config.max_inflight_bytes / 1024).clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
             )),

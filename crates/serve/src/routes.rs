@@ -27,6 +27,8 @@ pub struct State {
     pub card: Arc<ModelCard>,
     pub max_body_bytes: usize,
     pub read_timeout: Duration,
+    /// For a request without `?tta=`.
+    pub tta: Tta,
     /// KiB of request bodies held at once, across all requests.
     pub body_budget: Arc<tokio::sync::Semaphore>,
 }
@@ -113,7 +115,7 @@ async fn not_found(axum::extract::State(s): axum::extract::State<State>) -> Resp
 
 #[derive(Debug, Deserialize)]
 struct PredictQuery {
-    /// `0` for one forward pass; flip TTA (as `catdog predict`) when absent.
+    /// `0` for one forward pass, `1` for flip TTA; the server's default when absent.
     #[serde(default)]
     tta: Option<String>,
 }
@@ -126,10 +128,12 @@ struct Answer {
     probabilities: Map<String, Value>,
     logits: Map<String, Value>,
     temperature: f32,
+    /// Whether the logits are flip TTA's mean (the default) or one forward pass (`?tta=0`).
+    tta: bool,
 }
 
 impl Answer {
-    fn new(p: Prediction, classes: &[String]) -> Self {
+    fn new(p: Prediction, classes: &[String], tta: Tta) -> Self {
         let per_class = |values: &[f32]| {
             classes
                 .iter()
@@ -143,6 +147,7 @@ impl Answer {
             class: p.class,
             index: p.index,
             temperature: p.temperature,
+            tta: tta == Tta::Flip,
         }
     }
 }
@@ -155,7 +160,7 @@ async fn predictions(
 ) -> Response {
     let started = Instant::now();
     let tta = match query.tta.as_deref() {
-        None => Tta::default(),
+        None => s.tta,
         Some("0") | Some("false") => Tta::Off,
         Some("1") | Some("true") => Tta::Flip,
         Some(other) => {
@@ -194,7 +199,7 @@ async fn answer(s: &State, tta: Tta, request: Request) -> Result<Value, Failure>
             ));
         }
         let p = classify(s, body, tta).await?;
-        return Ok(json!(Answer::new(p, &s.card.classes)));
+        return Ok(json!(Answer::new(p, &s.card.classes, tta)));
     }
     let request = Request::from_parts(parts, Body::from(body));
     let mut form = Multipart::from_request(request, &())
@@ -226,7 +231,7 @@ async fn answer(s: &State, tta: Tta, request: Request) -> Result<Value, Failure>
     let mut answers = Vec::new();
     for (name, filename, answer) in pending {
         let mut item = match wait(answer).await {
-            Ok(p) => json!(Answer::new(p, &s.card.classes)),
+            Ok(p) => json!(Answer::new(p, &s.card.classes, tta)),
             Err(f) => {
                 s.metrics.error(f.kind);
                 json!({ "error": f.message, "kind": f.kind })
