@@ -145,7 +145,7 @@ pub(super) fn train_config(s: &SettingsArgs, runs: u32) -> Result<TrainConfig, F
         let budget = s.budget.unwrap_or(DEFAULT_BUDGET);
         let recipe = Recipe::for_budget(Budget::from_duration(budget.duration() / runs.max(1)));
         let chosen = s.arch.map(|a| a.architecture());
-        if chosen.is_none_or(|m| recipe.same_kind(&m)) {
+        if chosen.is_none_or(|m| recipe.model.same_kind(&m)) {
             recipe.apply(&mut c);
         }
     }
@@ -164,7 +164,7 @@ pub(super) fn train_config(s: &SettingsArgs, runs: u32) -> Result<TrainConfig, F
     // Another kind of network than the config's, at its default widths.
     if let Some(arch) = s.arch {
         let model = arch.architecture();
-        if std::mem::discriminant(&model) != std::mem::discriminant(&c.model) {
+        if !model.same_kind(&c.model) {
             c.model = model;
         }
     }

@@ -98,6 +98,11 @@ impl Default for ResNetArch {
 }
 
 impl Architecture {
+    /// Whether `other` is the same kind of network (MLP, CNN or ResNet), whatever its widths.
+    pub fn same_kind(&self, other: &Architecture) -> bool {
+        std::mem::discriminant(self) == std::mem::discriminant(other)
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Architecture::Mlp(_) => "mlp",
