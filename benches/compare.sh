@@ -7,6 +7,8 @@
 # of the same network (benches/reference/ort_infer.py). Batch 64 at 64x64, 2 threads. Prints the
 # medians in one table with catdog's ratio to the best competitor of each row (> 1: catdog is
 # faster), the model's FLOPs per image and catdog's share of this machine's fp32 gemm rate.
+# On a CPU with AVX512-BF16 catdog also trains with `--precision bf16` (column "catdog bf16");
+# the training rows' ratio is then catdog's faster recipe against PyTorch's fastest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds="${1:-3}"
@@ -23,6 +25,8 @@ python3 -c "import torch, onnxruntime, numpy" 2>/dev/null ||
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 recipes=(eager cl-fused bf16 compile)
+bf16=no
+grep -qw avx512_bf16 /proc/cpuinfo && bf16=yes
 results="$work/results.txt"
 for arch in "${archs[@]}"; do
   # The network ONNX Runtime runs: catdog's trained weights, exported by catdog.
@@ -33,6 +37,12 @@ for arch in "${archs[@]}"; do
     o="$("$bin" "$arch" --image-size 64 --batch 64 --steps 30)"
     echo "round $round catdog: $o"
     echo "$arch catdog $o" >>"$results"
+    if [ "$bf16" = yes ]; then
+      o="$("$bin" "$arch" --image-size 64 --batch 64 --steps 30 --precision bf16)"
+      echo "round $round catdog bf16: $o"
+      # Only its training figure: inference stays f32.
+      echo "$arch catdog-bf16 $(grep -o 'train [0-9.]*' <<<"$o")" >>"$results"
+    fi
     for r in "${recipes[@]}"; do
       o="$(python3 benches/reference/torch_train.py "$arch" --recipe "$r" --image-size 64 --batch 64 --steps 30 2>/dev/null)"
       echo "round $round torch $r: $o"
@@ -66,11 +76,13 @@ for line in open(path):
         m = re.search(rf"{key} ([0-9.]+)", text)
         if m:
             rows.setdefault((arch, key), {}).setdefault(who, []).append(float(m.group(1)))
-cols = ["catdog", "eager", "cl-fused", "bf16", "compile", "ort"]
-names = {"eager": "PyTorch eager", "cl-fused": "channels_last + fused Adam", "bf16": "+ bf16 autocast",
+cols = ["catdog", "catdog-bf16", "eager", "cl-fused", "bf16", "compile", "ort"]
+if not any("catdog-bf16" in got for got in rows.values()):
+    cols.remove("catdog-bf16")
+names = {"catdog-bf16": "catdog bf16", "eager": "PyTorch eager", "cl-fused": "channels_last + fused Adam", "bf16": "+ bf16 autocast",
          "compile": "+ torch.compile", "ort": "ONNX Runtime"}
 print(f"\n{cpu}, 2 threads, 64x64, batch 64 (latency: batch 1); medians; fp32 gemm {gemm:.0f} GFLOP/s")
-print("| | catdog | " + " | ".join(names[c] for c in cols[1:]) + " | catdog / best |")
+print("| | catdog | " + " | ".join(names[c] for c in cols[1:]) + " | catdog's best / best |")
 print("|---" * (len(cols) + 2) + "|")
 for arch in dict.fromkeys(a for a, _ in rows):
     for key, unit in (("train", "training img/s"), ("inference", "inference img/s"), ("latency", "latency ms")):
@@ -78,9 +90,10 @@ for arch in dict.fromkeys(a for a, _ in rows):
         med = {c: statistics.median(v) for c, v in got.items()}
         if "catdog" not in med:
             continue
-        others = [v for c, v in med.items() if c != "catdog"]
+        ours = max(v for c, v in med.items() if c.startswith("catdog")) if key != "latency" else med["catdog"]
+        others = [v for c, v in med.items() if not c.startswith("catdog")]
         best = (min if key == "latency" else max)(others) if others else None
-        ratio = "" if best is None else f"{(best / med['catdog'] if key == 'latency' else med['catdog'] / best):.2f}x"
+        ratio = "" if best is None else f"{(best / ours if key == 'latency' else ours / best):.2f}x"
         cells = [f"{med[c]:.{3 if key == 'latency' else 0}f}" if c in med else "-" for c in cols]
         print(f"| {arch} {unit} | " + " | ".join(cells) + f" | {ratio} |")
 for arch, f in flops.items():

@@ -3,11 +3,12 @@
 //!
 //! `cargo run --release --example throughput -- [mlp|cnn|resnet] [--backend flex] [--batch 64]
 //!  [--image-size 64] [--steps 20] [--channels 32,64,128,256] [--convs-per-block 1] [--unfused]
-//!  [--inference-only] [--save DIR]`
+//!  [--inference-only] [--precision bf16] [--save DIR]`
 //!
 //! Prints training and batch inference images/s and the median batch-1 inference latency. The
 //! optimiser is Adam (as the PyTorch reference); `--unfused` uses burn's own Adam instead of
-//! catdog's fused step, for a before/after comparison in one build. `--save DIR` writes the
+//! catdog's fused step, for a before/after comparison in one build; `--precision bf16` trains
+//! with bf16 gemms (inference stays f32, as in `catdog train`). `--save DIR` writes the
 //! trained model as a model folder (for `catdog export --format onnx`, so that ONNX Runtime runs
 //! the same network).
 
@@ -24,7 +25,9 @@ use catdog::{
         model_io::{save_weights, weights_checksum, write_json, CONFIG_FILE, WEIGHTS_FILE},
         Backend, ModelSpec,
     },
-    model::{Classifier, CnnConfig, MlpConfig, ModelConfig, ResNetConfig},
+    model::{
+        kernels::precision::Precision, Classifier, CnnConfig, MlpConfig, ModelConfig, ResNetConfig,
+    },
     train::{Loss, OptimConfig, OptimizerKind},
 };
 use clap::ValueEnum;
@@ -48,6 +51,8 @@ fn main() -> anyhow::Result<()> {
     let batch: usize = flag("--batch").map_or(Ok(64), |v| v.parse())?;
     let size: usize = flag("--image-size").map_or(Ok(64), |v| v.parse())?;
     let steps: usize = flag("--steps").map_or(Ok(20), |v| v.parse())?;
+    let precision = Precision::from_str(&flag("--precision").unwrap_or_else(|| "f32".into()), true)
+        .map_err(anyhow::Error::msg)?;
     let config = match arch.as_str() {
         "mlp" => ModelConfig::Mlp(MlpConfig {
             image_size: size,
@@ -98,6 +103,7 @@ fn main() -> anyhow::Result<()> {
     } else {
         steps
     };
+    let scope = precision.scope()?;
     for _ in 0..train_steps.min(3) {
         model = step(model);
     }
@@ -106,6 +112,7 @@ fn main() -> anyhow::Result<()> {
         model = step(model);
     }
     let train = (train_steps * batch) as f64 / t.elapsed().as_secs_f64();
+    drop(scope);
     let inference_model = model.valid();
     let xi = Tensor::<4>::random(
         [batch, 3, size, size],
@@ -130,8 +137,8 @@ fn main() -> anyhow::Result<()> {
     times.sort_by(f64::total_cmp);
     let latency = 1000.0 * times[times.len() / 2];
     println!(
-        "{arch} ({} parameters) {size}x{size} batch {batch} on {}: train {train:.1} images/s, \
-         inference {infer:.1} images/s, latency {latency:.3} ms",
+        "{arch} ({} parameters) {size}x{size} batch {batch} on {}: train {train:.1} images/s \
+         ({precision:?}), inference {infer:.1} images/s, latency {latency:.3} ms",
         model.num_params(),
         opened.name
     );

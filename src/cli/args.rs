@@ -2,7 +2,7 @@ use std::path::PathBuf;
 
 use catdog_data::MixKind;
 use catdog_infer::{Backend, OpenDevice};
-use catdog_model::{Architecture, CnnArch, MlpArch, ResNetArch};
+use catdog_model::{kernels::precision::Precision, Architecture, CnnArch, MlpArch, ResNetArch};
 use catdog_train::{
     export::ExportFormat,
     mistakes::{GALLERY_TILES, MAX_GALLERY_TILES},
@@ -270,6 +270,12 @@ pub struct SettingsArgs {
     /// patches (CNN and ResNet).
     #[arg(long)]
     pub whiten: bool,
+    /// The training steps' convolution and linear gemms in bf16 (inputs rounded to bfloat16,
+    /// sums, weights and gradients in f32): needs AVX512-BF16 (Intel Cooper Lake, Sapphire
+    /// Rapids and later; AMD Zen 4 and later) and the flex backend. Validation and evaluation
+    /// stay f32. Default: f32.
+    #[arg(long, value_enum, ignore_case = true)]
+    pub precision: Option<Precision>,
     #[command(flatten)]
     pub backend: BackendArgs,
     /// Where decoded images are cached (default: ~/.cache/catdog).

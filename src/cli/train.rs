@@ -230,6 +230,9 @@ pub(super) fn train_config(s: &SettingsArgs, runs: u32) -> Result<TrainConfig, F
         c.augment = None;
     }
     c.whiten |= s.whiten;
+    if let Some(precision) = s.precision {
+        c.precision = precision;
+    }
     if let Some(kind) = s.mix {
         c.mix = Some(Mix {
             kind,

@@ -5,7 +5,7 @@ use catdog_infer::{
     model_io::{read_json, ModelIoError, CONFIG_FILE},
     read_spec, Backend, ModelSpec,
 };
-use catdog_model::{Architecture, ModelConfig, DEFAULT_IMAGE_SIZE};
+use catdog_model::{kernels::precision::Precision, Architecture, ModelConfig, DEFAULT_IMAGE_SIZE};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -71,6 +71,11 @@ pub struct TrainConfig {
     /// Start the first convolution from the training patches' whitening filters (see
     /// [`crate::optim::whiten`]); CNN and ResNet only.
     pub whiten: bool,
+    /// The arithmetic of the training steps' convolution and linear gemms: `f32`, or `bf16`
+    /// (inputs rounded to bfloat16, sums, weights, gradients and optimiser state in `f32`;
+    /// CPUs with AVX512-BF16, flex backend). Validation and evaluation always run in `f32`.
+    #[serde(skip_serializing_if = "is_f32")]
+    pub precision: Precision,
     pub backend: Backend,
     /// wgpu adapter index when there are several.
     pub device_index: Option<usize>,
@@ -102,12 +107,18 @@ impl Default for TrainConfig {
             augment: Some(Augment::default()),
             mix: None,
             whiten: false,
+            precision: Precision::F32,
             backend: Backend::Flex,
             device_index: None,
             cache_dir: None,
             no_cache: false,
         }
     }
+}
+
+/// Whether `precision` is the default (left out of a run's `config.json`).
+fn is_f32(precision: &Precision) -> bool {
+    *precision == Precision::F32
 }
 
 /// An epoch count chosen by a budget, in force from global step `from_step` (0-based) on.

@@ -3,7 +3,7 @@
 //! reported.
 
 use catdog_infer::Backend;
-use catdog_model::{Architecture, IMAGE_SIZE};
+use catdog_model::{kernels::precision::Precision, Architecture, IMAGE_SIZE};
 
 use crate::{InvalidSetting, TrainConfig};
 
@@ -206,6 +206,21 @@ fn architecture_options(c: &TrainConfig) -> Result<(), InvalidSetting> {
             "whiten",
             true,
             "an MLP has no convolution to whiten: leave it out",
+        );
+    }
+    if c.precision != Precision::F32 && c.backend != Backend::Flex {
+        return bad(
+            "precision",
+            "bf16",
+            "bf16 runs in catdog's CPU kernels: use the default flex backend, or f32",
+        );
+    }
+    if !c.precision.supported() {
+        return bad(
+            "precision",
+            "bf16",
+            "this CPU has no AVX512-BF16 (Intel Cooper Lake, Sapphire Rapids and later; AMD \
+             Zen 4 and later): train in f32",
         );
     }
     if c.patience == Some(0) {

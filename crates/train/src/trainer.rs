@@ -21,7 +21,7 @@ use catdog_data::{
     epoch_plan, Batch, ImageBatcher, ImageSet, Normalization, Order, Prefetcher, SplitMix64,
 };
 use catdog_infer::{ModelIoError, Tta};
-use catdog_model::{Classifier, ModelConfig};
+use catdog_model::{kernels::precision::PrecisionScope, Classifier, ModelConfig};
 
 use crate::{
     budget::Measured,
@@ -201,6 +201,8 @@ impl Trainer {
             }
         }
         progress.start_epoch(epoch, config.epochs, plan.len());
+        // The steps' gemms in the run's precision; validation (after this call) in f32.
+        let _precision = precision_scope(config)?;
         let size = config.train_size(epoch, self.steps_per_epoch);
         let mut batches = Prefetcher::new(self.batcher.clone(), plan, PREFETCH_DEPTH)
             .map_err(TrainError::Thread)?;
@@ -370,6 +372,7 @@ impl Trainer {
         let timed_steps = plan.len().saturating_sub(WARM).max(1);
         let mut batches = Prefetcher::new(self.batcher.clone(), plan, PREFETCH_DEPTH)
             .map_err(TrainError::Thread)?;
+        let _precision = precision_scope(&self.config)?;
         let mut started = Instant::now();
         for (i, host) in batches.by_ref().enumerate() {
             if i == WARM {
@@ -523,6 +526,17 @@ impl Trainer {
 
 /// `images` scaled to `size x size` (bilinear, half-pixel centres as PIL and PyTorch), or as
 /// they are when they have that size.
+/// Keeps `config.precision` in force for the kernels while it lives.
+fn precision_scope(config: &TrainConfig) -> Result<PrecisionScope, TrainError> {
+    config.precision.scope().map_err(|_| {
+        TrainError::from(InvalidSetting {
+            field: "precision",
+            value: "bf16".into(),
+            fix: "this CPU has no AVX512-BF16: train in f32",
+        })
+    })
+}
+
 fn resized(images: Tensor<4>, size: usize) -> Tensor<4> {
     let [_, _, h, w] = images.dims();
     if (h, w) == (size, size) {

@@ -1,9 +1,23 @@
-//! `f32` matrices inside slices and the gemm calls of catdog's kernels on them (the `gemm`
-//! crate, as burn-flex multiplies with).
+//! `f32` matrices inside slices and the gemm calls of catdog's kernels on them: the `gemm`
+//! crate (as burn-flex multiplies with), or catdog's bf16 gemm while a training run asks for
+//! [`Precision::Bf16`].
+
+#[cfg(target_arch = "x86_64")]
+mod bf16;
 
 use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
+
+use super::precision::Precision;
+
+/// Whether this CPU runs the bf16 gemm.
+pub(crate) fn bf16_supported() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return bf16::supported();
+    #[cfg(not(target_arch = "x86_64"))]
+    return false;
+}
 
 /// An `f32` matrix inside a slice: element `(r, c)` at `r * row_stride + c * col_stride`.
 #[derive(Clone, Copy)]
@@ -87,6 +101,21 @@ unsafe fn gemm_raw(
     accumulate: bool,
     parallelism: gemm::Parallelism,
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if Precision::current() == Precision::Bf16 {
+        // SAFETY: the caller's contract; a bf16 scope exists only where `bf16::supported()`
+        // (`Precision::scope` checks).
+        return unsafe {
+            bf16::gemm(
+                dst,
+                dst_row_stride,
+                lhs,
+                rhs,
+                accumulate,
+                !matches!(parallelism, gemm::Parallelism::None),
+            )
+        };
+    }
     let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
     unsafe {
         gemm::gemm(

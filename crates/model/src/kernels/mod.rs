@@ -10,5 +10,6 @@ mod flex_data;
 pub mod linear;
 pub(crate) mod matrix;
 pub mod norm_relu_pool;
+pub mod precision;
 pub mod winograd;
 mod workspace;
