@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Accuracy per budget: reads `catdog train` run folders, prints a markdown table (one row per
-run) and draws held-out accuracy against the run's wall time, plain and with flip TTA.
+run, then the mean and standard deviation over the seeds of each budget and recipe) and draws
+held-out accuracy against the run's wall time, plain and with flip TTA.
 
     python3 scripts/budget-curve.py --plot docs/budget-curve.png RUN_DIR...
 
@@ -10,6 +11,7 @@ Each run folder must hold the `summary.json` and `config.json` of a run with a h
 import argparse
 import json
 import os
+import statistics
 from collections import defaultdict
 
 
@@ -28,7 +30,8 @@ def describe(run):
         "run": run,
         "budget": t.get("budget") or "-",
         "seed": t["seed"],
-        "model": f"{arch} {size}x{size}" + (f" (from {prog['start_size']})" if prog else ""),
+        "model": f"{arch} {size}x{size}" + (f" (from {prog['start_size']})" if prog else "")
+        + (" bf16" if t.get("precision") == "bf16" else ""),
         "epochs": s["epochs_run"],
         "minutes": s["wall_seconds"] / 60,
         "validation": 100 * s["validation"]["accuracy"],
@@ -53,6 +56,25 @@ def main():
         print(f"| {r['budget']} | {r['model']} | {r['seed']} | {r['epochs']} | "
               f"{r['minutes']:.1f} min | {r['validation']:.2f}% | **{r['plain']:.2f}%** | "
               f"{r['flip']:.2f}% | {r['ece']:.2f}% / {r['ece_flip']:.2f}% ({r['temperature']:.3f}) |")
+    groups = defaultdict(list)
+    for r in rows:
+        groups[(r["budget"], r["model"])].append(r)
+    if any(len(g) > 1 for g in groups.values()):
+        print("\n| budget | recipe | seeds | epochs | validation | held-out, one pass | flip TTA | "
+              "calibration error, flip |")
+        print("|---|---|---|---|---|---|---|---|")
+
+        def spread(g, key):
+            values = [r[key] for r in g]
+            if len(values) == 1:
+                return f"{values[0]:.2f}%"
+            return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}%"
+
+        for (budget, model), g in groups.items():
+            epochs = "-".join(str(e) for e in sorted({min(r["epochs"] for r in g), max(r["epochs"] for r in g)}))
+            print(f"| {budget} | {model} | {', '.join(str(r['seed']) for r in g)} | {epochs} | "
+                  f"{spread(g, 'validation')} | {spread(g, 'plain')} | **{spread(g, 'flip')}** | "
+                  f"{spread(g, 'ece_flip')} |")
     if a.plot:
         import matplotlib
 
@@ -60,9 +82,7 @@ def main():
         import matplotlib.pyplot as plt
         import matplotlib.ticker
 
-        by_budget = defaultdict(list)
-        for r in rows:
-            by_budget[r["budget"]].append(r)
+        by_budget = groups
         fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
         for key, label, marker in (("flip", "flip TTA (default)", "o"), ("plain", "one forward pass", "s")):
             xs = [sum(r["minutes"] for r in g) / len(g) for g in by_budget.values()]

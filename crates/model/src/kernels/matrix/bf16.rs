@@ -196,7 +196,8 @@ fn pack_lhs(lhs: View, rows: Range<usize>, depth: Range<usize>, buf: &mut Vec<u3
         let out = &mut buf[i * pairs..][..pairs];
         if lhs.col_stride == 1 {
             let src = &lhs.data[row * lhs.row_stride + depth.start..][..depth.len()];
-            pack_contiguous_pairs(src, out, 0, 1);
+            // SAFETY: the bf16 gemm runs only where `supported()`.
+            unsafe { pack_contiguous_pairs(src, out, 0, 1) };
         } else {
             for (p, slot) in out.iter_mut().enumerate() {
                 *slot = pair(&lhs, row, depth.start + 2 * p, false, depth.end);
@@ -214,18 +215,33 @@ fn grow(buf: &mut Vec<u32>, len: usize) {
 }
 
 /// Writes the bf16 pairs of the contiguous `src` (pair `p` = `src[2p]`, `src[2p + 1]` or
-/// zero past the end) to `out[p * stride + offset]`.
-fn pack_contiguous_pairs(src: &[f32], out: &mut [u32], offset: usize, stride: usize) {
+/// zero past the end) to `out[p * stride + offset]`. Panics when they do not fit `out`.
+///
+/// # Safety
+/// AVX512-BF16 is present.
+#[target_feature(enable = "avx512f,avx512bf16")]
+unsafe fn pack_contiguous_pairs(src: &[f32], out: &mut [u32], offset: usize, stride: usize) {
     let pairs = src.len().div_ceil(2);
+    assert!(
+        pairs == 0 || (pairs - 1) * stride + offset < out.len(),
+        "bf16 packing: the pairs do not fit the panel"
+    );
     let mut p = 0;
-    // 16 pairs a step: two registers of `f32` to one of bf16 pairs, then scattered.
+    // 16 pairs a step: two registers of `f32` to one of bf16 pairs, stored in place (a row of
+    // `lhs`) or scattered (a column of `rhs`).
     while p + 16 <= src.len() / 2 {
-        let mut packed = [0u32; 16];
-        // SAFETY: `supported()` holds wherever the bf16 gemm runs; `src[2p..2p + 32]` is in
-        // bounds (the loop condition) and `packed` holds 16 `u32`.
-        unsafe { convert_32(src.as_ptr().add(2 * p), packed.as_mut_ptr()) };
-        for (i, value) in packed.into_iter().enumerate() {
-            out[(p + i) * stride + offset] = value;
+        // SAFETY: `src[2p..2p + 32]` is in bounds (the loop condition); with `stride == 1`
+        // `out[offset + p..][..16]` is (pair `p + 15 < pairs` fits, asserted above).
+        unsafe {
+            if stride == 1 {
+                convert_32(src.as_ptr().add(2 * p), out.as_mut_ptr().add(offset + p));
+            } else {
+                let mut packed = [0u32; 16];
+                convert_32(src.as_ptr().add(2 * p), packed.as_mut_ptr());
+                for (i, value) in packed.into_iter().enumerate() {
+                    *out.get_unchecked_mut((p + i) * stride + offset) = value;
+                }
+            }
         }
         p += 16;
     }
@@ -304,7 +320,8 @@ unsafe fn pack_rhs(rhs: View, depth: Range<usize>, cols: Range<usize>, buf: &mut
         for c in 0..cols.len() {
             let src = &rhs.data[(cols.start + c) * rhs.col_stride + depth.start..][..depth.len()];
             let panel = &mut buf[c / NR * pairs * NR..][..pairs * NR];
-            pack_contiguous_pairs(src, panel, c % NR, NR);
+            // SAFETY: this function's own contract.
+            unsafe { pack_contiguous_pairs(src, panel, c % NR, NR) };
         }
     } else {
         for (j, panel) in buf.chunks_exact_mut(pairs * NR).take(panels).enumerate() {
@@ -442,7 +459,8 @@ mod tests {
         src[6..8].copy_from_slice(&[-1e-39, f32::NAN]);
         for len in [1usize, 2, 31, 32, 33, 64, 65, 4096] {
             let mut out = vec![0u32; len.div_ceil(2) * 3];
-            pack_contiguous_pairs(&src[..len], &mut out, 1, 3);
+            // SAFETY: `supported()`.
+            unsafe { pack_contiguous_pairs(&src[..len], &mut out, 1, 3) };
             for p in 0..len.div_ceil(2) {
                 let hi = src.get(2 * p + 1).filter(|_| 2 * p + 1 < len);
                 let want = bf16_bits(src[2 * p]) | hi.map_or(0, |&x| bf16_bits(x) << 16);
