@@ -9,6 +9,8 @@
 # faster), the model's FLOPs per image and catdog's share of this machine's fp32 gemm rate.
 # On a CPU with AVX512-BF16 catdog also trains with `--precision bf16` (column "catdog bf16");
 # the training rows' ratio is then catdog's faster recipe against PyTorch's fastest.
+# TORCH_RECIPES="bf16" (a subset of "eager cl-fused bf16 compile") and ORT=0 run fewer
+# competitors, for a shorter side-by-side.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds="${1:-3}"
@@ -24,7 +26,7 @@ python3 -c "import torch, onnxruntime, numpy" 2>/dev/null ||
   { echo "needs PyTorch, ONNX Runtime and numpy: pip install torch onnxruntime numpy"; exit 2; }
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-recipes=(eager cl-fused bf16 compile)
+read -r -a recipes <<<"${TORCH_RECIPES:-eager cl-fused bf16 compile}"
 bf16=no
 grep -qw avx512_bf16 /proc/cpuinfo && bf16=yes
 results="$work/results.txt"
@@ -48,9 +50,11 @@ for arch in "${archs[@]}"; do
       echo "round $round torch $r: $o"
       echo "$arch $r $o" >>"$results"
     done
-    o="$(python3 benches/reference/ort_infer.py "$work/$arch-onnx/model.onnx" --batch 64 --steps 30)"
-    echo "round $round onnxruntime: $o"
-    echo "$arch ort $o" >>"$results"
+    if [ "${ORT:-1}" != 0 ]; then
+      o="$(python3 benches/reference/ort_infer.py "$work/$arch-onnx/model.onnx" --batch 64 --steps 30)"
+      echo "round $round onnxruntime: $o"
+      echo "$arch ort $o" >>"$results"
+    fi
   done
 done
 # This machine's fp32 gemm rate with 2 threads (2048^3, best of 5): the peak the shares use.
@@ -77,8 +81,7 @@ for line in open(path):
         if m:
             rows.setdefault((arch, key), {}).setdefault(who, []).append(float(m.group(1)))
 cols = ["catdog", "catdog-bf16", "eager", "cl-fused", "bf16", "compile", "ort"]
-if not any("catdog-bf16" in got for got in rows.values()):
-    cols.remove("catdog-bf16")
+cols = [c for c in cols if c == "catdog" or any(c in got for got in rows.values())]
 names = {"catdog-bf16": "catdog bf16", "eager": "PyTorch eager", "cl-fused": "channels_last + fused Adam", "bf16": "+ bf16 autocast",
          "compile": "+ torch.compile", "ort": "ONNX Runtime"}
 print(f"\n{cpu}, 2 threads, 64x64, batch 64 (latency: batch 1); medians; fp32 gemm {gemm:.0f} GFLOP/s")

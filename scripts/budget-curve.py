@@ -71,6 +71,7 @@ def main():
             return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}%"
 
         for (budget, model), g in groups.items():
+            g = sorted(g, key=lambda r: r["seed"])
             epochs = "-".join(str(e) for e in sorted({min(r["epochs"] for r in g), max(r["epochs"] for r in g)}))
             print(f"| {budget} | {model} | {', '.join(str(r['seed']) for r in g)} | {epochs} | "
                   f"{spread(g, 'validation')} | {spread(g, 'plain')} | **{spread(g, 'flip')}** | "

@@ -239,46 +239,70 @@ pub(crate) fn gemm_split(
     accumulate: bool,
 ) {
     check(dst.len(), dst_row_stride, &lhs, &rhs);
-    let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
-    let threads = rayon::current_num_threads().max(1);
-    let along_cols = n >= m;
-    let side = if along_cols { n } else { m };
-    let block = side.div_ceil(threads).next_multiple_of(SPLIT_ALIGN);
-    if threads == 1 || m * n * k < SPLIT_MIN_WORK || block >= side {
-        return gemm_into(
-            dst,
+    // SAFETY: the product fits its buffers (checked above), so each block does; `dst` stays
+    // mutably borrowed for the whole call, and each block's gemm writes only its block.
+    unsafe {
+        split_by_thread(
+            dst.as_mut_ptr(),
             dst_row_stride,
             lhs,
             rhs,
-            accumulate,
-            gemm::Parallelism::None,
-        );
-    }
-    let out = SendPtr(dst.as_mut_ptr());
-    (0..side.div_ceil(block)).into_par_iter().for_each(|b| {
-        let range = b * block..((b + 1) * block).min(side);
-        // SAFETY: the whole product fits its buffers (checked above), so each block does; the
-        // blocks are disjoint rows or columns of `dst`, which stays mutably borrowed for the
-        // whole parallel loop.
-        unsafe {
-            if along_cols {
+            [SPLIT_ALIGN; 2],
+            |block, lhs, rhs| {
                 gemm_raw(
-                    out.get().add(range.start),
+                    block,
                     dst_row_stride,
                     lhs,
-                    rhs.cols(range),
-                    accumulate,
-                    gemm::Parallelism::None,
-                );
-            } else {
-                gemm_raw(
-                    out.get().add(range.start * dst_row_stride),
-                    dst_row_stride,
-                    lhs.rows(range),
                     rhs,
                     accumulate,
                     gemm::Parallelism::None,
-                );
+                )
+            },
+        )
+    }
+}
+
+/// Runs `gemm(block of dst, lhs rows, rhs columns)` on one block of the product per rayon
+/// thread, cut along its longer side into multiples of `[row_align, col_align]`, or once on
+/// the whole product when it is small or there is one thread.
+///
+/// # Safety
+/// `dst` points to a row-major `m x n` matrix with rows `dst_row_stride` apart that nothing
+/// else touches during the call, and `gemm` writes only the `lhs.rows x rhs.cols` block of it
+/// it is given (rows `dst_row_stride` apart) and is sound for any such block.
+unsafe fn split_by_thread(
+    dst: *mut f32,
+    dst_row_stride: usize,
+    lhs: View,
+    rhs: View,
+    [row_align, col_align]: [usize; 2],
+    gemm: impl Fn(*mut f32, View, View) + Sync,
+) {
+    let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
+    let threads = rayon::current_num_threads().max(1);
+    let along_cols = n >= m;
+    let (side, align) = if along_cols {
+        (n, col_align)
+    } else {
+        (m, row_align)
+    };
+    let block = side.div_ceil(threads).next_multiple_of(align);
+    if threads == 1 || m * n * k < SPLIT_MIN_WORK || block >= side {
+        return gemm(dst, lhs, rhs);
+    }
+    let out = SendPtr(dst);
+    (0..side.div_ceil(block)).into_par_iter().for_each(|b| {
+        let range = b * block..((b + 1) * block).min(side);
+        // SAFETY: the blocks are disjoint rows or columns of `dst` (the caller's contract).
+        unsafe {
+            if along_cols {
+                gemm(out.get().add(range.start), lhs, rhs.cols(range))
+            } else {
+                gemm(
+                    out.get().add(range.start * dst_row_stride),
+                    lhs.rows(range),
+                    rhs,
+                )
             }
         }
     });

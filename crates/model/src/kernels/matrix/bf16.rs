@@ -14,9 +14,7 @@
 
 use std::{arch::x86_64::*, cell::RefCell, ops::Range};
 
-use rayon::prelude::*;
-
-use super::View;
+use super::{split_by_thread, View};
 
 /// Rows of a micro-panel of `lhs` (and of the micro-kernel's tile).
 const MR: usize = 12;
@@ -28,8 +26,6 @@ const KC: usize = 256;
 const MC: usize = 96;
 /// Columns of `rhs` packed at once (256 x 1024 bf16 = 512 KiB).
 const NC: usize = 1024;
-/// Below this many multiply-adds one thread does the whole product.
-const SPLIT_MIN_WORK: usize = 1 << 18;
 
 /// Whether this CPU runs the bf16 gemm (AVX-512 F and BF16, e.g. Intel Cooper Lake and
 /// Sapphire Rapids, AMD Zen 4).
@@ -76,55 +72,33 @@ pub(super) unsafe fn gemm(
     accumulate: bool,
     threaded: bool,
 ) {
-    let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
-    if m == 0 || n == 0 {
+    if lhs.rows == 0 || rhs.cols == 0 {
         return;
     }
-    let threads = if threaded {
-        rayon::current_num_threads().max(1)
+    let one_thread = |block_dst: *mut f32, lhs: View<'_>, rhs: View<'_>| {
+        // SAFETY: the caller's contract, on a block of rows or columns of the product.
+        unsafe { block(block_dst, dst_row_stride, lhs, rhs, accumulate) }
+    };
+    if threaded {
+        // SAFETY: the caller's contract; `block` writes only the block it is given.
+        unsafe { split_by_thread(dst, dst_row_stride, lhs, rhs, [MR, NR], one_thread) }
     } else {
-        1
-    };
-    let out = super::SendPtr(dst);
-    let whole = |rows: Range<usize>, cols: Range<usize>| {
-        // SAFETY: the caller's contract, on a block of rows and columns of the product.
-        unsafe { block(out.get(), dst_row_stride, lhs, rhs, rows, cols, accumulate) }
-    };
-    if threads == 1 || m * n * k < SPLIT_MIN_WORK {
-        return whole(0..m, 0..n);
+        one_thread(dst, lhs, rhs)
     }
-    // Along the longer side, in whole micro-panels; the blocks are disjoint parts of `dst`.
-    let (side, align) = if n >= m { (n, NR) } else { (m, MR) };
-    let step = side.div_ceil(threads).next_multiple_of(align);
-    (0..side.div_ceil(step)).into_par_iter().for_each(|b| {
-        let part = b * step..((b + 1) * step).min(side);
-        if n >= m {
-            whole(0..m, part)
-        } else {
-            whole(part, 0..n)
-        }
-    });
 }
 
-/// Rows `rows` and columns `cols` of the product, on this thread.
+/// The product (or a block of it: `lhs`'s rows and `rhs`'s columns of the whole) on this
+/// thread.
 ///
 /// # Safety
-/// As [`gemm`], for the block `rows x cols` of `dst`.
-unsafe fn block(
-    dst: *mut f32,
-    ldc: usize,
-    lhs: View,
-    rhs: View,
-    rows: Range<usize>,
-    cols: Range<usize>,
-    accumulate: bool,
-) {
-    let k = lhs.cols;
+/// As [`gemm`].
+unsafe fn block(dst: *mut f32, ldc: usize, lhs: View, rhs: View, accumulate: bool) {
+    let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
     if k == 0 {
         if !accumulate {
-            for r in rows {
-                for c in cols.clone() {
-                    // SAFETY: `(r, c)` lies in the caller's block of `dst`.
+            for r in 0..m {
+                for c in 0..n {
+                    // SAFETY: `(r, c)` lies in the caller's `m x n` matrix.
                     unsafe { dst.add(r * ldc + c).write(0.0) };
                 }
             }
@@ -138,21 +112,21 @@ unsafe fn block(
             Ok((a, b)) => (a, b),
             Err(_) => (&mut fresh.0, &mut fresh.1),
         };
-        for jc in cols.clone().step_by(NC) {
-            let nc = NC.min(cols.end - jc);
+        for jc in (0..n).step_by(NC) {
+            let nc = NC.min(n - jc);
             for pc in (0..k).step_by(KC) {
                 let kc = KC.min(k - pc);
                 let pairs = kc.div_ceil(2);
                 // SAFETY: `supported()` (the caller's contract); the ranges lie in the views.
                 unsafe { pack_rhs(rhs, pc..pc + kc, jc..jc + nc, b_buf) };
-                for ic in rows.clone().step_by(MC) {
-                    let mc = MC.min(rows.end - ic);
+                for ic in (0..m).step_by(MC) {
+                    let mc = MC.min(m - ic);
                     pack_lhs(lhs, ic..ic + mc, pc..pc + kc, a_buf);
                     for jr in (0..nc).step_by(NR) {
                         let b_panel = &b_buf[jr / NR * pairs * NR..][..pairs * NR];
                         for ir in (0..mc).step_by(MR) {
                             let a_panel = &a_buf[ir / MR * pairs * MR..][..pairs * MR];
-                            // SAFETY: the tile's rows and columns lie in the caller's block.
+                            // SAFETY: the tile's rows and columns lie in the `m x n` matrix.
                             unsafe {
                                 tile(
                                     a_panel,
