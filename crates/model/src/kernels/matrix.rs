@@ -11,14 +11,6 @@ use rayon::prelude::*;
 
 use super::precision::Precision;
 
-/// Whether this CPU runs the bf16 gemm.
-pub(crate) fn bf16_supported() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    return bf16::supported();
-    #[cfg(not(target_arch = "x86_64"))]
-    return false;
-}
-
 /// An `f32` matrix inside a slice: element `(r, c)` at `r * row_stride + c * col_stride`.
 #[derive(Clone, Copy)]
 pub(crate) struct View<'a> {
@@ -103,7 +95,7 @@ unsafe fn gemm_raw(
 ) {
     #[cfg(target_arch = "x86_64")]
     if Precision::current() == Precision::Bf16 {
-        // SAFETY: the caller's contract; a bf16 scope exists only where `bf16::supported()`
+        // SAFETY: the caller's contract; a bf16 scope exists only where `Precision::Bf16.supported()`
         // (`Precision::scope` checks).
         return unsafe {
             bf16::gemm(

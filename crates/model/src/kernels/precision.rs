@@ -34,7 +34,7 @@ impl Precision {
     pub fn supported(self) -> bool {
         match self {
             Precision::F32 => true,
-            Precision::Bf16 => super::matrix::bf16_supported(),
+            Precision::Bf16 => bf16_supported(),
         }
     }
 
@@ -56,6 +56,15 @@ impl Precision {
             Precision::F32
         }
     }
+}
+
+/// Whether this CPU runs the bf16 gemm: AVX-512 F and BF16 (Intel Cooper Lake, Sapphire Rapids
+/// and later; AMD Zen 4 and later).
+fn bf16_supported() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bf16");
+    #[cfg(not(target_arch = "x86_64"))]
+    return false;
 }
 
 /// Keeps a [`Precision`] in force; dropping it restores the one before.

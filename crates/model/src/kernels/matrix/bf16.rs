@@ -27,12 +27,6 @@ const MC: usize = 96;
 /// Columns of `rhs` packed at once (256 x 1024 bf16 = 512 KiB).
 const NC: usize = 1024;
 
-/// Whether this CPU runs the bf16 gemm (AVX-512 F and BF16, e.g. Intel Cooper Lake and
-/// Sapphire Rapids, AMD Zen 4).
-pub(crate) fn supported() -> bool {
-    is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bf16")
-}
-
 /// `x` rounded to the nearest bfloat16 (ties to even), as its 16 bits; a NaN stays a NaN and
 /// a subnormal becomes a zero of its sign, as `vcvtne2ps2bf16` does (the packing uses both).
 pub(crate) fn bf16_bits(x: f32) -> u32 {
@@ -61,7 +55,7 @@ thread_local! {
 /// when `accumulate`, split over rayon's threads when `threaded` and the product is large.
 ///
 /// # Safety
-/// [`supported`] is true; `dst` points to a row-major `m x n` matrix with rows
+/// `Precision::Bf16.supported()` is true; `dst` points to a row-major `m x n` matrix with rows
 /// `dst_row_stride` apart that nothing else reads or writes during the call; `lhs` and `rhs`
 /// fit their slices and `lhs.cols == rhs.rows`.
 pub(super) unsafe fn gemm(
@@ -117,7 +111,7 @@ unsafe fn block(dst: *mut f32, ldc: usize, lhs: View, rhs: View, accumulate: boo
             for pc in (0..k).step_by(KC) {
                 let kc = KC.min(k - pc);
                 let pairs = kc.div_ceil(2);
-                // SAFETY: `supported()` (the caller's contract); the ranges lie in the views.
+                // SAFETY: AVX512-BF16 is present (the caller's contract); the ranges lie in the views.
                 unsafe { pack_rhs(rhs, pc..pc + kc, jc..jc + nc, b_buf) };
                 for ic in (0..m).step_by(MC) {
                     let mc = MC.min(m - ic);
@@ -170,7 +164,7 @@ fn pack_lhs(lhs: View, rows: Range<usize>, depth: Range<usize>, buf: &mut Vec<u3
         let out = &mut buf[i * pairs..][..pairs];
         if lhs.col_stride == 1 {
             let src = &lhs.data[row * lhs.row_stride + depth.start..][..depth.len()];
-            // SAFETY: the bf16 gemm runs only where `supported()`.
+            // SAFETY: the bf16 gemm runs only where AVX512-BF16 is present.
             unsafe { pack_contiguous_pairs(src, out, 0, 1) };
         } else {
             for (p, slot) in out.iter_mut().enumerate() {
@@ -374,6 +368,11 @@ unsafe fn tile(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::precision::Precision;
+
+    fn supported() -> bool {
+        Precision::Bf16.supported()
+    }
 
     /// Values in [-2, 2) from a fixed xorshift stream, with every mantissa bit in use (so that
     /// the rounding to bf16 matters).
