@@ -141,7 +141,7 @@ fn eval_reports_json_and_draws_its_plots_beside_the_model_or_where_asked() {
     assert_ok(&o);
     assert!(dir.join("run/eval-data/calibration.png").is_file());
     // Flip TTA by default, and said; --no-tta says one pass.
-    assert!(String::from_utf8_lossy(&o.stdout).contains("flip TTA"));
+    assert!(stdout(&o).contains("flip TTA"));
     let o = catdog(
         &[
             "eval",
@@ -155,7 +155,7 @@ fn eval_reports_json_and_draws_its_plots_beside_the_model_or_where_asked() {
         dir,
     );
     assert_ok(&o);
-    assert!(String::from_utf8_lossy(&o.stdout).contains("one forward pass per image"));
+    assert!(stdout(&o).contains("one forward pass per image"));
     assert_eq!(
         std::fs::read(dir.join("run/confusion.png")).unwrap(),
         before

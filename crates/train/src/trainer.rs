@@ -524,8 +524,6 @@ impl Trainer {
     }
 }
 
-/// `images` scaled to `size x size` (bilinear, half-pixel centres as PIL and PyTorch), or as
-/// they are when they have that size.
 /// Keeps `config.precision` in force for the kernels while it lives.
 fn precision_scope(config: &TrainConfig) -> Result<PrecisionScope, TrainError> {
     config.precision.scope().map_err(|_| {
@@ -537,6 +535,8 @@ fn precision_scope(config: &TrainConfig) -> Result<PrecisionScope, TrainError> {
     })
 }
 
+/// `images` scaled to `size x size` (bilinear, half-pixel centres as PIL and PyTorch), or as
+/// they are when they have that size.
 fn resized(images: Tensor<4>, size: usize) -> Tensor<4> {
     let [_, _, h, w] = images.dims();
     if (h, w) == (size, size) {
